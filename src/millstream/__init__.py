@@ -1,0 +1,51 @@
+"""Millstream: a Python pipeline orchestrator with Airflow 3's TaskFlow authoring API.
+
+Port an Airflow DAG by changing ``from airflow.sdk import dag, task`` to
+``from millstream import dag, task``.
+"""
+
+from __future__ import annotations
+
+from millstream.core.timetables import CronDataIntervalTimetable, CronTriggerTimetable
+from millstream.core.trigger_rules import TriggerRule
+from millstream.errors import (
+    AirflowFailException,
+    AirflowSkipException,
+    FailTask,
+    MillstreamError,
+    SkipTask,
+)
+from millstream.sdk.context import get_current_context
+from millstream.sdk.dag import DAG, dag
+from millstream.sdk.loader_api import load_dags
+from millstream.sdk.operators import BashOperator, EmptyOperator, PythonOperator
+from millstream.sdk.params import Param
+from millstream.sdk.task import chain, task
+from millstream.sdk.taskgroup import TaskGroup, task_group
+from millstream.sdk.xcom import XComArg
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DAG",
+    "AirflowFailException",
+    "AirflowSkipException",
+    "BashOperator",
+    "CronDataIntervalTimetable",
+    "CronTriggerTimetable",
+    "EmptyOperator",
+    "FailTask",
+    "MillstreamError",
+    "Param",
+    "PythonOperator",
+    "SkipTask",
+    "TaskGroup",
+    "TriggerRule",
+    "XComArg",
+    "chain",
+    "dag",
+    "get_current_context",
+    "load_dags",
+    "task",
+    "task_group",
+]

@@ -1,0 +1,192 @@
+"""Plain, frozen descriptions of DAGs and tasks: what the scheduler knows about a DAG.
+
+The SDK turns user code into a :class:`DagSpec`; the store keeps it as JSON (one row per
+version); the scheduler plans runs from it without importing user code. Every field
+round-trips through :meth:`DagSpec.to_json` / :meth:`DagSpec.from_json` (a test pins
+this), so adding a field means adding it to both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from millstream.core.trigger_rules import TriggerRule
+
+#: map_index of a task instance that is not (yet) mapped.
+UNMAPPED = -1
+
+
+@dataclass(frozen=True)
+class MapSource:
+    """Where one expanded argument's values come from.
+
+    Either an upstream task's output (``task_id`` and ``key``; its length is known only
+    once that task succeeds) or a literal list/dict written in the DAG (``length``).
+    """
+
+    arg: str
+    task_id: str | None = None
+    key: str = "return_value"
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """An argument filled from an upstream task's output (an XCom reference)."""
+
+    arg: str
+    task_id: str
+    key: str = "return_value"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task_id: str
+    kind: str = "python"  # python | branch | short_circuit | bash | sensor
+    upstream: tuple[str, ...] = ()
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    retries: int = 0
+    retry_delay: float = 300.0
+    retry_exponential_backoff: float = 0.0  # 0 = constant delay, else the multiplier
+    max_retry_delay: float | None = None
+    execution_timeout: float | None = None
+    pool: str | None = None
+    pool_slots: int = 1
+    priority_weight: int = 1
+    max_active_tis_per_dagrun: int | None = None
+    max_active_tis_per_dag: int | None = None
+    map_sources: tuple[MapSource, ...] = ()
+    inputs: tuple[InputRef, ...] = ()
+    map_index_template: str | None = None
+    group_id: str | None = None
+    is_setup: bool = False
+    is_teardown: bool = False
+    multiple_outputs: bool = False
+    ignore_downstream_trigger_rules: bool = True
+    doc: str | None = None
+    lineno: int | None = None
+
+    @property
+    def is_mapped(self) -> bool:
+        return bool(self.map_sources)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["trigger_rule"] = str(self.trigger_rule)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TaskSpec:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["upstream"] = tuple(kw.get("upstream", ()))
+        kw["trigger_rule"] = TriggerRule(kw.get("trigger_rule", "all_success"))
+        kw["map_sources"] = tuple(MapSource(**m) for m in kw.get("map_sources", ()))
+        kw["inputs"] = tuple(InputRef(**m) for m in kw.get("inputs", ()))
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class DagSpec:
+    dag_id: str
+    tasks: tuple[TaskSpec, ...]
+    fileloc: str = ""
+    timetable: Mapping[str, Any] = field(default_factory=lambda: {"type": "none"})
+    start_date: str | None = None  # ISO 8601, timezone-aware
+    end_date: str | None = None
+    catchup: bool = False
+    max_active_runs: int = 16
+    max_active_tasks: int = 16
+    dagrun_timeout: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    doc: str | None = None
+
+    def __post_init__(self) -> None:
+        # Lookups the planner needs on every event; derived, so never serialized.
+        by_id = {t.task_id: t for t in self.tasks}
+        down: dict[str, list[str]] = {t.task_id: [] for t in self.tasks}
+        for t in self.tasks:
+            for u in t.upstream:
+                down[u].append(t.task_id)
+        object.__setattr__(self, "_by_id", by_id)
+        object.__setattr__(self, "_downstream", {k: tuple(v) for k, v in down.items()})
+
+    def task(self, task_id: str) -> TaskSpec:
+        try:
+            return self._by_id[task_id]  # type: ignore[attr-defined,no-any-return]
+        except KeyError:
+            raise KeyError(f"DAG {self.dag_id!r} has no task {task_id!r}") from None
+
+    def has_task(self, task_id: str) -> bool:
+        return task_id in self._by_id  # type: ignore[attr-defined]
+
+    def downstream(self, task_id: str) -> tuple[str, ...]:
+        return self._downstream[task_id]  # type: ignore[attr-defined,no-any-return]
+
+    def descendants(self, task_id: str) -> list[str]:
+        seen: dict[str, None] = {}
+        stack = list(self.downstream(task_id))
+        while stack:
+            t = stack.pop()
+            if t not in seen:
+                seen[t] = None
+                stack.extend(self.downstream(t))
+        return list(seen)
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [t.task_id for t in self.tasks]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dag_id": self.dag_id,
+            "tasks": [t.to_dict() for t in self.tasks],
+            "fileloc": self.fileloc,
+            "timetable": dict(self.timetable),
+            "start_date": self.start_date,
+            "end_date": self.end_date,
+            "catchup": self.catchup,
+            "max_active_runs": self.max_active_runs,
+            "max_active_tasks": self.max_active_tasks,
+            "dagrun_timeout": self.dagrun_timeout,
+            "params": dict(self.params),
+            "tags": list(self.tags),
+            "description": self.description,
+            "doc": self.doc,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DagSpec:
+        return cls(
+            dag_id=d["dag_id"],
+            tasks=tuple(TaskSpec.from_dict(t) for t in d["tasks"]),
+            fileloc=d.get("fileloc", ""),
+            timetable=d.get("timetable", {"type": "none"}),
+            start_date=d.get("start_date"),
+            end_date=d.get("end_date"),
+            catchup=d.get("catchup", False),
+            max_active_runs=d.get("max_active_runs", 16),
+            max_active_tasks=d.get("max_active_tasks", 16),
+            dagrun_timeout=d.get("dagrun_timeout"),
+            params=d.get("params", {}),
+            tags=tuple(d.get("tags", ())),
+            description=d.get("description"),
+            doc=d.get("doc"),
+        )
+
+    @classmethod
+    def from_json(cls, s: str) -> DagSpec:
+        return cls.from_dict(json.loads(s))
+
+    def fingerprint(self) -> str:
+        """A hash of the structure: a new DAG version is recorded when it changes."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Executors: where attempts run. ``inline`` (this process) and ``local`` (worker pool)."""

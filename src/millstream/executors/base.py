@@ -1,0 +1,29 @@
+"""The executor interface the scheduler talks to."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from millstream.worker.item import Event, WorkItem
+
+
+class Executor(Protocol):
+    """Accepts work items and reports Started / Finished events.
+
+    ``events`` blocks until at least one event is available or ``timeout`` passes: the
+    scheduler sleeps in it, which is what makes the loop event-driven (a finished task
+    wakes it at once) and idle-cheap (no polling while nothing happens).
+    """
+
+    #: How many attempts may be in flight at once.
+    slots: int
+
+    def start(self) -> None: ...
+
+    def submit(self, item: WorkItem) -> None: ...
+
+    def events(self, timeout: float) -> list[Event]: ...
+
+    def in_flight(self) -> int: ...
+
+    def shutdown(self) -> None: ...

@@ -1,0 +1,169 @@
+"""A pool of long-lived worker processes that keep DAG modules imported.
+
+Each worker imports a DAG file once and reuses it for every task of that file (until
+the file changes), so a trivial task costs well under a millisecond of overhead. The
+pool watches its workers: one that dies or overruns its task's ``execution_timeout`` is
+killed and replaced, and its attempt reported failed with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from millstream.worker.item import AttemptResult, Event, Finished, Started, WorkItem
+
+log = logging.getLogger(__name__)
+
+_STOP = None
+
+
+def _worker_main(db_url: str, tasks: Any, events: Any) -> None:
+    """Body of a worker process: take items, run them, report, forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    from millstream.store import Store
+    from millstream.worker.dagcache import DagCache
+    from millstream.worker.results import ResultReader
+    from millstream.worker.runner import HOSTNAME, run_attempt
+
+    store = Store(db_url)
+    reader = ResultReader(store)
+    cache = DagCache()
+    pid = os.getpid()
+    while True:
+        item = tasks.get()
+        if item is _STOP:
+            break
+        events.put(Started(item, datetime.now(UTC), pid, HOSTNAME))
+        events.put(Finished(run_attempt(item, cache.resolve, reader)))
+    store.dispose()
+
+
+@dataclass
+class _Running:
+    item: WorkItem
+    pid: int
+    deadline: float | None
+
+
+class LocalExecutor:
+    def __init__(self, db_url: str, parallelism: int | None = None) -> None:
+        self.db_url = db_url
+        self.slots = parallelism or max(2, os.cpu_count() or 2)
+        self._ctx = mp.get_context("spawn")
+        self._tasks: Any = None
+        self._events: Any = None
+        self._procs: dict[int, BaseProcess] = {}
+        self._running: dict[tuple[int, str, int], _Running] = {}
+        self._submitted: dict[tuple[int, str, int], WorkItem] = {}
+
+    def start(self) -> None:
+        self._tasks = self._ctx.Queue()
+        self._events = self._ctx.Queue()
+        for _ in range(self.slots):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        p = self._ctx.Process(
+            target=_worker_main, args=(self.db_url, self._tasks, self._events), daemon=True, name="millstream-worker"
+        )
+        p.start()
+        assert p.pid is not None
+        self._procs[p.pid] = p
+
+    def submit(self, item: WorkItem) -> None:
+        self._submitted[item.key] = item
+        self._tasks.put(item)
+
+    def in_flight(self) -> int:
+        return len(self._submitted)
+
+    def events(self, timeout: float) -> list[Event]:
+        out: list[Event] = []
+        deadline = time.monotonic() + timeout
+        wait = min(timeout, self._watch_interval())
+        try:
+            out.append(self._events.get(timeout=max(wait, 0)))
+            while True:
+                out.append(self._events.get_nowait())
+        except queue.Empty:
+            pass
+        for ev in out:
+            self._track(ev)
+        out.extend(self._watchdog())
+        del deadline
+        return out
+
+    def _watch_interval(self) -> float:
+        deadlines = [r.deadline for r in self._running.values() if r.deadline is not None]
+        soonest = min(deadlines, default=None)
+        base = 1.0
+        return base if soonest is None else max(0.0, min(base, soonest - time.monotonic()))
+
+    def _track(self, ev: Event) -> None:
+        if isinstance(ev, Started):
+            timeout = ev.item.execution_timeout
+            self._running[ev.item.key] = _Running(ev.item, ev.pid, time.monotonic() + timeout if timeout else None)
+        else:
+            self._running.pop(ev.result.item.key, None)
+            self._submitted.pop(ev.result.item.key, None)
+
+    def _watchdog(self) -> list[Event]:
+        """Kill overrunning attempts; replace dead workers and fail what they held."""
+        out: list[Event] = []
+        now = time.monotonic()
+        for key, r in list(self._running.items()):
+            if r.deadline is not None and now > r.deadline:
+                log.warning("killing %s: execution_timeout of %ss exceeded", r.item.describe(), r.item.execution_timeout)
+                self._kill(r.pid)
+                out.append(self._failed(r, f"timed out: execution_timeout of {r.item.execution_timeout}s exceeded"))
+        for pid, p in list(self._procs.items()):
+            if not p.is_alive():
+                del self._procs[pid]
+                for key, r in list(self._running.items()):
+                    if r.pid == pid:
+                        out.append(self._failed(r, f"worker process {pid} died (exit code {p.exitcode})"))
+                self._spawn()
+        return out
+
+    def _kill(self, pid: int) -> None:
+        p = self._procs.pop(pid, None)
+        if p is not None:
+            p.kill()
+            p.join(5)
+            self._spawn()
+
+    def _failed(self, r: _Running, reason: str) -> Finished:
+        self._running.pop(r.item.key, None)
+        self._submitted.pop(r.item.key, None)
+        try:
+            with open(r.item.log_path, "a", encoding="utf-8") as f:
+                f.write(f"[{datetime.now(UTC).isoformat()}] {reason}\n")
+        except OSError:
+            pass
+        now = datetime.now(UTC)
+        return Finished(AttemptResult(item=r.item, state="failed", started_at=now, ended_at=now, error=reason, pid=r.pid))
+
+    def shutdown(self) -> None:
+        if self._tasks is None:
+            return
+        for _ in self._procs:
+            self._tasks.put(_STOP)
+        end = time.monotonic() + 5
+        for p in self._procs.values():
+            p.join(max(0.0, end - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(1)
+        self._procs.clear()
+        self._tasks.cancel_join_thread()
+        self._events.cancel_join_thread()
+        self._tasks = None

@@ -1,0 +1,524 @@
+"""The scheduler loop: load -> create runs -> start runs -> dispatch -> wait -> apply.
+
+Each step is a named method; the loop reads like this docstring:
+
+1. ``refresh_dags``      parse changed DAG files (in a child process) and record versions
+2. ``create_scheduled``  create the runs timetables say are due
+3. ``start_queued``      start queued runs within ``max_active_runs``: rows + first plan
+4. ``retry_due``         schedule ``up_for_retry`` instances whose delay has passed
+5. ``dispatch``          hand scheduled instances to the executor within the limits
+6. wait                  block on the executor until an event arrives or a timer is due
+7. ``apply``             record what workers reported, let the planner decide, commit
+
+Steps 1-3 touch every DAG, so they run on a timer (``poll_interval``) or when nudged,
+not after every finished task; steps 4-7 are proportional to what happened. Every
+change is committed before anything acts on it: a crash at any point loses nothing that
+was acknowledged, and a restarted scheduler rebuilds its planners from the store.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from millstream.core.model import UNMAPPED, DagSpec
+from millstream.core.planner import Command, ExpandTask, FinishRun, RunPlanner, SetStates
+from millstream.core.states import IllegalTransition, RunState, TaskState
+from millstream.core.timetables import RunInfo, from_spec, parse_dates
+from millstream.executors.base import Executor
+from millstream.scheduler.parsing import DagFolder, Parsed
+from millstream.sdk.params import resolve_params
+from millstream.store import Store
+from millstream.store import dags as dags_q
+from millstream.store import results as results_q
+from millstream.store import runs as runs_q
+from millstream.store import task_instances as ti_q
+from millstream.worker.item import Event, Finished, Started, WorkItem
+from millstream.worker.runner import log_path
+
+log = logging.getLogger("millstream.scheduler")
+
+S = TaskState
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ActiveRun:
+    """What the scheduler keeps in memory about a running run."""
+
+    pk: int
+    dag_id: str
+    run_id: str
+    run_type: str
+    spec: DagSpec
+    planner: RunPlanner
+    logical_date: datetime | None
+    interval: tuple[datetime | None, datetime | None]
+    conf: dict[str, Any]
+    params: dict[str, Any]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        *,
+        logs_folder: str,
+        dag_folder: DagFolder | None = None,
+        clock: Clock = utcnow,
+        poll_interval: float = 1.0,
+        dag_refresh_interval: float = 5.0,
+        paused_on_creation: bool = True,
+        max_map_length: int = 100_000,
+        listener: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.logs_folder = logs_folder
+        self.dag_folder = dag_folder
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.dag_refresh_interval = dag_refresh_interval
+        self.paused_on_creation = paused_on_creation
+        self.max_map_length = max_map_length
+        self.listener = listener
+        self.runs: dict[int, ActiveRun] = {}
+        self._ready: list[tuple[int, int, int, str, int]] = []  # (-priority, seq, run_pk, task, idx)
+        self._pending_ready: list[tuple[int, int, int, str, int]] = []  # pushed after the commit
+        self._seq = itertools.count()
+        self._next_poll = 0.0
+        self._next_refresh = 0.0
+        self._stop = threading.Event()
+        self._nudged = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def nudge(self) -> None:
+        """Ask for steps 1-3 at the next iteration (a trigger arrived)."""
+        self._nudged.set()
+
+    def run_forever(self) -> None:
+        log.info("scheduler starting")
+        self.executor.start()
+        try:
+            self.recover()
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            self.executor.shutdown()
+            log.info("scheduler stopped")
+
+    def step(self, max_wait: float | None = None) -> None:
+        """One turn of the loop (see the module docstring)."""
+        now = self.clock()
+        mono = now.timestamp()
+        if self.dag_folder is not None and mono >= self._next_refresh:
+            self.refresh_dags()
+            self._next_refresh = mono + self.dag_refresh_interval
+        if mono >= self._next_poll or self._nudged.is_set():
+            self._nudged.clear()
+            self.create_scheduled(now)
+            self.start_queued(now)
+            self._next_poll = mono + self.poll_interval
+        self.retry_due(now)
+        self.dispatch()
+        wait = self._wait_time(now)
+        if max_wait is not None:
+            wait = min(wait, max_wait)
+        self.apply(self.executor.events(wait))
+
+    def _wait_time(self, now: datetime) -> float:
+        deadlines = [self._next_poll]
+        if self.dag_folder is not None:
+            deadlines.append(self._next_refresh)
+        for run in self.runs.values():
+            at = run.planner.next_retry_at()
+            if at is not None:
+                deadlines.append(at.timestamp())
+        return max(0.0, min(deadlines) - now.timestamp())
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self.listener is not None:
+            self.listener(kind, data)
+
+    # -- 1. DAG files -----------------------------------------------------------------------
+
+    def refresh_dags(self) -> None:
+        assert self.dag_folder is not None
+        changed, files = self.dag_folder.changed()
+        parsed = self.dag_folder.parse(changed) if changed else []
+        self.record_parsed(parsed, files=files, folder=self.dag_folder.folder)
+
+    def record_parsed(self, parsed: Iterable[Parsed], *, files: list[str] | None = None, folder: str | None = None) -> None:
+        now = self.clock()
+        with self.store.begin() as conn:
+            for p in parsed:
+                if p.error is not None:
+                    log.warning("DAG file failed to import: %s", p.error)
+                    dags_q.set_import_error(conn, p.filename, p.error.lineno, p.error.message, p.error.stacktrace, now)
+                    continue
+                dags_q.clear_import_error(conn, p.filename)
+                dags_q.sync_parsed(conn, p.specs, now=now, paused_on_create=self.paused_on_creation)
+                dags_q.deactivate_missing(conn, p.filename, [s.dag_id for s in p.specs])
+            if files is not None and folder is not None:
+                dags_q.deactivate_files_except(conn, folder, files)
+
+    # -- 2. timetables ----------------------------------------------------------------------
+
+    def create_scheduled(self, now: datetime) -> None:
+        with self.store.begin() as conn:
+            active = runs_q.count_active(conn)
+            for row in dags_q.list_dags(conn):
+                if row["is_paused"] or not row["latest_version_id"]:
+                    continue
+                version_id = row["latest_version_id"]
+                spec = dags_q.spec_for_version(conn, version_id)
+                timetable = from_spec(spec.timetable)
+                if not timetable.periodic and spec.timetable.get("type") not in ("once", "continuous"):
+                    continue
+                self._create_due_runs(conn, spec, version_id, now, active.get(spec.dag_id, 0))
+
+    def _create_due_runs(self, conn: Connection, spec: DagSpec, version_id: int, now: datetime, active: int) -> None:
+        timetable = from_spec(spec.timetable)
+        start, end = parse_dates(spec.start_date, spec.end_date)
+        queued = len(runs_q.list_runs(conn, spec.dag_id, state=RunState.QUEUED.value))
+        budget = spec.max_active_runs - active - queued
+        if spec.timetable.get("type") == "continuous":
+            budget = min(budget, 1 - active - queued)
+        while budget > 0:
+            last_row = runs_q.last_scheduled_run(conn, spec.dag_id)
+            last = None
+            if last_row is not None:
+                last = RunInfo(
+                    last_row["logical_date"],
+                    last_row["data_interval_start"] or last_row["logical_date"],
+                    last_row["data_interval_end"] or last_row["logical_date"],
+                    last_row["run_after"],
+                )
+            info = timetable.next_run(last=last, now=now, start=start, end=end, catchup=spec.catchup)
+            dags_q.set_next_run(conn, spec.dag_id, info.logical_date if info else None, info.run_after if info else None)
+            if info is None or info.run_after > now:
+                return
+            run_id = f"scheduled__{info.logical_date.isoformat()}"
+            runs_q.create_run(
+                conn,
+                dag_id=spec.dag_id,
+                run_id=run_id,
+                version_id=version_id,
+                run_type="scheduled",
+                logical_date=info.logical_date,
+                interval=(info.interval_start, info.interval_end),
+                run_after=info.run_after,
+                conf={},
+                now=now,
+            )
+            log.info("created run %s of %s", run_id, spec.dag_id)
+            budget -= 1
+
+    # -- 3. starting runs -------------------------------------------------------------------
+
+    def start_queued(self, now: datetime) -> None:
+        started: list[ActiveRun] = []
+        with self.store.begin() as conn:
+            running = runs_q.count_active(conn)
+            for row in runs_q.runs_in_state(conn, RunState.QUEUED):
+                spec = dags_q.spec_for_version(conn, row["dag_version_id"])
+                if running.get(row["dag_id"], 0) >= spec.max_active_runs:
+                    continue
+                if not runs_q.set_state(conn, row["id"], RunState.RUNNING, expected=RunState.QUEUED, start_date=now):
+                    continue  # another scheduler took it
+                running[row["dag_id"]] = running.get(row["dag_id"], 0) + 1
+                ti_q.create_for_run(conn, row["id"], spec)
+                run = self._active_run(row, spec, RunPlanner(spec, max_map_length=self.max_map_length))
+                self._persist(conn, run, run.planner.start())
+                started.append(run)
+        for run in started:
+            self._emit("run_started", dag_id=run.dag_id, run_id=run.run_id)
+        self._flush_ready()
+
+    def _active_run(self, row: Any, spec: DagSpec, planner: RunPlanner) -> ActiveRun:
+        try:
+            params = resolve_params(spec.params, row["conf"])
+        except Exception:  # noqa: BLE001 - validated at trigger time; a later DAG change is tolerated
+            params = dict(row["conf"] or {})
+        run = ActiveRun(
+            pk=row["id"],
+            dag_id=row["dag_id"],
+            run_id=row["run_id"],
+            run_type=row["run_type"],
+            spec=spec,
+            planner=planner,
+            logical_date=row["logical_date"],
+            interval=(row["data_interval_start"], row["data_interval_end"]),
+            conf=dict(row["conf"] or {}),
+            params=params,
+        )
+        self.runs[run.pk] = run
+        return run
+
+    def recover(self) -> None:
+        """Rebuild planners for running runs; reset attempts the previous process held.
+
+        An instance that was queued but never started goes back to scheduled without
+        using a try; one that was running when the old process died counts as a failed
+        attempt (retried if it has tries left). Succeeded instances are never touched.
+        """
+        now = self.clock()
+        with self.store.begin() as conn:
+            for row in runs_q.runs_in_state(conn, RunState.RUNNING):
+                spec = dags_q.spec_for_version(conn, row["dag_version_id"])
+                planner = RunPlanner(
+                    spec,
+                    ti_q.states_of_run(conn, row["id"]),
+                    outputs=results_q.outputs_of_run(conn, row["id"]),
+                    retry_at=ti_q.retry_times(conn, row["id"]),
+                    max_map_length=self.max_map_length,
+                )
+                run = self._active_run(row, spec, planner)
+                cmds: list[Command] = []
+                for task_id, by_index in planner.states.items():
+                    for idx, state in list(by_index.items()):
+                        if state is S.QUEUED:
+                            ti_q.set_attempt(conn, run.pk, task_id, idx, expected=[S.QUEUED], try_number=ti_q.ti.c.try_number - 1)
+                            cmds += planner.record(task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart")
+                        elif state is S.RUNNING:
+                            tries = ti_q.get(conn, run.pk, task_id, idx)["try_number"]
+                            cmds += planner.attempt_failed(task_id, idx, tries, now, "scheduler restarted while it ran")
+                        elif state is S.SCHEDULED:
+                            self._push(run, task_id, idx)
+                cmds += planner.start()
+                self._persist(conn, run, cmds)
+                log.info("recovered run %s of %s", run.run_id, run.dag_id)
+        self._flush_ready()
+
+    # -- 4. retries ---------------------------------------------------------------------------
+
+    def retry_due(self, now: datetime) -> None:
+        due = [(run, run.planner.due_retries(now)) for run in self.runs.values() if run.planner.next_retry_at()]
+        due = [(run, cmds) for run, cmds in due if cmds]
+        if not due:
+            return
+        with self.store.begin() as conn:
+            for run, cmds in due:
+                self._persist(conn, run, cmds)
+        self._flush_ready()
+
+    # -- 5. dispatch ----------------------------------------------------------------------------
+
+    def _push(self, run: ActiveRun, task_id: str, map_index: int) -> None:
+        prio = run.spec.task(task_id).priority_weight
+        self._pending_ready.append((-prio, next(self._seq), run.pk, task_id, map_index))
+
+    def _flush_ready(self) -> None:
+        for entry in self._pending_ready:
+            heapq.heappush(self._ready, entry)
+        self._pending_ready = []
+
+    def dispatch(self) -> None:
+        free = self.executor.slots - self.executor.in_flight()
+        if free <= 0 or not self._ready:
+            return
+        per_dag: dict[str, int] = {}
+        for run in self.runs.values():
+            active = sum(run.planner.active_count(t) for t in run.planner.states)
+            per_dag[run.dag_id] = per_dag.get(run.dag_id, 0) + active
+        chosen: list[tuple[ActiveRun, str, int]] = []
+        held: list[tuple[int, int, int, str, int]] = []
+        while self._ready and len(chosen) < free:
+            entry = heapq.heappop(self._ready)
+            _, _, run_pk, task_id, idx = entry
+            run = self.runs.get(run_pk)
+            if run is None or run.planner.states[task_id].get(idx) is not S.SCHEDULED:
+                continue  # run finished or instance changed meanwhile
+            task = run.spec.task(task_id)
+            if per_dag.get(run.dag_id, 0) >= run.spec.max_active_tasks or (
+                task.max_active_tis_per_dagrun is not None
+                and run.planner.active_count(task_id) >= task.max_active_tis_per_dagrun
+            ):
+                held.append(entry)
+                continue
+            run.planner.record(task_id, idx, S.QUEUED, reason="queued")
+            per_dag[run.dag_id] = per_dag.get(run.dag_id, 0) + 1
+            chosen.append((run, task_id, idx))
+        for entry in held:
+            heapq.heappush(self._ready, entry)
+        if not chosen:
+            return
+        items: list[WorkItem] = []
+        with self.store.begin() as conn:
+            for run, task_id, idx in chosen:
+                ti_q.set_attempt(
+                    conn, run.pk, task_id, idx, expected=[S.SCHEDULED],
+                    state=S.QUEUED, try_number=ti_q.ti.c.try_number + 1, state_reason="queued",
+                )
+            tries = self._try_numbers(conn, chosen)
+        for (run, task_id, idx), try_number in zip(chosen, tries, strict=True):
+            task = run.spec.task(task_id)
+            items.append(
+                WorkItem(
+                    run_pk=run.pk,
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    task_id=task_id,
+                    map_index=idx,
+                    try_number=try_number,
+                    fileloc=run.spec.fileloc,
+                    run_type=run.run_type,
+                    logical_date=run.logical_date,
+                    data_interval_start=run.interval[0],
+                    data_interval_end=run.interval[1],
+                    conf=run.conf,
+                    params=run.params,
+                    log_path=log_path(self.logs_folder, run.dag_id, run.run_id, task_id, idx, try_number),
+                    execution_timeout=task.execution_timeout,
+                )
+            )
+        for item in items:
+            self.executor.submit(item)
+
+    def _try_numbers(self, conn: Connection, chosen: list[tuple[ActiveRun, str, int]]) -> list[int]:
+        # try_number was incremented in SQL; read the values back in one query per run.
+        import sqlalchemy as sa
+
+        out: dict[tuple[int, str, int], int] = {}
+        by_run: dict[int, list[tuple[str, int]]] = {}
+        for run, task_id, idx in chosen:
+            by_run.setdefault(run.pk, []).append((task_id, idx))
+        t = ti_q.ti
+        for run_pk, keys in by_run.items():
+            task_ids = {k[0] for k in keys}
+            rows = conn.execute(
+                sa.select(t.c.task_id, t.c.map_index, t.c.try_number).where(
+                    t.c.run_pk == run_pk, t.c.task_id.in_(task_ids), t.c.state == S.QUEUED.value
+                )
+            )
+            for task_id, idx, tn in rows:
+                out[(run_pk, task_id, idx)] = tn
+        return [out.get((run.pk, task_id, idx), 1) for run, task_id, idx in chosen]
+
+    # -- 7. applying events -----------------------------------------------------------------
+
+    def apply(self, events: list[Event]) -> None:
+        if not events:
+            return
+        finished_runs: list[tuple[ActiveRun, FinishRun]] = []
+        now = self.clock()
+        with self.store.begin() as conn:
+            for ev in events:
+                if isinstance(ev, Started):
+                    self._apply_started(conn, ev)
+                else:
+                    fin = self._apply_finished(conn, ev, now)
+                    if fin is not None:
+                        finished_runs.append(fin)
+        self._flush_ready()
+        for run, fin in finished_runs:
+            self._emit("run_finished", dag_id=run.dag_id, run_id=run.run_id, state=fin.state.value)
+
+    def _apply_started(self, conn: Connection, ev: Started) -> None:
+        item = ev.item
+        run = self.runs.get(item.run_pk)
+        if run is None:
+            return
+        ok = ti_q.set_attempt(
+            conn, item.run_pk, item.task_id, item.map_index, expected=[S.QUEUED],
+            state=S.RUNNING, start_date=ev.at, pid=ev.pid, hostname=ev.hostname, state_reason="running",
+        )
+        if ok:
+            run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
+            self._emit("ti_started", dag_id=run.dag_id, run_id=run.run_id, task_id=item.task_id, map_index=item.map_index)
+
+    def _apply_finished(self, conn: Connection, ev: Finished, now: datetime) -> tuple[ActiveRun, FinishRun] | None:
+        r = ev.result
+        item = r.item
+        run = self.runs.get(item.run_pk)
+        if run is None:
+            return None
+        current = run.planner.states[item.task_id].get(item.map_index)
+        if current not in (S.RUNNING, S.QUEUED):
+            log.warning("ignoring a stale report for %s (instance is %s now)", item.describe(), current)
+            return None
+        duration = (r.ended_at - r.started_at).total_seconds()
+        ti_q.set_attempt(
+            conn, item.run_pk, item.task_id, item.map_index, expected=[S.RUNNING, S.QUEUED],
+            end_date=r.ended_at, duration=duration, label=r.label,
+        )
+        if current is S.QUEUED:  # the Started event was lost with a killed worker
+            run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
+        try:
+            if r.state == "success":
+                results_q.delete_for(conn, item.run_pk, item.task_id, item.map_index)
+                results_q.put_many(
+                    conn,
+                    [
+                        {"run_pk": item.run_pk, "task_id": item.task_id, "map_index": item.map_index,
+                         "key": k, "value": v, "length": n, "type_name": tn}
+                        for k, v, n, tn in r.results
+                    ],
+                )
+                cmds = run.planner.record(item.task_id, item.map_index, S.SUCCESS, output=r.output, reason="succeeded")
+            elif r.state == "skipped":
+                cmds = run.planner.record(item.task_id, item.map_index, S.SKIPPED, reason=r.error or "skipped")
+            else:
+                tries = item.try_number if r.retryable else 10**9
+                cmds = run.planner.attempt_failed(item.task_id, item.map_index, tries, now, r.error or "")
+        except IllegalTransition as e:
+            log.error("dropping an impossible report for %s: %s", item.describe(), e)
+            return None
+        self._emit("ti_finished", dag_id=run.dag_id, run_id=run.run_id, task_id=item.task_id,
+                   map_index=item.map_index, state=r.state, error=r.error, log_path=item.log_path)
+        return self._persist(conn, run, cmds)
+
+    def _persist(self, conn: Connection, run: ActiveRun, cmds: list[Command]) -> tuple[ActiveRun, FinishRun] | None:
+        """Write the planner's commands; ready instances are queued after the commit."""
+        finish = None
+        for cmd in cmds:
+            if isinstance(cmd, SetStates):
+                if cmd.state is S.QUEUED or cmd.state is S.RUNNING:
+                    continue  # written by dispatch/_apply_started with their extra fields
+                extra: dict[str, Any] = {}
+                if cmd.state is S.UP_FOR_RETRY:
+                    extra["next_retry_at"] = cmd.retry_at
+                ti_q.set_states(conn, run.pk, cmd.task_id, cmd.map_indexes, cmd.state, cmd.reason, **extra)
+                if cmd.state is S.SCHEDULED:
+                    for idx in cmd.map_indexes:
+                        self._push(run, cmd.task_id, idx)
+            elif isinstance(cmd, ExpandTask):
+                ti_q.expand(conn, run.pk, run.spec, cmd.task_id, cmd.length, cmd.state)
+                if cmd.state is S.SCHEDULED:
+                    for idx in range(cmd.length):
+                        self._push(run, cmd.task_id, idx)
+            elif isinstance(cmd, FinishRun):
+                runs_q.set_state(conn, run.pk, cmd.state, expected=RunState.RUNNING, reason=cmd.reason, end_date=self.clock())
+                del self.runs[run.pk]
+                log.info("run %s of %s finished: %s (%s)", run.run_id, run.dag_id, cmd.state, cmd.reason)
+                finish = (run, cmd)
+        return finish
+
+    # -- helpers for callers that drive the loop themselves (dags test, tests) ------------------
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float = 600.0) -> None:
+        deadline = self.clock() + timedelta(seconds=timeout)
+        while not predicate():
+            if self.clock() > deadline:
+                raise TimeoutError("scheduler did not reach the expected state in time")
+            self.step(max_wait=0.05)
+
+
+__all__ = ["Scheduler", "ActiveRun", "UNMAPPED"]

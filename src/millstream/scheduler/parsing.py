@@ -1,0 +1,153 @@
+"""Parsing DAG files in a child process, so a broken or hanging file cannot hurt the
+scheduler: a file that does not finish importing within the timeout is killed and
+reported, and the others are parsed on."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from millstream.core.model import DagSpec
+from millstream.sdk.loader import ImportErrorInfo, dag_files, load_file
+
+
+@dataclass
+class Parsed:
+    """One file's outcome: its DAG specs, or the error that stopped it."""
+
+    filename: str
+    specs: list[DagSpec] = field(default_factory=list)
+    error: ImportErrorInfo | None = None
+
+
+def _child_main() -> None:
+    """Entry point of the parsing child: paths in on stdin, JSON lines out."""
+    import json
+    import sys
+
+    # User code may print at import time; keep the protocol channel clean.
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    paths = json.loads(sys.stdin.readline())
+    for path in paths:
+        proto.write(json.dumps({"start": path}) + "\n")
+        result = load_file(path)
+        specs: list[str] = []
+        error = result.error
+        if error is None:
+            try:
+                specs = [d.to_spec().to_json() for d in result.dags.values()]
+            except Exception as e:  # noqa: BLE001 - a DAG that cannot be described is an import error
+                error = ImportErrorInfo(path, None, f"{type(e).__name__}: {e}")
+        err = None if error is None else [error.filename, error.lineno, error.message, error.stacktrace]
+        proto.write(json.dumps({"done": path, "specs": specs, "error": err}) + "\n")
+    proto.write(json.dumps({"end": True}) + "\n")
+
+
+def _readline(proc: subprocess.Popen[str], deadline: float) -> str | None:
+    """One line from the child, or None when the deadline passes or it ends."""
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not sel.select(remaining):
+            return None
+        line = proc.stdout.readline()
+        return line or None
+    finally:
+        sel.close()
+
+
+def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
+    """Parse ``paths`` in child processes; each file gets ``timeout`` seconds."""
+    todo = list(paths)
+    out: list[Parsed] = []
+    while todo:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from millstream.scheduler.parsing import _child_main; _child_main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(todo) + "\n")
+        proc.stdin.flush()
+        current: str | None = None
+        deadline = time.monotonic() + timeout + 30  # the child's own start-up is not the file's fault
+        timed_out = False
+        while True:
+            line = _readline(proc, deadline)
+            if line is None:
+                timed_out = time.monotonic() >= deadline
+                break
+            msg: dict[str, Any] = json.loads(line)
+            if "start" in msg:
+                current = msg["start"]
+                deadline = time.monotonic() + timeout
+            elif "done" in msg:
+                err = msg["error"]
+                error = None if err is None else ImportErrorInfo(err[0], err[1], err[2], err[3])
+                out.append(Parsed(msg["done"], [DagSpec.from_json(s) for s in msg["specs"]], error))
+                todo.remove(msg["done"])
+                current = None
+            else:
+                break
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        if current is not None and current in todo:
+            if timed_out:
+                text = (
+                    f"importing the DAG file took longer than {timeout:g}s and was stopped; "
+                    "move slow work (network calls, big computations) from the top level of "
+                    "the file into tasks, or raise MILLSTREAM_DAG_FILE_TIMEOUT"
+                )
+            else:
+                text = f"the DAG file crashed its parsing process (exit code {proc.returncode})"
+            out.append(Parsed(current, [], ImportErrorInfo(current, None, text)))
+            todo.remove(current)
+        elif todo and current is None and len(out) == 0 and proc.returncode not in (0, None):
+            first = todo.pop(0)
+            out.append(Parsed(first, [], ImportErrorInfo(first, None, f"parsing process died (exit code {proc.returncode})")))
+    return out
+
+
+class DagFolder:
+    """Finds DAG files whose modification time changed since the last look."""
+
+    def __init__(self, folder: str | os.PathLike[str], timeout: float) -> None:
+        self.folder = os.path.abspath(folder)
+        self.timeout = timeout
+        self._mtimes: dict[str, float] = {}
+
+    def files(self) -> list[str]:
+        return dag_files(self.folder)
+
+    def changed(self) -> tuple[list[str], list[str]]:
+        """(files to parse, all current files)."""
+        files = self.files()
+        changed = []
+        for f in files:
+            try:
+                m = os.stat(f).st_mtime
+            except FileNotFoundError:
+                continue
+            if self._mtimes.get(f) != m:
+                self._mtimes[f] = m
+                changed.append(f)
+        for gone in set(self._mtimes) - set(files):
+            del self._mtimes[gone]
+        return changed, files
+
+    def parse(self, files: list[str]) -> list[Parsed]:
+        return parse_files(files, self.timeout)

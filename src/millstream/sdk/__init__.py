@@ -1,0 +1,1 @@
+"""The authoring API (imports core only)."""

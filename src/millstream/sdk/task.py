@@ -1,0 +1,445 @@
+"""Tasks and the ``@task`` decorator family (TaskFlow, as in Airflow 3).
+
+A decorated function is a :class:`TaskDecorator`; each call of it inside a DAG creates
+a :class:`Task` and returns an :class:`XComArg` for its output. ``.expand()`` creates a
+mapped task instead, which the scheduler turns into one instance per element at run
+time.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from millstream.core.model import InputRef, MapSource, TaskSpec
+from millstream.core.trigger_rules import TriggerRule
+from millstream.errors import DagDefinitionError, DuplicateTaskIdError
+from millstream.sdk._location import caller_location
+from millstream.sdk.taskgroup import TaskGroup, current_group
+from millstream.sdk.xcom import DagParam, XComArg, find_xcom_args
+
+#: Task arguments Millstream understands, with their defaults.
+TASK_DEFAULTS: dict[str, Any] = {
+    "retries": 0,
+    "retry_delay": timedelta(seconds=300),
+    "retry_exponential_backoff": False,
+    "max_retry_delay": None,
+    "execution_timeout": None,
+    "trigger_rule": TriggerRule.ALL_SUCCESS,
+    "pool": None,
+    "pool_slots": 1,
+    "priority_weight": 1,
+    "outlets": (),
+    "inlets": (),
+    "map_index_template": None,
+    "max_active_tis_per_dagrun": None,
+    "max_active_tis_per_dag": None,
+    "on_success_callback": None,
+    "on_failure_callback": None,
+    "on_retry_callback": None,
+    "on_skipped_callback": None,
+    "on_execute_callback": None,
+    "multiple_outputs": False,
+    "ignore_downstream_trigger_rules": True,
+    "doc": None,
+    "doc_md": None,
+    "queue": None,
+}
+
+#: Airflow operator arguments accepted so that DAGs port unchanged, but not acted on.
+IGNORED_AIRFLOW_ARGS = frozenset(
+    {
+        "owner",
+        "email",
+        "email_on_failure",
+        "email_on_retry",
+        "depends_on_past",
+        "wait_for_downstream",
+        "do_xcom_push",
+        "executor_config",
+        "sla",
+        "weight_rule",
+        "run_as_user",
+        "resources",
+        "executor",
+        "show_return_value_in_logs",
+        "templates_dict",
+    }
+)
+
+
+def _seconds(value: Any, field: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"{field} must be a timedelta or a number of seconds, got {type(value).__name__}")
+
+
+def _check_config(config: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in IGNORED_AIRFLOW_ARGS:
+            continue
+        if key not in TASK_DEFAULTS:
+            raise TypeError(
+                f"{where}: unknown task argument {key!r}; known arguments are "
+                f"{', '.join(sorted(TASK_DEFAULTS))}"
+            )
+        out[key] = value
+    if "trigger_rule" in out:
+        try:
+            out["trigger_rule"] = TriggerRule(out["trigger_rule"])
+        except ValueError:
+            raise ValueError(
+                f"{where}: unknown trigger_rule {out['trigger_rule']!r}; use one of "
+                f"{', '.join(r.value for r in TriggerRule)}"
+            ) from None
+    if "retries" in out and (not isinstance(out["retries"], int) or out["retries"] < 0):
+        raise ValueError(f"{where}: retries must be a whole number >= 0, got {out['retries']!r}")
+    return out
+
+
+class Task:
+    """One node of a DAG: a callable plus how and when to run it."""
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        python_callable: Callable[..., Any] | None,
+        kind: str = "python",
+        op_args: Sequence[Any] = (),
+        op_kwargs: Mapping[str, Any] | None = None,
+        expand_kwargs: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        dag: Any = None,
+        explicit_id: bool = False,
+    ) -> None:
+        from millstream.sdk.dag import current_dag
+
+        self.filename, self.lineno = caller_location()
+        self.dag = dag or current_dag()
+        if self.dag is None:
+            raise DagDefinitionError(
+                f"task {task_id!r} is created outside a DAG; call it inside a @dag function "
+                "or a `with DAG(...)` block",
+                filename=self.filename,
+                lineno=self.lineno,
+            )
+        self.group: TaskGroup | None = current_group()
+        label = task_id
+        full_id = self.group.child_id(label) if self.group else label
+        self.python_callable = python_callable
+        self.kind = kind
+        self.op_args = tuple(op_args)
+        self.op_kwargs = dict(op_kwargs or {})
+        self.expand_kwargs = dict(expand_kwargs or {})
+        merged = {**self.dag.default_args, **(self.group.default_args if self.group else {})}
+        merged.update(config or {})
+        self.config = {**TASK_DEFAULTS, **_check_config(merged, f"task {full_id!r}")}
+        self.upstream_task_ids: set[str] = set()
+        self.downstream_task_ids: set[str] = set()
+        self.task_id = self.dag.add_task(self, full_id, explicit=explicit_id)
+        if self.group:
+            self.group.add(self)
+        for arg in find_xcom_args((self.op_args, self.op_kwargs, self.expand_kwargs)):
+            self.set_upstream(arg.operator)
+
+    # -- wiring -------------------------------------------------------------------------
+
+    @property
+    def output(self) -> XComArg:
+        return XComArg(self)
+
+    @property
+    def is_mapped(self) -> bool:
+        return bool(self.expand_kwargs)
+
+    def _tasks_of(self, other: Any) -> list[Task]:
+        if isinstance(other, Task):
+            return [other]
+        if isinstance(other, XComArg):
+            return [other.operator]
+        if isinstance(other, TaskGroup):
+            return other.roots()
+        if isinstance(other, Iterable) and not isinstance(other, (str, bytes)):
+            return [t for o in other for t in self._tasks_of(o)]
+        raise TypeError(f"cannot set a dependency between task {self.task_id!r} and {other!r}")
+
+    def set_downstream(self, other: Any) -> None:
+        for t in self._tasks_of(other):
+            if t.dag is not self.dag:
+                raise DagDefinitionError(
+                    f"tasks {self.task_id!r} and {t.task_id!r} belong to different DAGs",
+                    filename=self.filename,
+                    lineno=self.lineno,
+                )
+            if t is self:
+                raise DagDefinitionError(
+                    f"task {self.task_id!r} cannot depend on itself",
+                    filename=self.filename,
+                    lineno=self.lineno,
+                )
+            self.downstream_task_ids.add(t.task_id)
+            t.upstream_task_ids.add(self.task_id)
+
+    def set_upstream(self, other: Any) -> None:
+        for t in self._tasks_of(other):
+            t.set_downstream(self)
+
+    def __rshift__(self, other: Any) -> Any:
+        if isinstance(other, TaskGroup):
+            for root in other.roots():
+                self.set_downstream(root)
+        else:
+            self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: Any) -> Any:
+        if isinstance(other, TaskGroup):
+            for leaf in other.leaves():
+                self.set_upstream(leaf)
+        else:
+            self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Any) -> Task:
+        self.__lshift__(other)
+        return self
+
+    def __rlshift__(self, other: Any) -> Task:
+        self.__rshift__(other)
+        return self
+
+    # -- description --------------------------------------------------------------------
+
+    def to_spec(self) -> TaskSpec:
+        c = self.config
+        backoff = c["retry_exponential_backoff"]
+        if backoff is True:
+            backoff = 2.0
+        elif backoff is False or backoff is None:
+            backoff = 0.0
+        map_sources = []
+        for name, value in self.expand_kwargs.items():
+            if isinstance(value, XComArg):
+                map_sources.append(MapSource(arg=name, task_id=value.task_id, key=value.key))
+            else:
+                map_sources.append(MapSource(arg=name, length=len(value)))
+        inputs = [
+            InputRef(arg=name, task_id=v.task_id, key=v.key)
+            for name, v in self.op_kwargs.items()
+            if isinstance(v, XComArg)
+        ]
+        return TaskSpec(
+            task_id=self.task_id,
+            kind=self.kind,
+            upstream=tuple(sorted(self.upstream_task_ids)),
+            trigger_rule=TriggerRule(c["trigger_rule"]),
+            retries=int(c["retries"]),
+            retry_delay=_seconds(c["retry_delay"], "retry_delay") or 0.0,
+            retry_exponential_backoff=float(backoff),
+            max_retry_delay=_seconds(c["max_retry_delay"], "max_retry_delay"),
+            execution_timeout=_seconds(c["execution_timeout"], "execution_timeout"),
+            pool=c["pool"],
+            pool_slots=int(c["pool_slots"]),
+            priority_weight=int(c["priority_weight"]),
+            max_active_tis_per_dagrun=c["max_active_tis_per_dagrun"],
+            max_active_tis_per_dag=c["max_active_tis_per_dag"],
+            map_sources=tuple(map_sources),
+            inputs=tuple(inputs),
+            map_index_template=c["map_index_template"],
+            group_id=self.group.group_id if self.group else None,
+            multiple_outputs=bool(c["multiple_outputs"]),
+            ignore_downstream_trigger_rules=bool(c["ignore_downstream_trigger_rules"]),
+            doc=c["doc_md"] or c["doc"],
+            lineno=self.lineno,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Task {self.task_id}>"
+
+
+def _validate_mapped(fn_name: str, fn: Callable[..., Any] | None, mapped: Mapping[str, Any]) -> None:
+    filename, lineno = caller_location()
+    if not mapped:
+        raise DagDefinitionError(
+            f"{fn_name}.expand() needs at least one keyword argument to map over",
+            filename=filename,
+            lineno=lineno,
+        )
+    params = inspect.signature(fn).parameters if fn else {}
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for name, value in mapped.items():
+        if fn is not None and name not in params and not takes_kwargs:
+            raise DagDefinitionError(
+                f"{fn_name}.expand() got argument {name!r}, which {fn_name}() does not take",
+                filename=filename,
+                lineno=lineno,
+            )
+        if not isinstance(value, (XComArg, list, tuple, dict)):
+            raise DagDefinitionError(
+                f"{fn_name}.expand(): argument {name!r} must be a list, a dict or the output "
+                f"of a task, got {type(value).__name__}",
+                filename=filename,
+                lineno=lineno,
+            )
+
+
+class TaskDecorator:
+    """What ``@task`` turns a function into: call it to add a task to the current DAG."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any] | None,
+        *,
+        kind: str = "python",
+        config: Mapping[str, Any] | None = None,
+        partial_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.function = function
+        self.kind = kind
+        self.config = dict(config or {})
+        self.partial_kwargs = dict(partial_kwargs or {})
+        if function is not None:
+            self.__name__ = function.__name__
+            self.__doc__ = function.__doc__
+            self.__wrapped__ = function
+
+    @property
+    def _name(self) -> str:
+        return str(self.config.get("task_id") or getattr(self.function, "__name__", "task"))
+
+    def _config(self) -> dict[str, Any]:
+        cfg = {k: v for k, v in self.config.items() if k != "task_id"}
+        if self.function is not None and self.function.__doc__ and "doc" not in cfg:
+            cfg["doc"] = inspect.cleandoc(self.function.__doc__)
+        return cfg
+
+    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
+        if self.function is not None:
+            self._check_binding(args, {**self.partial_kwargs, **kwargs})
+        task = Task(
+            task_id=self._name,
+            python_callable=self.function,
+            kind=self.kind,
+            op_args=args,
+            op_kwargs={**self.partial_kwargs, **kwargs},
+            config=self._config(),
+        )
+        return XComArg(task)
+
+    def _check_binding(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        assert self.function is not None
+        sig = inspect.signature(self.function)
+        try:
+            sig.bind_partial(*args, **kwargs)
+        except TypeError as e:
+            filename, lineno = caller_location()
+            raise DagDefinitionError(
+                f"{self._name}() called with arguments that do not fit its signature: {e}",
+                filename=filename,
+                lineno=lineno,
+            ) from None
+
+    def override(self, **config: Any) -> TaskDecorator:
+        """A copy with some task arguments changed (``task_id``, ``retries``, …)."""
+        _check_config({k: v for k, v in config.items() if k != "task_id"}, f"{self._name}.override()")
+        return TaskDecorator(
+            self.function,
+            kind=self.kind,
+            config={**self.config, **config},
+            partial_kwargs=self.partial_kwargs,
+        )
+
+    def partial(self, **kwargs: Any) -> TaskDecorator:
+        """Fix some arguments for every mapped instance; follow with ``.expand()``."""
+        return TaskDecorator(
+            self.function,
+            kind=self.kind,
+            config=self.config,
+            partial_kwargs={**self.partial_kwargs, **kwargs},
+        )
+
+    def expand(self, **mapped: Any) -> XComArg:
+        """One task instance per element of the mapped argument(s), decided at run time."""
+        _validate_mapped(self._name, self.function, mapped)
+        overlap = set(mapped) & set(self.partial_kwargs)
+        if overlap:
+            filename, lineno = caller_location()
+            raise DagDefinitionError(
+                f"{self._name}: argument(s) {sorted(overlap)} given to both partial() and expand()",
+                filename=filename,
+                lineno=lineno,
+            )
+        task = Task(
+            task_id=self._name,
+            python_callable=self.function,
+            kind=self.kind,
+            op_kwargs=self.partial_kwargs,
+            expand_kwargs=mapped,
+            config=self._config(),
+        )
+        return XComArg(task)
+
+
+def _decorator(kind: str) -> Callable[..., Any]:
+    def make(python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:
+        if python_callable is not None and not callable(python_callable):
+            raise TypeError(f"@task expects a function, got {python_callable!r}")
+        _check_config({k: v for k, v in config.items() if k != "task_id"}, "@task")
+        if python_callable is not None:
+            return TaskDecorator(python_callable, kind=kind, config=config)
+        return lambda fn: TaskDecorator(fn, kind=kind, config=config)
+
+    return make
+
+
+class _TaskNamespace:
+    """``@task``, ``@task(...)``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``."""
+
+    def __init__(self) -> None:
+        self._python = _decorator("python")
+        self.branch = _decorator("branch")
+        self.short_circuit = _decorator("short_circuit")
+        self.bash = _decorator("bash")
+        self.python = self._python
+
+    def __call__(self, python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:
+        return self._python(python_callable, **config)
+
+
+task = _TaskNamespace()
+
+
+def chain(*elements: Any) -> None:
+    """``chain(a, b, [c, d], e)``: a >> b >> [c, d] >> e; two lists in a row pair up."""
+    for left, right in zip(elements, elements[1:], strict=False):
+        if isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
+            if len(left) != len(right):
+                raise DagDefinitionError(
+                    f"chain(): adjacent lists must have the same length, got {len(left)} "
+                    f"and {len(right)}"
+                )
+            for a, b in zip(left, right, strict=True):
+                a >> b
+        elif isinstance(left, (list, tuple)):
+            for a in left:
+                a >> right
+        else:
+            left >> right
+
+
+def resolve_dag_params(value: Any, params: Mapping[str, Any]) -> Any:
+    """Replace ``DagParam`` placeholders by the run's param values."""
+    if isinstance(value, DagParam):
+        return params.get(value.name, value.default)
+    return value
+
+
+__all__ = ["Task", "TaskDecorator", "chain", "task", "DuplicateTaskIdError"]

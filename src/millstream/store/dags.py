@@ -1,0 +1,162 @@
+"""Queries about DAGs: parsed versions, pause flags, import errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from millstream.core.model import DagSpec
+from millstream.core.timetables import from_spec
+from millstream.errors import NotFoundError
+from millstream.store.tables import dag, dag_version, import_error
+
+
+def sync_parsed(
+    conn: Connection,
+    specs: Iterable[DagSpec],
+    *,
+    now: datetime,
+    paused_on_create: bool,
+) -> dict[str, int]:
+    """Record freshly parsed DAGs; a new version row only when the structure changed.
+
+    Returns the version id now current for each DAG.
+    """
+    out: dict[str, int] = {}
+    for spec in specs:
+        fp = spec.fingerprint()
+        row = conn.execute(sa.select(dag).where(dag.c.dag_id == spec.dag_id)).mappings().first()
+        latest = None
+        if row and row["latest_version_id"]:
+            latest = conn.execute(
+                sa.select(dag_version.c.id, dag_version.c.fingerprint, dag_version.c.version_number)
+                .where(dag_version.c.id == row["latest_version_id"])
+            ).first()
+        if latest is not None and latest.fingerprint == fp:
+            version_id = latest.id
+        else:
+            number = (latest.version_number + 1) if latest is not None else _next_number(conn, spec.dag_id)
+            version_id = conn.execute(
+                dag_version.insert().values(
+                    dag_id=spec.dag_id,
+                    version_number=number,
+                    fingerprint=fp,
+                    spec=spec.to_json(),
+                    created_at=now,
+                )
+            ).inserted_primary_key[0]
+        values: dict[str, Any] = dict(
+            fileloc=spec.fileloc,
+            is_active=True,
+            latest_version_id=version_id,
+            timetable_summary=from_spec(spec.timetable).summary,
+            description=spec.description,
+            tags=list(spec.tags),
+            last_parsed_at=now,
+        )
+        if row is None:
+            conn.execute(dag.insert().values(dag_id=spec.dag_id, is_paused=paused_on_create, **values))
+        else:
+            conn.execute(dag.update().where(dag.c.dag_id == spec.dag_id).values(**values))
+        out[spec.dag_id] = version_id
+    return out
+
+
+def _next_number(conn: Connection, dag_id: str) -> int:
+    n = conn.execute(
+        sa.select(sa.func.max(dag_version.c.version_number)).where(dag_version.c.dag_id == dag_id)
+    ).scalar()
+    return int(n or 0) + 1
+
+
+def deactivate_missing(conn: Connection, fileloc: str, present: Iterable[str]) -> None:
+    """DAGs that a file no longer defines stop being scheduled (their history stays)."""
+    conn.execute(
+        dag.update()
+        .where(dag.c.fileloc == fileloc, dag.c.dag_id.not_in(list(present)))
+        .values(is_active=False)
+    )
+
+
+def deactivate_files_except(conn: Connection, folder: str, files: Iterable[str]) -> None:
+    """A DAG file that was deleted takes its DAGs and import error with it."""
+    files = list(files)
+    conn.execute(
+        dag.update()
+        .where(dag.c.fileloc.startswith(folder), dag.c.fileloc.not_in(files))
+        .values(is_active=False)
+    )
+    conn.execute(
+        import_error.delete().where(
+            import_error.c.filename.startswith(folder), import_error.c.filename.not_in(files)
+        )
+    )
+
+
+def set_import_error(
+    conn: Connection, filename: str, lineno: int | None, message: str, stacktrace: str, now: datetime
+) -> None:
+    conn.execute(import_error.delete().where(import_error.c.filename == filename))
+    conn.execute(
+        import_error.insert().values(
+            filename=filename, lineno=lineno, message=message, stacktrace=stacktrace, timestamp=now
+        )
+    )
+
+
+def clear_import_error(conn: Connection, filename: str) -> None:
+    conn.execute(import_error.delete().where(import_error.c.filename == filename))
+
+
+def list_import_errors(conn: Connection) -> list[sa.RowMapping]:
+    return list(conn.execute(sa.select(import_error).order_by(import_error.c.filename)).mappings())
+
+
+def get_dag(conn: Connection, dag_id: str) -> sa.RowMapping:
+    row = conn.execute(sa.select(dag).where(dag.c.dag_id == dag_id)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no DAG with id {dag_id!r}; `millstream dags list` shows the known DAGs")
+    return row
+
+
+def list_dags(conn: Connection, *, active_only: bool = True) -> list[sa.RowMapping]:
+    q = sa.select(dag).order_by(dag.c.dag_id)
+    if active_only:
+        q = q.where(dag.c.is_active)
+    return list(conn.execute(q).mappings())
+
+
+def set_paused(conn: Connection, dag_id: str, paused: bool) -> None:
+    get_dag(conn, dag_id)
+    conn.execute(dag.update().where(dag.c.dag_id == dag_id).values(is_paused=paused))
+
+
+def set_next_run(conn: Connection, dag_id: str, logical_date: datetime | None, run_after: datetime | None) -> None:
+    conn.execute(
+        dag.update()
+        .where(dag.c.dag_id == dag_id)
+        .values(next_run_logical_date=logical_date, next_run_after=run_after)
+    )
+
+
+def latest_spec(conn: Connection, dag_id: str) -> tuple[int, DagSpec]:
+    row = get_dag(conn, dag_id)
+    if not row["latest_version_id"]:
+        raise NotFoundError(f"DAG {dag_id!r} has never been parsed successfully")
+    return row["latest_version_id"], spec_for_version(conn, row["latest_version_id"])
+
+
+def spec_for_version(conn: Connection, version_id: int) -> DagSpec:
+    text = conn.execute(sa.select(dag_version.c.spec).where(dag_version.c.id == version_id)).scalar_one()
+    return _parse_spec(text)
+
+
+@lru_cache(maxsize=256)
+def _parse_spec(text: str) -> DagSpec:
+    # Versions are immutable, so parsing the same JSON twice is wasted work.
+    return DagSpec.from_json(text)

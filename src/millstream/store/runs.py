@@ -1,0 +1,129 @@
+"""Queries about DAG runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from millstream.core.states import RunState
+from millstream.errors import ConflictError, NotFoundError
+from millstream.store.tables import dag_run
+
+
+def create_run(
+    conn: Connection,
+    *,
+    dag_id: str,
+    run_id: str,
+    version_id: int,
+    run_type: str,
+    logical_date: datetime | None,
+    interval: tuple[datetime | None, datetime | None],
+    run_after: datetime,
+    conf: dict[str, Any],
+    now: datetime,
+) -> int:
+    try:
+        with conn.begin_nested():
+            return int(
+                conn.execute(
+                    dag_run.insert().values(
+                        dag_id=dag_id,
+                        run_id=run_id,
+                        dag_version_id=version_id,
+                        run_type=run_type,
+                        state=RunState.QUEUED.value,
+                        logical_date=logical_date,
+                        data_interval_start=interval[0],
+                        data_interval_end=interval[1],
+                        run_after=run_after,
+                        conf=conf,
+                        queued_at=now,
+                    )
+                ).inserted_primary_key[0]
+            )
+    except IntegrityError:
+        raise ConflictError(f"DAG {dag_id!r} already has a run {run_id!r}") from None
+
+
+def get_run(conn: Connection, dag_id: str, run_id: str) -> sa.RowMapping:
+    row = conn.execute(
+        sa.select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
+    ).mappings().first()
+    if row is None:
+        raise NotFoundError(
+            f"DAG {dag_id!r} has no run {run_id!r}; `millstream dags list-runs {dag_id}` lists them"
+        )
+    return row
+
+
+def get_run_by_pk(conn: Connection, run_pk: int) -> sa.RowMapping:
+    return conn.execute(sa.select(dag_run).where(dag_run.c.id == run_pk)).mappings().one()
+
+
+def list_runs(
+    conn: Connection, dag_id: str | None = None, *, state: str | None = None, limit: int = 100
+) -> list[sa.RowMapping]:
+    q = sa.select(dag_run).order_by(dag_run.c.id.desc()).limit(limit)
+    if dag_id is not None:
+        q = q.where(dag_run.c.dag_id == dag_id)
+    if state is not None:
+        q = q.where(dag_run.c.state == state)
+    return list(conn.execute(q).mappings())
+
+
+def runs_in_state(conn: Connection, state: RunState) -> list[sa.RowMapping]:
+    return list(
+        conn.execute(sa.select(dag_run).where(dag_run.c.state == state.value).order_by(dag_run.c.id)).mappings()
+    )
+
+
+def count_active(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(dag_run.c.dag_id, sa.func.count())
+        .where(dag_run.c.state == RunState.RUNNING.value)
+        .group_by(dag_run.c.dag_id)
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def set_state(
+    conn: Connection,
+    run_pk: int,
+    state: RunState,
+    *,
+    expected: RunState | None = None,
+    reason: str | None = None,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+) -> bool:
+    """Conditional update: returns False (and changes nothing) if the state moved on."""
+    values: dict[str, Any] = {"state": state.value}
+    if reason is not None:
+        values["state_reason"] = reason
+    if start_date is not None:
+        values["start_date"] = start_date
+    if end_date is not None:
+        values["end_date"] = end_date
+    q = dag_run.update().where(dag_run.c.id == run_pk)
+    if expected is not None:
+        q = q.where(dag_run.c.state == expected.value)
+    return conn.execute(q.values(**values)).rowcount == 1
+
+
+def last_scheduled_run(conn: Connection, dag_id: str) -> sa.RowMapping | None:
+    """The newest run the timetable created: where the timetable continues from."""
+    return (
+        conn.execute(
+            sa.select(dag_run)
+            .where(dag_run.c.dag_id == dag_id, dag_run.c.run_type == "scheduled")
+            .order_by(dag_run.c.logical_date.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )

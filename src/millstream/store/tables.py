@@ -1,0 +1,142 @@
+"""Every table Millstream keeps, in one place (the Alembic migrations mirror this file;
+``tests/store/test_migrations.py`` fails if they drift apart)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored as UTC and always come back timezone-aware.
+
+    SQLite has no timezone type; without this, values would come back naive and compare
+    wrongly with aware ones.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use UTC-aware values")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+dag = sa.Table(
+    "dag",
+    metadata,
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("fileloc", sa.Text, nullable=False, server_default=""),
+    sa.Column("is_paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("latest_version_id", sa.Integer, nullable=True),
+    sa.Column("timetable_summary", sa.String(100), nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("tags", sa.JSON, nullable=False, default=list),
+    sa.Column("next_run_logical_date", UTCDateTime, nullable=True),
+    sa.Column("next_run_after", UTCDateTime, nullable=True),
+    sa.Column("last_parsed_at", UTCDateTime, nullable=True),
+)
+
+dag_version = sa.Table(
+    "dag_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("version_number", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("dag_id", "version_number"),
+)
+
+import_error = sa.Table(
+    "import_error",
+    metadata,
+    sa.Column("filename", sa.String(1000), primary_key=True),
+    sa.Column("lineno", sa.Integer, nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("stacktrace", sa.Text, nullable=False, server_default=""),
+    sa.Column("timestamp", UTCDateTime, nullable=False),
+)
+
+dag_run = sa.Table(
+    "dag_run",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("dag_version_id", sa.Integer, sa.ForeignKey("dag_version.id"), nullable=False),
+    sa.Column("run_type", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("logical_date", UTCDateTime, nullable=True),
+    sa.Column("data_interval_start", UTCDateTime, nullable=True),
+    sa.Column("data_interval_end", UTCDateTime, nullable=True),
+    sa.Column("run_after", UTCDateTime, nullable=False),
+    sa.Column("conf", sa.JSON, nullable=False, default=dict),
+    sa.Column("queued_at", UTCDateTime, nullable=False),
+    sa.Column("start_date", UTCDateTime, nullable=True),
+    sa.Column("end_date", UTCDateTime, nullable=True),
+    sa.Column("state_reason", sa.Text, nullable=True),
+    sa.UniqueConstraint("dag_id", "run_id"),
+    sa.Index("ix_dag_run_state_dag_id", "state", "dag_id"),
+)
+
+task_instance = sa.Table(
+    "task_instance",
+    metadata,
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("dag_run.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("task_id", sa.String(250), primary_key=True),
+    sa.Column("map_index", sa.Integer, primary_key=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("try_number", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_tries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("start_date", UTCDateTime, nullable=True),
+    sa.Column("end_date", UTCDateTime, nullable=True),
+    sa.Column("duration", sa.Float, nullable=True),
+    sa.Column("hostname", sa.String(250), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("pool", sa.String(250), nullable=True),
+    sa.Column("priority_weight", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("next_retry_at", UTCDateTime, nullable=True),
+    sa.Column("label", sa.String(1000), nullable=True),
+    sa.Column("state_reason", sa.Text, nullable=True),
+    sa.Index("ix_task_instance_dag_id_state", "dag_id", "state"),
+)
+
+task_result = sa.Table(
+    "task_result",
+    metadata,
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("dag_run.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("task_id", sa.String(250), primary_key=True),
+    sa.Column("map_index", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("length", sa.Integer, nullable=True),
+    sa.Column("type_name", sa.String(100), nullable=False),
+)

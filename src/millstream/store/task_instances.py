@@ -1,0 +1,145 @@
+"""Queries about task instances. State writes are conditional on the expected old state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, bindparam
+
+from millstream.core.model import UNMAPPED, DagSpec
+from millstream.core.states import TaskState
+from millstream.errors import NotFoundError
+from millstream.store.tables import task_instance as ti
+
+_BATCH = 5_000
+
+
+def create_for_run(conn: Connection, run_pk: int, spec: DagSpec) -> None:
+    """One row per task (mapped tasks start as their unexpanded placeholder)."""
+    rows = [_row(run_pk, spec, t.task_id, UNMAPPED, TaskState.NONE) for t in spec.tasks]
+    if rows:
+        conn.execute(ti.insert(), rows)
+
+
+def _row(run_pk: int, spec: DagSpec, task_id: str, map_index: int, state: TaskState) -> dict[str, Any]:
+    t = spec.task(task_id)
+    return {
+        "run_pk": run_pk,
+        "task_id": task_id,
+        "map_index": map_index,
+        "dag_id": spec.dag_id,
+        "state": state.value,
+        "try_number": 0,
+        "max_tries": t.retries,
+        "pool": t.pool,
+        "priority_weight": t.priority_weight,
+    }
+
+
+def expand(conn: Connection, run_pk: int, spec: DagSpec, task_id: str, length: int, state: TaskState) -> None:
+    """Replace a mapped task's placeholder by ``length`` instances, in bulk."""
+    conn.execute(ti.delete().where(ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == UNMAPPED))
+    template = _row(run_pk, spec, task_id, 0, state)
+    for start in range(0, length, _BATCH):
+        conn.execute(
+            ti.insert(), [{**template, "map_index": i} for i in range(start, min(start + _BATCH, length))]
+        )
+
+
+_set_stmt = (
+    ti.update()
+    .where(
+        ti.c.run_pk == bindparam("b_run"),
+        ti.c.task_id == bindparam("b_task"),
+        ti.c.map_index == bindparam("b_idx"),
+    )
+    .values(state=bindparam("state"), state_reason=bindparam("state_reason"))
+)
+
+
+def set_states(
+    conn: Connection,
+    run_pk: int,
+    task_id: str,
+    map_indexes: Sequence[int],
+    state: TaskState,
+    reason: str,
+    **extra: Any,
+) -> None:
+    """Set many instances of one task at once (an executemany, not one query each)."""
+    if extra:
+        q = (
+            ti.update()
+            .where(ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index.in_(list(map_indexes)))
+            .values(state=state.value, state_reason=reason, **extra)
+        )
+        conn.execute(q)
+        return
+    params = [
+        {"b_run": run_pk, "b_task": task_id, "b_idx": i, "state": state.value, "state_reason": reason}
+        for i in map_indexes
+    ]
+    for start in range(0, len(params), _BATCH):
+        conn.execute(_set_stmt, params[start : start + _BATCH])
+
+
+def set_attempt(
+    conn: Connection,
+    run_pk: int,
+    task_id: str,
+    map_index: int,
+    *,
+    expected: Iterable[TaskState],
+    **values: Any,
+) -> bool:
+    """Update one instance only if it is still in an expected state (fencing a stale writer)."""
+    if "state" in values and isinstance(values["state"], TaskState):
+        values["state"] = values["state"].value
+    q = (
+        ti.update()
+        .where(
+            ti.c.run_pk == run_pk,
+            ti.c.task_id == task_id,
+            ti.c.map_index == map_index,
+            ti.c.state.in_([s.value for s in expected]),
+        )
+        .values(**values)
+    )
+    return conn.execute(q).rowcount == 1
+
+
+def states_of_run(conn: Connection, run_pk: int) -> list[tuple[str, int, TaskState]]:
+    rows = conn.execute(sa.select(ti.c.task_id, ti.c.map_index, ti.c.state).where(ti.c.run_pk == run_pk))
+    return [(r[0], r[1], TaskState(r[2])) for r in rows]
+
+
+def retry_times(conn: Connection, run_pk: int) -> dict[tuple[str, int], datetime]:
+    rows = conn.execute(
+        sa.select(ti.c.task_id, ti.c.map_index, ti.c.next_retry_at).where(
+            ti.c.run_pk == run_pk, ti.c.state == TaskState.UP_FOR_RETRY.value
+        )
+    )
+    return {(r[0], r[1]): r[2] for r in rows if r[2] is not None}
+
+
+def list_for_run(conn: Connection, run_pk: int, task_id: str | None = None) -> list[sa.RowMapping]:
+    q = sa.select(ti).where(ti.c.run_pk == run_pk).order_by(ti.c.task_id, ti.c.map_index)
+    if task_id is not None:
+        q = q.where(ti.c.task_id == task_id)
+    return list(conn.execute(q).mappings())
+
+
+def get(conn: Connection, run_pk: int, task_id: str, map_index: int) -> sa.RowMapping:
+    row = conn.execute(
+        sa.select(ti).where(ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == map_index)
+    ).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no task instance {task_id!r} with map index {map_index} in this run")
+    return row
+
+
+def in_states(conn: Connection, states: Iterable[TaskState]) -> list[sa.RowMapping]:
+    return list(conn.execute(sa.select(ti).where(ti.c.state.in_([s.value for s in states]))).mappings())

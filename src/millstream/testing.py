@@ -1,0 +1,120 @@
+"""Running a DAG in this process: ``dag.test()`` and ``millstream dags test``.
+
+This is the real engine — scheduler, planner, store, worker — with an in-memory SQLite
+store and the inline executor; nothing is simplified for tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from millstream import control
+from millstream.core.states import RunState, TaskState
+from millstream.executors.inline import InlineExecutor
+from millstream.scheduler.loop import Scheduler
+from millstream.scheduler.parsing import Parsed
+from millstream.store import Store
+from millstream.store import runs as runs_q
+from millstream.store import task_instances as ti_q
+from millstream.worker.results import ResultReader
+from millstream.worker.runner import log_path, read_log
+
+if TYPE_CHECKING:
+    from millstream.sdk.dag import DAG
+
+
+@dataclass(frozen=True)
+class TaskInstanceResult:
+    task_id: str
+    map_index: int
+    state: TaskState
+    try_number: int
+    label: str | None
+    log: str
+    is_setup: bool = False
+    is_teardown: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: what ``dag.test()`` returns."""
+
+    dag_id: str
+    run_id: str
+    state: RunState
+    task_instances: list[TaskInstanceResult] = field(default_factory=list)
+
+    def ti(self, task_id: str, map_index: int = -1) -> TaskInstanceResult:
+        for t in self.task_instances:
+            if t.task_id == task_id and t.map_index == map_index:
+                return t
+        raise KeyError(f"no task instance {task_id!r}[{map_index}] in run {self.run_id!r}")
+
+    def states(self) -> dict[str, TaskState]:
+        """task_id (``id[i]`` for mapped instances) -> state."""
+        return {
+            (t.task_id if t.map_index < 0 else f"{t.task_id}[{t.map_index}]"): t.state for t in self.task_instances
+        }
+
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+def run_dag_inline(
+    dag: DAG,
+    *,
+    conf: Mapping[str, Any] | None = None,
+    logical_date: datetime | None = None,
+    listener: Listener | None = None,
+    max_map_length: int = 100_000,
+) -> RunResult:
+    store = Store.memory()
+    logs = tempfile.mkdtemp(prefix="millstream-test-logs-")
+    try:
+        reader = ResultReader(store)
+        executor = InlineExecutor(lambda fileloc, dag_id: dag, reader)
+        scheduler = Scheduler(
+            store,
+            executor,
+            logs_folder=logs,
+            paused_on_creation=False,
+            max_map_length=max_map_length,
+            listener=listener,
+        )
+        spec = dag.to_spec()
+        scheduler.record_parsed([Parsed(spec.fileloc, [spec])])
+        run_id = control.trigger(store, dag.dag_id, conf=conf, logical_date=logical_date)
+        scheduler.start_queued(scheduler.clock())
+        with store.read() as conn:
+            run_pk = runs_q.get_run(conn, dag.dag_id, run_id)["id"]
+        scheduler.run_until(lambda: run_pk not in scheduler.runs)
+        with store.read() as conn:
+            run = runs_q.get_run(conn, dag.dag_id, run_id)
+            rows = ti_q.list_for_run(conn, run_pk)
+        order = {t: i for i, t in enumerate(spec.task_ids)}
+        rows = sorted(rows, key=lambda r: (order.get(r["task_id"], 0), r["map_index"]))
+        tis = [
+            TaskInstanceResult(
+                task_id=r["task_id"],
+                map_index=r["map_index"],
+                state=TaskState(r["state"]),
+                try_number=r["try_number"],
+                label=r["label"],
+                log="\n".join(
+                    read_log(log_path(logs, dag.dag_id, run_id, r["task_id"], r["map_index"], n))
+                    for n in range(1, r["try_number"] + 1)
+                ),
+                is_setup=spec.task(r["task_id"]).is_setup,
+                is_teardown=spec.task(r["task_id"]).is_teardown,
+            )
+            for r in rows
+        ]
+        return RunResult(dag.dag_id, run_id, RunState(run["state"]), tis)
+    finally:
+        store.dispose()
+        shutil.rmtree(logs, ignore_errors=True)

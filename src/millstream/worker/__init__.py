@@ -1,0 +1,1 @@
+"""Running one attempt of one task instance and reporting what happened."""

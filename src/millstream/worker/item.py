@@ -1,0 +1,69 @@
+"""What an executor hands a worker, and what the worker hands back (both picklable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from millstream.core.planner import Output
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    run_pk: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    fileloc: str
+    run_type: str
+    logical_date: datetime | None
+    data_interval_start: datetime | None
+    data_interval_end: datetime | None
+    conf: dict[str, Any]
+    params: dict[str, Any]
+    log_path: str
+    execution_timeout: float | None = None
+
+    @property
+    def key(self) -> tuple[int, str, int]:
+        return (self.run_pk, self.task_id, self.map_index)
+
+    def describe(self) -> str:
+        idx = f"[{self.map_index}]" if self.map_index >= 0 else ""
+        return f"{self.dag_id}/{self.run_id}/{self.task_id}{idx} try {self.try_number}"
+
+
+@dataclass
+class AttemptResult:
+    """The outcome of one attempt: state, results to store, and what the planner needs."""
+
+    item: WorkItem
+    state: str  # success | failed | skipped
+    started_at: datetime
+    ended_at: datetime
+    results: list[tuple[str, str, int | None, str]] = field(default_factory=list)  # key, json, len, type
+    output: Output | None = None
+    error: str | None = None
+    retryable: bool = True
+    label: str | None = None
+    pid: int | None = None
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    item: WorkItem
+    at: datetime
+    pid: int
+    hostname: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    result: AttemptResult
+
+
+Event = Started | Finished

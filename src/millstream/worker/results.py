@@ -1,0 +1,103 @@
+"""Reading upstream results inside a worker, including the lazy fan-in sequence."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+from millstream.store import Store
+from millstream.store import results as q
+
+
+class ResultReader:
+    """Reads task results from the store, caching recently used values.
+
+    A worker process keeps one reader for its lifetime: 10 000 instances mapped over the
+    same list load that list once per worker, not once per instance.
+    """
+
+    def __init__(self, store: Store, cache_size: int = 32) -> None:
+        self.store = store
+        self._cache: OrderedDict[tuple[int, str, int, str], Any] = OrderedDict()
+        self._cache_size = cache_size
+
+    def get(self, run_pk: int, task_id: str, map_index: int, key: str = "return_value") -> Any:
+        ck = (run_pk, task_id, map_index, key)
+        if ck in self._cache:
+            self._cache.move_to_end(ck)
+            return self._cache[ck]
+        with self.store.read() as conn:
+            text = q.get_one(conn, run_pk, task_id, map_index, key)
+        value = None if text is None else json.loads(text)
+        self._cache[ck] = value
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return value
+
+    def count(self, run_pk: int, task_id: str, key: str) -> int:
+        with self.store.read() as conn:
+            return q.count(conn, run_pk, task_id, key)
+
+    def page(self, run_pk: int, task_id: str, key: str, after: int, limit: int) -> list[tuple[int, str]]:
+        with self.store.read() as conn:
+            return q.page(conn, run_pk, task_id, key, after=after, limit=limit)
+
+    def nth(self, run_pk: int, task_id: str, key: str, n: int) -> Any:
+        with self.store.read() as conn:
+            text = q.nth(conn, run_pk, task_id, key, n)
+        return None if text is None else json.loads(text)
+
+
+class LazyResults(Sequence[Any]):
+    """The results of every instance of a mapped task, in map_index order.
+
+    Only instances that produced a result are included: a failed instance leaves a gap,
+    not a ``None``. ``len()`` is one COUNT query; iteration reads pages of ``page_size``.
+    """
+
+    def __init__(self, reader: ResultReader, run_pk: int, task_id: str, key: str, page_size: int = 1000):
+        self._reader = reader
+        self._run_pk = run_pk
+        self._task_id = task_id
+        self._key = key
+        self._page_size = page_size
+        self._len: int | None = None
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = self._reader.count(self._run_pk, self._task_id, self._key)
+        return self._len
+
+    def __iter__(self) -> Iterator[Any]:
+        after = -2
+        while True:
+            rows = self._reader.page(self._run_pk, self._task_id, self._key, after, self._page_size)
+            if not rows:
+                return
+            for _, text in rows:
+                yield json.loads(text)
+            after = rows[-1][0]
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {i} out of range for {n} results of {self._task_id!r}")
+        return self._reader.nth(self._run_pk, self._task_id, self._key, i)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, LazyResults)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"LazyResults({self._task_id!r}, len={len(self)})"
