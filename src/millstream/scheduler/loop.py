@@ -34,6 +34,7 @@ from millstream.core.planner import Command, ExpandTask, FinishRun, RunPlanner, 
 from millstream.core.states import IllegalTransition, RunState, TaskState
 from millstream.core.timetables import RunInfo, from_spec, parse_dates
 from millstream.executors.base import Executor
+from millstream.scheduler.dagsync import record_parsed, sync_folder
 from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.sdk.params import resolve_params
 from millstream.store import Store
@@ -161,23 +162,12 @@ class Scheduler:
 
     def refresh_dags(self) -> None:
         assert self.dag_folder is not None
-        changed, files = self.dag_folder.changed()
-        parsed = self.dag_folder.parse(changed) if changed else []
-        self.record_parsed(parsed, files=files, folder=self.dag_folder.folder)
+        for p in sync_folder(self.store, self.dag_folder, paused_on_creation=self.paused_on_creation):
+            if p.error is not None:
+                log.warning("DAG file failed to import: %s", p.error)
 
-    def record_parsed(self, parsed: Iterable[Parsed], *, files: list[str] | None = None, folder: str | None = None) -> None:
-        now = self.clock()
-        with self.store.begin() as conn:
-            for p in parsed:
-                if p.error is not None:
-                    log.warning("DAG file failed to import: %s", p.error)
-                    dags_q.set_import_error(conn, p.filename, p.error.lineno, p.error.message, p.error.stacktrace, now)
-                    continue
-                dags_q.clear_import_error(conn, p.filename)
-                dags_q.sync_parsed(conn, p.specs, now=now, paused_on_create=self.paused_on_creation)
-                dags_q.deactivate_missing(conn, p.filename, [s.dag_id for s in p.specs])
-            if files is not None and folder is not None:
-                dags_q.deactivate_files_except(conn, folder, files)
+    def record_parsed(self, parsed: Iterable[Parsed]) -> None:
+        record_parsed(self.store, parsed, paused_on_creation=self.paused_on_creation, now=self.clock())
 
     # -- 2. timetables ----------------------------------------------------------------------
 

@@ -69,17 +69,17 @@ def schedule_to_spec(schedule: Any, tz: str) -> dict[str, Any]:
             return {"type": "once"}
         if s == "@continuous":
             return {"type": "continuous"}
-        expr = validate_cron(s)
+        validate_cron(s)
         kind = "cron_interval" if _cron_data_intervals() else "cron"
-        return {"type": kind, "expr": expr, "tz": tz}
+        return {"type": kind, "expr": s, "tz": tz}
     if isinstance(schedule, timedelta):
         if schedule.total_seconds() <= 0:
             raise ScheduleError(f"a timedelta schedule must be positive, got {schedule}")
         return {"type": "delta", "seconds": schedule.total_seconds()}
     if isinstance(schedule, CronDataIntervalTimetable):
-        return {"type": "cron_interval", "expr": schedule.expr, "tz": schedule.tz.key}
+        return {"type": "cron_interval", "expr": schedule.summary, "tz": schedule.tz.key}
     if isinstance(schedule, CronTriggerTimetable):
-        return {"type": "cron", "expr": schedule.expr, "tz": schedule.tz.key}
+        return {"type": "cron", "expr": schedule.summary, "tz": schedule.tz.key}
     if isinstance(schedule, DeltaTimetable):
         return {"type": "delta", "seconds": schedule.delta.total_seconds()}
     if isinstance(schedule, OnceTimetable):

@@ -1,0 +1,472 @@
+"""The ``millstream`` command line: a thin layer over control.py and the store's queries."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from millstream import control
+from millstream.errors import MillstreamError, NotFoundError
+from millstream.settings import Settings
+from millstream.store import Store
+from millstream.store import dags as dags_q
+from millstream.store import runs as runs_q
+from millstream.store.engine import current_revision, head_revision
+
+# Piped output (scripts, tests) must not be cut to 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 250
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
+
+STATE_STYLE = {
+    "success": "green",
+    "failed": "red",
+    "upstream_failed": "dark_orange",
+    "skipped": "magenta",
+    "running": "cyan",
+    "queued": "grey50",
+    "scheduled": "tan",
+    "up_for_retry": "yellow",
+    "removed": "grey37",
+    "none": "grey50",
+}
+
+
+def styled(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def fmt_dt(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Errors Millstream raises on purpose become one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MillstreamError as e:
+            err_console.print(f"[red]Error:[/] {e}", markup=True, soft_wrap=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+class Env:
+    """Settings and store for one command invocation."""
+
+    def __init__(self, dags_folder: str | None) -> None:
+        self.settings = Settings.from_env(dags_folder=dags_folder)
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.database_url)
+            ensure_schema(self._store)
+        return self._store
+
+    def sync_dags(self) -> list[Any]:
+        from millstream.scheduler.dagsync import sync_folder
+        from millstream.scheduler.parsing import DagFolder
+
+        folder = DagFolder(self.settings.dags_folder, self.settings.dag_file_timeout)
+        return sync_folder(self.store, folder, paused_on_creation=self.settings.paused_on_creation)
+
+
+def ensure_schema(store: Store) -> None:
+    """SQLite databases are migrated on first use; others need ``millstream db migrate``."""
+    with store.read() as conn:
+        current = current_revision(conn)
+    if current == head_revision():
+        return
+    if store.url.startswith("sqlite"):
+        store.migrate()
+        return
+    raise MillstreamError(
+        f"the database schema is at revision {current or 'none'}, not {head_revision()}; "
+        "run `millstream db migrate`"
+    )
+
+
+dags_folder_option = click.option(
+    "--dags-folder",
+    "-d",
+    default=None,
+    envvar="MILLSTREAM_DAGS_FOLDER",
+    help="Folder (or file) of DAG files. Default: $MILLSTREAM_HOME/dags.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="millstream")
+def main() -> None:
+    """Millstream: pipelines with Airflow's TaskFlow API, none of the weight."""
+    logging.basicConfig(level=os.environ.get("MILLSTREAM_LOG_LEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- db --------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("migrate")
+@handle_errors
+def db_migrate() -> None:
+    """Create or upgrade the database schema to the newest revision."""
+    settings = Settings.from_env()
+    store = Store(settings.database_url)
+    rev = store.migrate()
+    console.print(f"Database at revision {rev}: {_safe_url(settings.database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# -- dags ------------------------------------------------------------------------------------
+
+
+@main.group()
+def dags() -> None:
+    """List, test, trigger and pause DAGs."""
+
+
+@dags.command("list")
+@dags_folder_option
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+@handle_errors
+def dags_list(dags_folder: str | None, output: str) -> None:
+    """DAGs found in the DAG folder."""
+    env = Env(dags_folder)
+    env.sync_dags()
+    with env.store.read() as conn:
+        rows = dags_q.list_dags(conn)
+        errors = dags_q.list_import_errors(conn)
+    if output == "json":
+        click.echo(json.dumps([
+            {"dag_id": r["dag_id"], "fileloc": r["fileloc"], "paused": r["is_paused"],
+             "schedule": r["timetable_summary"], "tags": r["tags"]} for r in rows
+        ], indent=2))
+        return
+    table = Table("dag_id", "schedule", "paused", "file", "tags", box=None)
+    for r in rows:
+        table.add_row(r["dag_id"], r["timetable_summary"] or "None", "yes" if r["is_paused"] else "no",
+                      os.path.relpath(r["fileloc"]), ", ".join(r["tags"]))
+    console.print(table)
+    if errors:
+        err_console.print(f"[red]{len(errors)} DAG file(s) failed to import[/]: `millstream dags list-import-errors`")
+
+
+@dags.command("list-import-errors")
+@dags_folder_option
+@handle_errors
+def dags_list_import_errors(dags_folder: str | None) -> None:
+    """DAG files that failed to import, with file and line."""
+    env = Env(dags_folder)
+    env.sync_dags()
+    with env.store.read() as conn:
+        errors = dags_q.list_import_errors(conn)
+    if not errors:
+        console.print("No import errors.")
+        return
+    for e in errors:
+        where = f"{e['filename']}:{e['lineno']}" if e["lineno"] else e["filename"]
+        console.print(f"[bold]{where}[/]: {e['message']}", soft_wrap=True)
+    sys.exit(1)
+
+
+@dags.command("test")
+@click.argument("dag_id")
+@dags_folder_option
+@click.option("--conf", default=None, help="Run conf as a JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="Only print the summary.")
+@handle_errors
+def dags_test(dag_id: str, dags_folder: str | None, conf: str | None, quiet: bool) -> None:
+    """Run one DAG run in this process and print every task instance's state."""
+    from millstream.sdk.loader import load_file
+    from millstream.testing import run_dag_inline
+
+    settings = Settings.from_env(dags_folder=dags_folder)
+    conf_dict = control.parse_conf(conf)
+    found = None
+    errors = []
+    from millstream.sdk.loader import dag_files
+
+    for f in dag_files(settings.dags_folder):
+        result = load_file(f)
+        if result.error:
+            errors.append(result.error)
+        if dag_id in result.dags:
+            found = result.dags[dag_id]
+            break
+    if found is None:
+        hint = f" ({len(errors)} file(s) failed to import: `millstream dags list-import-errors`)" if errors else ""
+        raise NotFoundError(f"no DAG {dag_id!r} in {settings.dags_folder}{hint}")
+
+    def listen(kind: str, data: dict[str, Any]) -> None:
+        if quiet or kind != "ti_finished":
+            return
+        idx = f"[{data['map_index']}]" if data["map_index"] >= 0 else ""
+        err = f"  {data['error']}" if data.get("error") else ""
+        console.print(f"  {data['task_id']}{idx}: {styled(data['state'])}{err}", soft_wrap=True)
+
+    result = run_dag_inline(found, conf=conf_dict, listener=listen)
+    _print_ti_table(result)
+    console.print(f"Run {result.run_id}: {styled(result.state.value)}")
+    if result.state.value != "success":
+        sys.exit(1)
+
+
+def _print_ti_table(result: Any) -> None:
+    from collections import Counter
+
+    table = Table("task", "map_index", "state", "tries", box=None)
+    by_task: dict[str, list[Any]] = {}
+    for ti in result.task_instances:
+        by_task.setdefault(ti.task_id, []).append(ti)
+    for task_id, tis in by_task.items():
+        role = " (setup)" if tis[0].is_setup else " (teardown)" if tis[0].is_teardown else ""
+        if len(tis) > 20:
+            counts = Counter(t.state.value for t in tis)
+            summary = ", ".join(f"{n} {styled(s)}" for s, n in counts.most_common())
+            table.add_row(task_id + role, f"0..{len(tis) - 1}", summary, "")
+            continue
+        for ti in tis:
+            idx = str(ti.map_index) if ti.map_index >= 0 else ""
+            label = f" {ti.label}" if ti.label else ""
+            table.add_row(task_id + role, idx + label, styled(ti.state.value), str(ti.try_number))
+    console.print(table)
+
+
+@dags.command("trigger")
+@click.argument("dag_id")
+@dags_folder_option
+@click.option("--conf", default=None, help="Run conf as a JSON object.")
+@click.option("--run-id", default=None, help="Run id (default: manual__<time>).")
+@handle_errors
+def dags_trigger(dag_id: str, dags_folder: str | None, conf: str | None, run_id: str | None) -> None:
+    """Queue a manual run; a running scheduler picks it up."""
+    env = Env(dags_folder)
+    env.sync_dags()
+    rid = control.trigger(env.store, dag_id, conf=control.parse_conf(conf), run_id=run_id)
+    console.print(f"Triggered {dag_id}: run {rid}")
+
+
+@dags.command("pause")
+@click.argument("dag_id")
+@handle_errors
+def dags_pause(dag_id: str) -> None:
+    """Stop creating scheduled runs of DAG_ID."""
+    control.set_paused(Env(None).store, dag_id, True)
+    console.print(f"Paused {dag_id}")
+
+
+@dags.command("unpause")
+@click.argument("dag_id")
+@handle_errors
+def dags_unpause(dag_id: str) -> None:
+    """Resume creating scheduled runs of DAG_ID."""
+    control.set_paused(Env(None).store, dag_id, False)
+    console.print(f"Unpaused {dag_id}")
+
+
+@dags.command("list-runs")
+@click.argument("dag_id")
+@click.option("--state", default=None)
+@click.option("--limit", default=25, show_default=True)
+@handle_errors
+def dags_list_runs(dag_id: str, state: str | None, limit: int) -> None:
+    """The most recent runs of DAG_ID."""
+    store = Env(None).store
+    with store.read() as conn:
+        dags_q.get_dag(conn, dag_id)
+        rows = runs_q.list_runs(conn, dag_id, state=state, limit=limit)
+    table = Table("run_id", "type", "state", "logical date", "started", "ended", box=None)
+    for r in rows:
+        table.add_row(r["run_id"], r["run_type"], styled(r["state"]), fmt_dt(r["logical_date"]),
+                      fmt_dt(r["start_date"]), fmt_dt(r["end_date"]))
+    console.print(table)
+
+
+# -- tasks -----------------------------------------------------------------------------------
+
+
+@main.group()
+def tasks() -> None:
+    """Inspect task instances."""
+
+
+@tasks.command("states")
+@click.argument("dag_id")
+@click.argument("run_id")
+@handle_errors
+def tasks_states(dag_id: str, run_id: str) -> None:
+    """Every task instance of a run, with its state and why it waits."""
+    store = Env(None).store
+    run, tis = control.task_instances(store, dag_id, run_id)
+    with store.read() as conn:
+        spec = dags_q.spec_for_version(conn, run["dag_version_id"])
+    table = Table("task", "map_index", "state", "tries", "reason", box=None)
+    for t in tis:
+        task = spec.task(t["task_id"]) if spec.has_task(t["task_id"]) else None
+        role = " (setup)" if task and task.is_setup else " (teardown)" if task and task.is_teardown else ""
+        idx = "" if t["map_index"] < 0 else str(t["map_index"])
+        if t["label"]:
+            idx += f" {t['label']}"
+        table.add_row(t["task_id"] + role, idx, styled(t["state"]), str(t["try_number"]), t["state_reason"] or "")
+    console.print(table)
+    console.print(f"Run {run_id}: {styled(run['state'])}" + (f" ({run['state_reason']})" if run["state_reason"] else ""))
+
+
+@tasks.command("logs")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option("--map-index", default=-1, show_default=True)
+@click.option("--try", "try_number", type=int, default=None, help="Attempt number (default: the latest).")
+@handle_errors
+def tasks_logs(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int | None) -> None:
+    """Print the log of one attempt of a task instance."""
+    from millstream.worker.runner import log_path, read_log
+
+    env = Env(None)
+    _, ti = control.find_task_instance(env.store, dag_id, run_id, task_id, map_index)
+    latest = ti["try_number"]
+    if latest == 0:
+        raise NotFoundError(f"task {task_id!r} has not run yet in run {run_id!r} (state {ti['state']})")
+    n = try_number or latest
+    if not 1 <= n <= latest:
+        raise NotFoundError(f"task {task_id!r} has attempts 1..{latest}; there is no attempt {n}")
+    path = log_path(env.settings.logs_folder, dag_id, run_id, task_id, map_index, n)
+    text = read_log(path)
+    if not text:
+        raise NotFoundError(f"no log for attempt {n} at {path}")
+    click.echo(text, nl=False)
+
+
+# -- scheduler and standalone ----------------------------------------------------------------
+
+
+def _build_scheduler(settings: Settings, store: Store, listener: Callable[[str, dict[str, Any]], None] | None = None) -> Any:
+    from millstream.executors.local import LocalExecutor
+    from millstream.scheduler.loop import Scheduler
+    from millstream.scheduler.parsing import DagFolder
+
+    return Scheduler(
+        store,
+        LocalExecutor(settings.database_url, settings.parallelism),
+        logs_folder=str(settings.logs_folder),
+        dag_folder=DagFolder(settings.dags_folder, settings.dag_file_timeout),
+        poll_interval=settings.poll_interval,
+        dag_refresh_interval=settings.dag_refresh_interval,
+        paused_on_creation=settings.paused_on_creation,
+        max_map_length=settings.max_map_length,
+        listener=listener,
+    )
+
+
+def _run_until_signal(scheduler: Any) -> None:
+    def stop(signum: int, frame: Any) -> None:
+        scheduler.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    scheduler.run_forever()
+
+
+@main.command("scheduler")
+@dags_folder_option
+@handle_errors
+def scheduler_cmd(dags_folder: str | None) -> None:
+    """Run the scheduler with the local executor until Ctrl-C."""
+    env = Env(dags_folder)
+    logging.getLogger("millstream").setLevel(logging.INFO)
+    console.print(f"Scheduler: DAGs from {env.settings.dags_folder}, database {_safe_url(env.settings.database_url)}")
+    _run_until_signal(_build_scheduler(env.settings, env.store))
+
+
+@main.command("standalone")
+@dags_folder_option
+@click.option("--trigger", "trigger_dag", default=None, help="Trigger this DAG once at start and follow it.")
+@click.option("--exit-after-run", is_flag=True, help="Stop once the triggered run finished.")
+@handle_errors
+def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run: bool) -> None:
+    """Everything in one process: migrate, scheduler, local executor.
+
+    With --trigger, the DAG is triggered once and its progress printed.
+    """
+    env = Env(dags_folder)
+    settings = env.settings
+    settings.home.mkdir(parents=True, exist_ok=True)
+    env.store.migrate()
+    followed: dict[str, Any] = {}
+    done = threading.Event()
+
+    def listen(kind: str, data: dict[str, Any]) -> None:
+        if not followed or data.get("run_id") != followed.get("run_id"):
+            return
+        if kind == "ti_finished":
+            idx = f"[{data['map_index']}]" if data["map_index"] >= 0 else ""
+            console.print(f"  {data['task_id']}{idx}: {styled(data['state'])}", soft_wrap=True)
+            for line in _task_output(data["log_path"]):
+                console.print(f"      [dim]│[/] {escape(line)}", soft_wrap=True)
+        elif kind == "run_finished":
+            console.print(f"Run {data['run_id']} of {data['dag_id']}: {styled(data['state'])}")
+            done.set()
+            if exit_after_run:
+                scheduler.stop()
+
+    scheduler = _build_scheduler(settings, env.store, listen)
+    console.print("[bold]Millstream standalone[/]")
+    console.print(f"  home      {settings.home}")
+    console.print(f"  DAGs      {settings.dags_folder}")
+    console.print(f"  database  {_safe_url(settings.database_url)}")
+    console.print(f"  logs      {settings.logs_folder}")
+    if trigger_dag:
+        scheduler.refresh_dags()
+        run_id = control.trigger(env.store, trigger_dag)
+        followed["run_id"] = run_id
+        scheduler.nudge()
+        console.print(f"Triggered {trigger_dag}: run {run_id}")
+    console.print("Look around in another terminal: `millstream dags list`, "
+                  "`millstream dags list-runs DAG_ID`, `millstream tasks states DAG_ID RUN_ID`. Ctrl-C stops.")
+    _run_until_signal(scheduler)
+    console.print("Stopped.")
+
+
+def _task_output(path: str) -> list[str]:
+    """The lines a task printed (its log without Millstream's own start/end lines)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    return [ln for ln in lines[1:-1] if ln.strip()][:20]
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["main", "UTC"]

@@ -1,0 +1,41 @@
+"""Bringing the store's view of DAGs up to date with a DAG folder (parse + record)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from millstream.scheduler.parsing import DagFolder, Parsed
+from millstream.store import Store
+from millstream.store import dags as dags_q
+
+
+def record_parsed(
+    store: Store,
+    parsed: Iterable[Parsed],
+    *,
+    paused_on_creation: bool,
+    now: datetime | None = None,
+    files: list[str] | None = None,
+    folder: str | None = None,
+) -> None:
+    """Store new DAG versions and import errors; forget DAGs whose file is gone."""
+    now = now or datetime.now(UTC)
+    with store.begin() as conn:
+        for p in parsed:
+            if p.error is not None:
+                dags_q.set_import_error(conn, p.filename, p.error.lineno, p.error.message, p.error.stacktrace, now)
+                continue
+            dags_q.clear_import_error(conn, p.filename)
+            dags_q.sync_parsed(conn, p.specs, now=now, paused_on_create=paused_on_creation)
+            dags_q.deactivate_missing(conn, p.filename, [s.dag_id for s in p.specs])
+        if files is not None and folder is not None:
+            dags_q.deactivate_files_except(conn, folder, files)
+
+
+def sync_folder(store: Store, folder: DagFolder, *, paused_on_creation: bool) -> list[Parsed]:
+    """Parse what changed in ``folder`` and record it; returns what was parsed."""
+    changed, files = folder.changed()
+    parsed = folder.parse(changed) if changed else []
+    record_parsed(store, parsed, paused_on_creation=paused_on_creation, files=files, folder=folder.folder)
+    return parsed
