@@ -46,6 +46,8 @@ def trigger(
     failed run later.
     """
     now = now or datetime.now(UTC)
+    if logical_date is not None and logical_date.tzinfo is None:
+        logical_date = logical_date.replace(tzinfo=UTC)  # naive means UTC, as for start_date
     with store.begin() as conn:
         version_id, spec = dags_q.latest_spec(conn, dag_id)
         resolve_params(spec.params, conf)

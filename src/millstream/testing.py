@@ -36,6 +36,7 @@ class TaskInstanceResult:
     try_number: int
     label: str | None
     log: str
+    reason: str | None = None
     is_setup: bool = False
     is_teardown: bool = False
 
@@ -109,6 +110,7 @@ def run_dag_inline(
                     read_log(log_path(logs, dag.dag_id, run_id, r["task_id"], r["map_index"], n))
                     for n in range(1, r["try_number"] + 1)
                 ),
+                reason=r["state_reason"],
                 is_setup=spec.task(r["task_id"]).is_setup,
                 is_teardown=spec.task(r["task_id"]).is_teardown,
             )

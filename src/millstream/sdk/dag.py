@@ -23,6 +23,7 @@ from millstream.core.timetables import (
     Timetable,
     validate_cron,
 )
+from millstream.core.timetables import ScheduleError as CoreScheduleError
 from millstream.errors import CycleError, DagDefinitionError, DuplicateTaskIdError, ScheduleError
 from millstream.sdk._location import caller_location
 from millstream.sdk.params import Param, params_to_dict
@@ -153,7 +154,7 @@ class DAG:
         self.timezone = timezone or zone
         try:
             self.timetable_spec = schedule_to_spec(schedule, self.timezone)
-        except ScheduleError as e:
+        except CoreScheduleError as e:
             raise DagDefinitionError(
                 f"DAG {dag_id!r}: schedule: {e}", filename=self.filename, lineno=self.lineno
             ) from None
