@@ -51,9 +51,7 @@ def pg_url() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same store contract on every backend, schema made by the migrations."""
+def _make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "memory":
         s = Store.memory()
     elif request.param == "sqlite":
@@ -63,6 +61,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         url = request.getfixturevalue("pg_url")
         s = Store(url)
         s.migrate()
+    return s
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same store contract on every backend, schema made by the migrations."""
+    s = _make_store(request, tmp_path)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Backends that several connections (threads, processes) can share at once."""
+    s = _make_store(request, tmp_path)
     yield s
     s.dispose()
 

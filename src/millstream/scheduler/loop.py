@@ -99,6 +99,7 @@ class Scheduler:
         self.runs: dict[int, ActiveRun] = {}
         self._ready: list[tuple[int, int, int, str, int]] = []  # (-priority, seq, run_pk, task, idx)
         self._pending_ready: list[tuple[int, int, int, str, int]] = []  # pushed after the commit
+        self._unapplied: list[Event] = []  # reports whose transaction failed, retried next turn
         self._seq = itertools.count()
         self._next_poll = 0.0
         self._next_refresh = 0.0
@@ -120,7 +121,14 @@ class Scheduler:
         try:
             self.recover()
             while not self._stop.is_set():
-                self.step()
+                try:
+                    self.step()
+                except Exception:
+                    # A failed step (say, the database went away) must not end the scheduler.
+                    # Memory may be ahead of the rolled-back store, so rebuild it from there.
+                    log.exception("scheduler step failed; reloading state from the database")
+                    self._stop.wait(1.0)
+                    self._reload_safely()
         finally:
             self.executor.shutdown()
             log.info("scheduler stopped")
@@ -269,7 +277,24 @@ class Scheduler:
         using a try; one that was running when the old process died counts as a failed
         attempt (retried if it has tries left). Succeeded instances are never touched.
         """
+        self.reload(reset_orphans=True)
+
+    def _reload_safely(self) -> None:
+        try:
+            self.reload(reset_orphans=False)
+        except Exception:
+            log.exception("reloading from the database failed; will try again")
+
+    def reload(self, *, reset_orphans: bool) -> None:
+        """Rebuild the in-memory planners and ready queue from the store.
+
+        Without ``reset_orphans``, queued and running instances are left alone: the
+        executor still holds them and will report on them.
+        """
         now = self.clock()
+        self.runs.clear()
+        self._ready.clear()
+        self._pending_ready.clear()
         with self.store.begin() as conn:
             for row in runs_q.runs_in_state(conn, RunState.RUNNING):
                 spec = dags_q.spec_for_version(conn, row["dag_version_id"])
@@ -284,17 +309,20 @@ class Scheduler:
                 cmds: list[Command] = []
                 for task_id, by_index in planner.states.items():
                     for idx, state in list(by_index.items()):
-                        if state is S.QUEUED:
-                            ti_q.set_attempt(conn, run.pk, task_id, idx, expected=[S.QUEUED], try_number=ti_q.ti.c.try_number - 1)
-                            cmds += planner.record(task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart")
-                        elif state is S.RUNNING:
-                            tries = ti_q.get(conn, run.pk, task_id, idx)["try_number"]
-                            cmds += planner.attempt_failed(task_id, idx, tries, now, "scheduler restarted while it ran")
-                        elif state is S.SCHEDULED:
+                        if state is S.SCHEDULED:
                             self._push(run, task_id, idx)
+                        elif reset_orphans and state is S.QUEUED:
+                            ti_q.set_attempt(
+                                conn, run.pk, task_id, idx, expected=[S.QUEUED], try_number=ti_q.ti.c.try_number - 1
+                            )
+                            cmds += planner.record(task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart")
+                        elif reset_orphans and state is S.RUNNING:
+                            tries = ti_q.get(conn, run.pk, task_id, idx)["try_number"]
+                            cmds += planner.attempt_failed(task_id, idx, tries, now, "the scheduler restarted while it ran")
                 cmds += planner.start()
                 self._persist(conn, run, cmds)
-                log.info("recovered run %s of %s", run.run_id, run.dag_id)
+                if reset_orphans:
+                    log.info("recovered run %s of %s", run.run_id, run.dag_id)
         self._flush_ready()
 
     # -- 4. retries ---------------------------------------------------------------------------
@@ -405,18 +433,25 @@ class Scheduler:
     # -- 7. applying events -----------------------------------------------------------------
 
     def apply(self, events: list[Event]) -> None:
+        events = self._unapplied + events
+        self._unapplied = []
         if not events:
             return
         finished_runs: list[tuple[ActiveRun, FinishRun]] = []
         now = self.clock()
-        with self.store.begin() as conn:
-            for ev in events:
-                if isinstance(ev, Started):
-                    self._apply_started(conn, ev)
-                else:
-                    fin = self._apply_finished(conn, ev, now)
-                    if fin is not None:
-                        finished_runs.append(fin)
+        try:
+            with self.store.begin() as conn:
+                for ev in events:
+                    if isinstance(ev, Started):
+                        self._apply_started(conn, ev)
+                    else:
+                        fin = self._apply_finished(conn, ev, now)
+                        if fin is not None:
+                            finished_runs.append(fin)
+        except Exception:
+            # Workers told us once; keep their reports until the store takes them.
+            self._unapplied = events
+            raise
         self._flush_ready()
         for run, fin in finished_runs:
             self._emit("run_finished", dag_id=run.dag_id, run_id=run.run_id, state=fin.state.value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import select
 import subprocess
 import sys
 import time
@@ -51,19 +51,31 @@ def _child_main() -> None:
     proto.write(json.dumps({"end": True}) + "\n")
 
 
-def _readline(proc: subprocess.Popen[str], deadline: float) -> str | None:
-    """One line from the child, or None when the deadline passes or it ends."""
-    assert proc.stdout is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    try:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not sel.select(remaining):
-            return None
-        line = proc.stdout.readline()
-        return line or None
-    finally:
-        sel.close()
+class _Lines:
+    """Lines from a child's stdout with a deadline.
+
+    Reads the raw file descriptor: a buffered reader could hold a second line in its
+    buffer while select() reports nothing more to read, and we would wait for nothing.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def next(self, deadline: float) -> str | None:
+        while b"\n" not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], remaining)
+            if not ready:
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
 
 
 def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
@@ -77,16 +89,16 @@ def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            bufsize=1,
         )
-        assert proc.stdin is not None
+        assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(todo) + "\n")
         proc.stdin.flush()
+        lines = _Lines(proc.stdout.fileno())
         current: str | None = None
         deadline = time.monotonic() + timeout + 30  # the child's own start-up is not the file's fault
         timed_out = False
         while True:
-            line = _readline(proc, deadline)
+            line = lines.next(deadline)
             if line is None:
                 timed_out = time.monotonic() >= deadline
                 break

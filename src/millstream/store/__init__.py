@@ -31,8 +31,11 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """A write transaction: committed at the end of the block, rolled back on error."""
+        with self.engine.connect() as conn:
+            conn.execution_options(millstream_write=True)
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -29,6 +29,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # A write transaction takes the write lock up front (BEGIN IMMEDIATE). A deferred one
+    # that upgrades from read to write can fail at once with "database is locked" when
+    # another process committed meanwhile, without waiting for busy_timeout.
+    write = conn.get_execution_options().get("millstream_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; ``sqlite://`` is a private in-memory database."""
     if url.startswith("sqlite"):
@@ -47,7 +55,7 @@ def make_engine(url: str) -> Engine:
         # pysqlite's own transaction handling defers BEGIN; take control so that a
         # transaction really starts when SQLAlchemy begins one (needed for correct locking).
         sa.event.listen(engine, "connect", lambda c, r: setattr(c, "isolation_level", None))
-        sa.event.listen(engine, "begin", lambda c: c.exec_driver_sql("BEGIN"))
+        sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
