@@ -118,7 +118,10 @@ dags_folder_option = click.option(
 @click.version_option(package_name="millstream")
 def main() -> None:
     """Millstream: pipelines with Airflow's TaskFlow API, none of the weight."""
-    logging.basicConfig(level=os.environ.get("MILLSTREAM_LOG_LEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("MILLSTREAM_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 # -- db --------------------------------------------------------------------------------------
@@ -165,18 +168,36 @@ def dags_list(dags_folder: str | None, output: str) -> None:
         rows = dags_q.list_dags(conn)
         errors = dags_q.list_import_errors(conn)
     if output == "json":
-        click.echo(json.dumps([
-            {"dag_id": r["dag_id"], "fileloc": r["fileloc"], "paused": r["is_paused"],
-             "schedule": r["timetable_summary"], "tags": r["tags"]} for r in rows
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "dag_id": r["dag_id"],
+                        "fileloc": r["fileloc"],
+                        "paused": r["is_paused"],
+                        "schedule": r["timetable_summary"],
+                        "tags": r["tags"],
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table("dag_id", "schedule", "paused", "file", "tags", box=None)
     for r in rows:
-        table.add_row(r["dag_id"], r["timetable_summary"] or "None", "yes" if r["is_paused"] else "no",
-                      os.path.relpath(r["fileloc"]), ", ".join(r["tags"]))
+        table.add_row(
+            r["dag_id"],
+            r["timetable_summary"] or "None",
+            "yes" if r["is_paused"] else "no",
+            os.path.relpath(r["fileloc"]),
+            ", ".join(r["tags"]),
+        )
     console.print(table)
     if errors:
-        err_console.print(f"[red]{len(errors)} DAG file(s) failed to import[/]: `millstream dags list-import-errors`")
+        err_console.print(
+            f"[red]{len(errors)} DAG file(s) failed to import[/]: `millstream dags list-import-errors`"
+        )
 
 
 @dags.command("list-import-errors")
@@ -222,7 +243,11 @@ def dags_test(dag_id: str, dags_folder: str | None, conf: str | None, quiet: boo
             found = result.dags[dag_id]
             break
     if found is None:
-        hint = f" ({len(errors)} file(s) failed to import: `millstream dags list-import-errors`)" if errors else ""
+        hint = (
+            f" ({len(errors)} file(s) failed to import: `millstream dags list-import-errors`)"
+            if errors
+            else ""
+        )
         raise NotFoundError(f"no DAG {dag_id!r} in {settings.dags_folder}{hint}")
 
     def listen(kind: str, data: dict[str, Any]) -> None:
@@ -305,8 +330,14 @@ def dags_list_runs(dag_id: str, state: str | None, limit: int) -> None:
         rows = runs_q.list_runs(conn, dag_id, state=state, limit=limit)
     table = Table("run_id", "type", "state", "logical date", "started", "ended", box=None)
     for r in rows:
-        table.add_row(r["run_id"], r["run_type"], styled(r["state"]), fmt_dt(r["logical_date"]),
-                      fmt_dt(r["start_date"]), fmt_dt(r["end_date"]))
+        table.add_row(
+            r["run_id"],
+            r["run_type"],
+            styled(r["state"]),
+            fmt_dt(r["logical_date"]),
+            fmt_dt(r["start_date"]),
+            fmt_dt(r["end_date"]),
+        )
     console.print(table)
 
 
@@ -335,9 +366,13 @@ def tasks_states(dag_id: str, run_id: str) -> None:
         idx = "" if t["map_index"] < 0 else str(t["map_index"])
         if t["label"]:
             idx += f" {t['label']}"
-        table.add_row(t["task_id"] + role, idx, styled(t["state"]), str(t["try_number"]), t["state_reason"] or "")
+        table.add_row(
+            t["task_id"] + role, idx, styled(t["state"]), str(t["try_number"]), t["state_reason"] or ""
+        )
     console.print(table)
-    console.print(f"Run {run_id}: {styled(run['state'])}" + (f" ({run['state_reason']})" if run["state_reason"] else ""))
+    console.print(
+        f"Run {run_id}: {styled(run['state'])}" + (f" ({run['state_reason']})" if run["state_reason"] else "")
+    )
 
 
 @tasks.command("logs")
@@ -369,7 +404,9 @@ def tasks_logs(dag_id: str, run_id: str, task_id: str, map_index: int, try_numbe
 # -- scheduler and standalone ----------------------------------------------------------------
 
 
-def _build_scheduler(settings: Settings, store: Store, listener: Callable[[str, dict[str, Any]], None] | None = None) -> Any:
+def _build_scheduler(
+    settings: Settings, store: Store, listener: Callable[[str, dict[str, Any]], None] | None = None
+) -> Any:
     from millstream.executors.local import LocalExecutor
     from millstream.scheduler.loop import Scheduler
     from millstream.scheduler.parsing import DagFolder
@@ -403,7 +440,9 @@ def scheduler_cmd(dags_folder: str | None) -> None:
     """Run the scheduler with the local executor until Ctrl-C."""
     env = Env(dags_folder)
     logging.getLogger("millstream").setLevel(logging.INFO)
-    console.print(f"Scheduler: DAGs from {env.settings.dags_folder}, database {_safe_url(env.settings.database_url)}")
+    console.print(
+        f"Scheduler: DAGs from {env.settings.dags_folder}, database {_safe_url(env.settings.database_url)}"
+    )
     _run_until_signal(_build_scheduler(env.settings, env.store))
 
 
@@ -450,8 +489,10 @@ def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run:
         followed["run_id"] = run_id
         scheduler.nudge()
         console.print(f"Triggered {trigger_dag}: run {run_id}")
-    console.print("Look around in another terminal: `millstream dags list`, "
-                  "`millstream dags list-runs DAG_ID`, `millstream tasks states DAG_ID RUN_ID`. Ctrl-C stops.")
+    console.print(
+        "Look around in another terminal: `millstream dags list`, "
+        "`millstream dags list-runs DAG_ID`, `millstream tasks states DAG_ID RUN_ID`. Ctrl-C stops."
+    )
     _run_until_signal(scheduler)
     console.print("Stopped.")
 
@@ -469,4 +510,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["main", "UTC"]
+__all__ = ["UTC", "main"]

@@ -87,7 +87,9 @@ def find_task_instance(
     matching = [t for t in tis if t["task_id"] == task_id]
     if not matching:
         known = sorted({t["task_id"] for t in tis})
-        raise NotFoundError(f"run {run_id!r} of DAG {dag_id!r} has no task {task_id!r}; its tasks are {known}")
+        raise NotFoundError(
+            f"run {run_id!r} of DAG {dag_id!r} has no task {task_id!r}; its tasks are {known}"
+        )
     for t in matching:
         if t["map_index"] == map_index:
             return run, t

@@ -59,7 +59,8 @@ class RunResult:
     def states(self) -> dict[str, TaskState]:
         """task_id (``id[i]`` for mapped instances) -> state."""
         return {
-            (t.task_id if t.map_index < 0 else f"{t.task_id}[{t.map_index}]"): t.state for t in self.task_instances
+            (t.task_id if t.map_index < 0 else f"{t.task_id}[{t.map_index}]"): t.state
+            for t in self.task_instances
         }
 
 

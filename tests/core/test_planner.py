@@ -98,7 +98,10 @@ def test_empty_expansion_skips_the_mapped_task_and_downstream_follows_its_rule()
 
 def test_unmappable_value_fails_with_dag_task_argument_and_type():
     p = RunPlanner(
-        spec_of(TaskSpec("list"), TaskSpec("proc", upstream=("list",), map_sources=(MapSource("f", task_id="list"),)))
+        spec_of(
+            TaskSpec("list"),
+            TaskSpec("proc", upstream=("list",), map_sources=(MapSource("f", task_id="list"),)),
+        )
     )
     p.start()
     cmds = run(p, "list", output=Output(length=None, type_name="int"))
@@ -111,7 +114,10 @@ def test_unmappable_value_fails_with_dag_task_argument_and_type():
 
 def test_map_length_limit_is_a_clear_error_naming_the_setting():
     p = RunPlanner(
-        spec_of(TaskSpec("list"), TaskSpec("proc", upstream=("list",), map_sources=(MapSource("f", task_id="list"),))),
+        spec_of(
+            TaskSpec("list"),
+            TaskSpec("proc", upstream=("list",), map_sources=(MapSource("f", task_id="list"),)),
+        ),
         max_map_length=10,
     )
     p.start()
@@ -204,7 +210,9 @@ def test_any_dag_with_any_outcomes_finishes_exactly_once_and_decisions_hold(spec
             assert state in (S.SKIPPED, S.UPSTREAM_FAILED)
             assert final in (Outcome.SKIP, Outcome.UPSTREAM_FAILED)
     leaves_bad = any(
-        p.state_of(t.task_id) in (S.FAILED, S.UPSTREAM_FAILED) for t in spec.tasks if not spec.downstream(t.task_id)
+        p.state_of(t.task_id) in (S.FAILED, S.UPSTREAM_FAILED)
+        for t in spec.tasks
+        if not spec.downstream(t.task_id)
     )
     assert finishes[0].state is (RunState.FAILED if leaves_bad else RunState.SUCCESS)
 

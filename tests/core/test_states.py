@@ -36,6 +36,16 @@ def test_clear_and_mark_are_the_only_ways_out_of_a_terminal_state():
 def test_stored_values_never_change():
     # Renaming a value would orphan rows in existing databases.
     assert [s.value for s in TaskState] == [
-        "none", "scheduled", "queued", "running", "success", "failed", "skipped",
-        "upstream_failed", "up_for_retry", "up_for_reschedule", "deferred", "removed",
+        "none",
+        "scheduled",
+        "queued",
+        "running",
+        "success",
+        "failed",
+        "skipped",
+        "upstream_failed",
+        "up_for_retry",
+        "up_for_reschedule",
+        "deferred",
+        "removed",
     ]

@@ -88,14 +88,21 @@ class Harness:
             return str(runs_q.get_run(conn, dag_id, run_id)["state"])
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 60.0) -> str:
-        wait_for(lambda: self.run_state(dag_id, run_id) in ("success", "failed"), timeout, f"run {run_id} to finish")
+        wait_for(
+            lambda: self.run_state(dag_id, run_id) in ("success", "failed"),
+            timeout,
+            f"run {run_id} to finish",
+        )
         return self.run_state(dag_id, run_id)
 
     def tis(self, dag_id: str, run_id: str) -> dict[str, dict]:
         with self.store.read() as conn:
             run = runs_q.get_run(conn, dag_id, run_id)
             rows = ti_q.list_for_run(conn, run["id"])
-        return {(r["task_id"] if r["map_index"] < 0 else f"{r['task_id']}[{r['map_index']}]"): dict(r) for r in rows}
+        return {
+            (r["task_id"] if r["map_index"] < 0 else f"{r['task_id']}[{r['map_index']}]"): dict(r)
+            for r in rows
+        }
 
 
 @pytest.fixture

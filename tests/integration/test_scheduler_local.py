@@ -49,7 +49,9 @@ def test_reference_dag_through_the_scheduler_and_worker_processes(harness):
     }
     # Worker processes, not the scheduler, ran the tasks; each attempt has its own log.
     assert all(t["pid"] and t["hostname"] for t in tis.values())
-    logs = sorted(p.relative_to(harness.home / "logs").as_posix() for p in (harness.home / "logs").rglob("*.log"))
+    logs = sorted(
+        p.relative_to(harness.home / "logs").as_posix() for p in (harness.home / "logs").rglob("*.log")
+    )
     assert len(logs) == 5
     summary_log = next((harness.home / "logs").rglob("task_id=summarize/attempt=1.log")).read_text()
     assert "Completed 3 files" in summary_log
@@ -86,14 +88,19 @@ def test_broken_dag_files_are_reported_with_file_and_line_and_others_keep_runnin
     def errors():
         with harness.store.read() as conn:
             rows = dags_q.list_import_errors(conn)
-        return {Path(r["filename"]).name: (r["lineno"], r["message"]) for r in rows} if len(rows) == 5 else None
+        return (
+            {Path(r["filename"]).name: (r["lineno"], r["message"]) for r in rows} if len(rows) == 5 else None
+        )
 
     found = wait_for(errors, 30, "five import errors")
     assert found["syntax.py"][0] == 3 and found["syntax.py"][1].startswith("SyntaxError")
     assert found["importerr.py"] == (2, "ModuleNotFoundError: No module named 'no_such_module_here'")
     # The cycle is reported at its first task, the duplicate at the second definition.
     assert found["cycle.py"] == (4, "CycleError: DAG 'cyclic' has a cycle: a >> b >> a")
-    assert found["dup.py"] == (5, "DuplicateTaskIdError: DAG 'dupes' already has a task 'same'; task ids must be unique")
+    assert found["dup.py"] == (
+        5,
+        "DuplicateTaskIdError: DAG 'dupes' already has a task 'same'; task ids must be unique",
+    )
     assert found["hang.py"][0] is None and "took longer than 2s" in found["hang.py"][1]
 
 
@@ -178,11 +185,15 @@ def test_a_run_keeps_the_dag_version_it_was_created_with(harness):
     run_id = harness.trigger("versioned")
     assert harness.wait_run("versioned", run_id) == "success"
     # A new task appears in the file; old runs keep their shape, new runs get the new one.
-    path.write_text(path.read_text().replace("    first()\n", "    first() >> second()\n").replace(
-        "    first()\n\nversioned", "    first()\n\nversioned"
-    ).replace(
-        "    @task\n    def first():", "    @task\n    def second():\n        return 2\n\n    @task\n    def first():"
-    ))
+    path.write_text(
+        path.read_text()
+        .replace("    first()\n", "    first() >> second()\n")
+        .replace("    first()\n\nversioned", "    first()\n\nversioned")
+        .replace(
+            "    @task\n    def first():",
+            "    @task\n    def second():\n        return 2\n\n    @task\n    def first():",
+        )
+    )
     import os
     import time
 

@@ -12,10 +12,27 @@ from millstream.errors import CycleError, DagDefinitionError, DuplicateTaskIdErr
 def test_public_api_is_pinned():
     assert sorted(millstream.__all__) == sorted(
         [
-            "DAG", "AirflowFailException", "AirflowSkipException", "BashOperator",
-            "CronDataIntervalTimetable", "CronTriggerTimetable", "EmptyOperator", "FailTask",
-            "MillstreamError", "Param", "PythonOperator", "SkipTask", "TaskGroup", "TriggerRule",
-            "XComArg", "chain", "dag", "get_current_context", "load_dags", "task", "task_group",
+            "DAG",
+            "AirflowFailException",
+            "AirflowSkipException",
+            "BashOperator",
+            "CronDataIntervalTimetable",
+            "CronTriggerTimetable",
+            "EmptyOperator",
+            "FailTask",
+            "MillstreamError",
+            "Param",
+            "PythonOperator",
+            "SkipTask",
+            "TaskGroup",
+            "TriggerRule",
+            "XComArg",
+            "chain",
+            "dag",
+            "get_current_context",
+            "load_dags",
+            "task",
+            "task_group",
         ]
     )
     for name in millstream.__all__:
@@ -155,7 +172,9 @@ def test_expand_validation():
     def f(x):
         return x
 
-    with pytest.raises(DagDefinitionError, match="argument 'x' must be a list, a dict or the output of a task, got int"):
+    with pytest.raises(
+        DagDefinitionError, match="argument 'x' must be a list, a dict or the output of a task, got int"
+    ):
         with DAG("d"):
             f.expand(x=3)
     with pytest.raises(DagDefinitionError, match="got argument 'y', which f\\(\\) does not take"):
@@ -238,10 +257,24 @@ def test_layers_only_import_downwards():
 
     root = Path(millstream.__file__).parent
     forbidden = {
-        "core": ("millstream.sdk", "millstream.store", "millstream.scheduler", "millstream.executors",
-                 "millstream.worker", "millstream.control", "millstream.cli", "millstream.errors"),
-        "sdk": ("millstream.store", "millstream.scheduler", "millstream.executors", "millstream.worker",
-                "millstream.control", "millstream.cli"),
+        "core": (
+            "millstream.sdk",
+            "millstream.store",
+            "millstream.scheduler",
+            "millstream.executors",
+            "millstream.worker",
+            "millstream.control",
+            "millstream.cli",
+            "millstream.errors",
+        ),
+        "sdk": (
+            "millstream.store",
+            "millstream.scheduler",
+            "millstream.executors",
+            "millstream.worker",
+            "millstream.control",
+            "millstream.cli",
+        ),
         "store": ("millstream.scheduler", "millstream.executors", "millstream.control", "millstream.cli"),
     }
     allowed_lazy = {("sdk", "dag.py"), ("sdk", "loader_api.py")}  # dag.test() and load_dags() reach up lazily

@@ -4,7 +4,17 @@ from datetime import datetime
 
 import pytest
 
-from millstream import DAG, BashOperator, Param, SkipTask, TriggerRule, dag, get_current_context, task, task_group
+from millstream import (
+    DAG,
+    BashOperator,
+    Param,
+    SkipTask,
+    TriggerRule,
+    dag,
+    get_current_context,
+    task,
+    task_group,
+)
 from millstream.core.states import RunState, TaskState
 from millstream.errors import ParamValidationError, TaskFlowError
 

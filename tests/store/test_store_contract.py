@@ -31,8 +31,16 @@ def make_run(store, run_id="r1"):
     with store.begin() as conn:
         version = dags_q.sync_parsed(conn, [SPEC], now=NOW, paused_on_create=False)["d"]
         pk = runs_q.create_run(
-            conn, dag_id="d", run_id=run_id, version_id=version, run_type="manual", logical_date=NOW,
-            interval=(NOW, NOW), run_after=NOW, conf={"a": 1}, now=NOW,
+            conn,
+            dag_id="d",
+            run_id=run_id,
+            version_id=version,
+            run_type="manual",
+            logical_date=NOW,
+            interval=(NOW, NOW),
+            run_after=NOW,
+            conf={"a": 1},
+            now=NOW,
         )
         ti_q.create_for_run(conn, pk, SPEC)
     return pk
@@ -86,15 +94,34 @@ def test_conditional_update_refuses_a_stale_writer(store):
 def test_results_page_in_map_index_order_with_gaps(store):
     pk = make_run(store)
     rows = [
-        {"run_pk": pk, "task_id": "proc", "map_index": i, "key": "return_value", "value": str(i), "length": None,
-         "type_name": "int"}
+        {
+            "run_pk": pk,
+            "task_id": "proc",
+            "map_index": i,
+            "key": "return_value",
+            "value": str(i),
+            "length": None,
+            "type_name": "int",
+        }
         for i in range(2500)
         if i % 7
     ]
     with store.begin() as conn:
         results_q.put_many(conn, rows)
-        results_q.put_many(conn, [{"run_pk": pk, "task_id": "list", "map_index": -1, "key": "return_value",
-                                   "value": "[1,2]", "length": 2, "type_name": "list"}])
+        results_q.put_many(
+            conn,
+            [
+                {
+                    "run_pk": pk,
+                    "task_id": "list",
+                    "map_index": -1,
+                    "key": "return_value",
+                    "value": "[1,2]",
+                    "length": 2,
+                    "type_name": "list",
+                }
+            ],
+        )
     with store.read() as conn:
         assert results_q.count(conn, pk, "proc", "return_value") == len(rows)
         got = [int(v) for _, v in results_q.iter_all(conn, pk, "proc", "return_value", batch=300)]

@@ -322,9 +322,13 @@ class RunPlanner:
             else:
                 output = self.outputs.get(src.task_id)
                 if output is None or self.counts[src.task_id][S.SUCCESS] == 0:
-                    return None, S.UPSTREAM_FAILED, (
-                        f"upstream {src.task_id!r} did not succeed, so {task.task_id!r} "
-                        f"has nothing to map over for argument {src.arg!r}"
+                    return (
+                        None,
+                        S.UPSTREAM_FAILED,
+                        (
+                            f"upstream {src.task_id!r} did not succeed, so {task.task_id!r} "
+                            f"has nothing to map over for argument {src.arg!r}"
+                        ),
                     )
                 if src.key == "return_value":
                     length, type_name = output.length, output.type_name
@@ -332,18 +336,26 @@ class RunPlanner:
                     length = output.key_lengths.get(src.key)
                     type_name = "a non-list value" if src.key in output.key_lengths else "nothing"
                 if length is None:
-                    return None, S.FAILED, (
-                        f"cannot expand task {task.task_id!r} of DAG {self.spec.dag_id!r} over "
-                        f"argument {src.arg!r}: upstream {src.task_id!r} returned {type_name}, "
-                        "expected a list or dict"
+                    return (
+                        None,
+                        S.FAILED,
+                        (
+                            f"cannot expand task {task.task_id!r} of DAG {self.spec.dag_id!r} over "
+                            f"argument {src.arg!r}: upstream {src.task_id!r} returned {type_name}, "
+                            "expected a list or dict"
+                        ),
                     )
                 n = length
             total *= n
         if total > self.max_map_length:
-            return None, S.FAILED, (
-                f"task {task.task_id!r} of DAG {self.spec.dag_id!r} would expand into {total} "
-                f"instances, over the limit of {self.max_map_length}; raise the setting "
-                "MILLSTREAM_MAX_MAP_LENGTH or map over fewer items"
+            return (
+                None,
+                S.FAILED,
+                (
+                    f"task {task.task_id!r} of DAG {self.spec.dag_id!r} would expand into {total} "
+                    f"instances, over the limit of {self.max_map_length}; raise the setting "
+                    "MILLSTREAM_MAX_MAP_LENGTH or map over fewer items"
+                ),
             )
         return total, S.SCHEDULED, ""
 

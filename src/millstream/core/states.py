@@ -53,9 +53,7 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     S.NONE: frozenset({S.SCHEDULED, S.SKIPPED, S.UPSTREAM_FAILED, S.REMOVED, S.FAILED}),
     S.SCHEDULED: frozenset({S.QUEUED, S.SKIPPED, S.UPSTREAM_FAILED, S.REMOVED, S.FAILED}),
     S.QUEUED: frozenset({S.RUNNING, S.SCHEDULED, S.SUCCESS, S.FAILED, S.UP_FOR_RETRY}),
-    S.RUNNING: frozenset(
-        {S.SUCCESS, S.FAILED, S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE, S.DEFERRED, S.SKIPPED}
-    ),
+    S.RUNNING: frozenset({S.SUCCESS, S.FAILED, S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE, S.DEFERRED, S.SKIPPED}),
     S.UP_FOR_RETRY: frozenset({S.SCHEDULED, S.FAILED}),
     S.UP_FOR_RESCHEDULE: frozenset({S.SCHEDULED, S.FAILED}),
     S.DEFERRED: frozenset({S.SCHEDULED, S.FAILED}),
@@ -70,7 +68,7 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 MARKABLE = frozenset({S.SUCCESS, S.FAILED, S.SKIPPED})
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(RuntimeError):  # noqa: N818 - a bug, not a user error
     """A component tried a state change the table forbids: a bug in Millstream."""
 
 

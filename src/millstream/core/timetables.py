@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,7 +48,7 @@ def validate_cron(expr: str) -> str:
     """Return the 5-field cron expression for ``expr`` or raise naming the bad field."""
     expr = PRESETS.get(expr.strip(), expr.strip())
     if expr.startswith("@"):
-        known = ", ".join(sorted(PRESETS) + ["@once", "@continuous"])
+        known = ", ".join([*sorted(PRESETS), "@once", "@continuous"])
         raise ScheduleError(f"unknown schedule preset {expr!r}; use one of {known}")
     parts = expr.split()
     if len(parts) != 5:
@@ -126,7 +126,7 @@ class _CronBase(Timetable):
         # croniter works in the zone of its start time, which makes DST-correct ticks.
         it = croniter(self.expr, t.astimezone(self.tz))
         nxt: datetime = it.get_next(datetime)
-        return nxt.astimezone(timezone.utc)
+        return nxt.astimezone(UTC)
 
     def _tick_at_or_after(self, t: datetime) -> datetime:
         return self._ticks_after(t - timedelta(microseconds=1))
@@ -134,7 +134,7 @@ class _CronBase(Timetable):
     def _tick_at_or_before(self, t: datetime) -> datetime:
         it = croniter(self.expr, (t + timedelta(microseconds=1)).astimezone(self.tz))
         prev: datetime = it.get_prev(datetime)
-        return prev.astimezone(timezone.utc)
+        return prev.astimezone(UTC)
 
 
 class CronTriggerTimetable(_CronBase):

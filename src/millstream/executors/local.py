@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,9 +27,24 @@ log = logging.getLogger(__name__)
 _STOP = None
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker if the scheduler process dies."""
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def _worker_main(db_url: str, tasks: Any, events: Any) -> None:
     """Body of a worker process: take items, run them, report, forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _die_with_parent()
     from millstream.store import Store
     from millstream.worker.dagcache import DagCache
     from millstream.worker.results import ResultReader
@@ -73,7 +89,10 @@ class LocalExecutor:
 
     def _spawn(self) -> None:
         p = self._ctx.Process(
-            target=_worker_main, args=(self.db_url, self._tasks, self._events), daemon=True, name="millstream-worker"
+            target=_worker_main,
+            args=(self.db_url, self._tasks, self._events),
+            daemon=True,
+            name="millstream-worker",
         )
         p.start()
         assert p.pid is not None
@@ -111,7 +130,9 @@ class LocalExecutor:
     def _track(self, ev: Event) -> None:
         if isinstance(ev, Started):
             timeout = ev.item.execution_timeout
-            self._running[ev.item.key] = _Running(ev.item, ev.pid, time.monotonic() + timeout if timeout else None)
+            self._running[ev.item.key] = _Running(
+                ev.item, ev.pid, time.monotonic() + timeout if timeout else None
+            )
         else:
             self._running.pop(ev.result.item.key, None)
             self._submitted.pop(ev.result.item.key, None)
@@ -120,15 +141,21 @@ class LocalExecutor:
         """Kill overrunning attempts; replace dead workers and fail what they held."""
         out: list[Event] = []
         now = time.monotonic()
-        for key, r in list(self._running.items()):
+        for _key, r in list(self._running.items()):
             if r.deadline is not None and now > r.deadline:
-                log.warning("killing %s: execution_timeout of %ss exceeded", r.item.describe(), r.item.execution_timeout)
+                log.warning(
+                    "killing %s: execution_timeout of %ss exceeded",
+                    r.item.describe(),
+                    r.item.execution_timeout,
+                )
                 self._kill(r.pid)
-                out.append(self._failed(r, f"timed out: execution_timeout of {r.item.execution_timeout}s exceeded"))
+                out.append(
+                    self._failed(r, f"timed out: execution_timeout of {r.item.execution_timeout}s exceeded")
+                )
         for pid, p in list(self._procs.items()):
             if not p.is_alive():
                 del self._procs[pid]
-                for key, r in list(self._running.items()):
+                for _key, r in list(self._running.items()):
                     if r.pid == pid:
                         out.append(self._failed(r, f"worker process {pid} died (exit code {p.exitcode})"))
                 self._spawn()
@@ -150,7 +177,9 @@ class LocalExecutor:
         except OSError:
             pass
         now = datetime.now(UTC)
-        return Finished(AttemptResult(item=r.item, state="failed", started_at=now, ended_at=now, error=reason, pid=r.pid))
+        return Finished(
+            AttemptResult(item=r.item, state="failed", started_at=now, ended_at=now, error=reason, pid=r.pid)
+        )
 
     def shutdown(self) -> None:
         if self._tasks is None:

@@ -24,7 +24,9 @@ def record_parsed(
     with store.begin() as conn:
         for p in parsed:
             if p.error is not None:
-                dags_q.set_import_error(conn, p.filename, p.error.lineno, p.error.message, p.error.stacktrace, now)
+                dags_q.set_import_error(
+                    conn, p.filename, p.error.lineno, p.error.message, p.error.stacktrace, now
+                )
                 continue
             dags_q.clear_import_error(conn, p.filename)
             dags_q.sync_parsed(conn, p.specs, now=now, paused_on_create=paused_on_creation)

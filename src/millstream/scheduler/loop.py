@@ -192,7 +192,9 @@ class Scheduler:
                     continue
                 self._create_due_runs(conn, spec, version_id, now, active.get(spec.dag_id, 0))
 
-    def _create_due_runs(self, conn: Connection, spec: DagSpec, version_id: int, now: datetime, active: int) -> None:
+    def _create_due_runs(
+        self, conn: Connection, spec: DagSpec, version_id: int, now: datetime, active: int
+    ) -> None:
         timetable = from_spec(spec.timetable)
         start, end = parse_dates(spec.start_date, spec.end_date)
         queued = len(runs_q.list_runs(conn, spec.dag_id, state=RunState.QUEUED.value))
@@ -210,7 +212,9 @@ class Scheduler:
                     last_row["run_after"],
                 )
             info = timetable.next_run(last=last, now=now, start=start, end=end, catchup=spec.catchup)
-            dags_q.set_next_run(conn, spec.dag_id, info.logical_date if info else None, info.run_after if info else None)
+            dags_q.set_next_run(
+                conn, spec.dag_id, info.logical_date if info else None, info.run_after if info else None
+            )
             if info is None or info.run_after > now:
                 return
             run_id = f"scheduled__{info.logical_date.isoformat()}"
@@ -239,7 +243,9 @@ class Scheduler:
                 spec = dags_q.spec_for_version(conn, row["dag_version_id"])
                 if running.get(row["dag_id"], 0) >= spec.max_active_runs:
                     continue
-                if not runs_q.set_state(conn, row["id"], RunState.RUNNING, expected=RunState.QUEUED, start_date=now):
+                if not runs_q.set_state(
+                    conn, row["id"], RunState.RUNNING, expected=RunState.QUEUED, start_date=now
+                ):
                     continue  # another scheduler took it
                 running[row["dag_id"]] = running.get(row["dag_id"], 0) + 1
                 ti_q.create_for_run(conn, row["id"], spec)
@@ -313,12 +319,21 @@ class Scheduler:
                             self._push(run, task_id, idx)
                         elif reset_orphans and state is S.QUEUED:
                             ti_q.set_attempt(
-                                conn, run.pk, task_id, idx, expected=[S.QUEUED], try_number=ti_q.ti.c.try_number - 1
+                                conn,
+                                run.pk,
+                                task_id,
+                                idx,
+                                expected=[S.QUEUED],
+                                try_number=ti_q.ti.c.try_number - 1,
                             )
-                            cmds += planner.record(task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart")
+                            cmds += planner.record(
+                                task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart"
+                            )
                         elif reset_orphans and state is S.RUNNING:
                             tries = ti_q.get(conn, run.pk, task_id, idx)["try_number"]
-                            cmds += planner.attempt_failed(task_id, idx, tries, now, "the scheduler restarted while it ran")
+                            cmds += planner.attempt_failed(
+                                task_id, idx, tries, now, "the scheduler restarted while it ran"
+                            )
                 cmds += planner.start()
                 self._persist(conn, run, cmds)
                 if reset_orphans:
@@ -328,7 +343,9 @@ class Scheduler:
     # -- 4. retries ---------------------------------------------------------------------------
 
     def retry_due(self, now: datetime) -> None:
-        due = [(run, run.planner.due_retries(now)) for run in self.runs.values() if run.planner.next_retry_at()]
+        due = [
+            (run, run.planner.due_retries(now)) for run in self.runs.values() if run.planner.next_retry_at()
+        ]
         due = [(run, cmds) for run, cmds in due if cmds]
         if not due:
             return
@@ -382,8 +399,14 @@ class Scheduler:
         with self.store.begin() as conn:
             for run, task_id, idx in chosen:
                 ti_q.set_attempt(
-                    conn, run.pk, task_id, idx, expected=[S.SCHEDULED],
-                    state=S.QUEUED, try_number=ti_q.ti.c.try_number + 1, state_reason="queued",
+                    conn,
+                    run.pk,
+                    task_id,
+                    idx,
+                    expected=[S.SCHEDULED],
+                    state=S.QUEUED,
+                    try_number=ti_q.ti.c.try_number + 1,
+                    state_reason="queued",
                 )
             tries = self._try_numbers(conn, chosen)
         for (run, task_id, idx), try_number in zip(chosen, tries, strict=True):
@@ -462,14 +485,30 @@ class Scheduler:
         if run is None:
             return
         ok = ti_q.set_attempt(
-            conn, item.run_pk, item.task_id, item.map_index, expected=[S.QUEUED],
-            state=S.RUNNING, start_date=ev.at, pid=ev.pid, hostname=ev.hostname, state_reason="running",
+            conn,
+            item.run_pk,
+            item.task_id,
+            item.map_index,
+            expected=[S.QUEUED],
+            state=S.RUNNING,
+            start_date=ev.at,
+            pid=ev.pid,
+            hostname=ev.hostname,
+            state_reason="running",
         )
         if ok:
             run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
-            self._emit("ti_started", dag_id=run.dag_id, run_id=run.run_id, task_id=item.task_id, map_index=item.map_index)
+            self._emit(
+                "ti_started",
+                dag_id=run.dag_id,
+                run_id=run.run_id,
+                task_id=item.task_id,
+                map_index=item.map_index,
+            )
 
-    def _apply_finished(self, conn: Connection, ev: Finished, now: datetime) -> tuple[ActiveRun, FinishRun] | None:
+    def _apply_finished(
+        self, conn: Connection, ev: Finished, now: datetime
+    ) -> tuple[ActiveRun, FinishRun] | None:
         r = ev.result
         item = r.item
         run = self.runs.get(item.run_pk)
@@ -481,8 +520,14 @@ class Scheduler:
             return None
         duration = (r.ended_at - r.started_at).total_seconds()
         ti_q.set_attempt(
-            conn, item.run_pk, item.task_id, item.map_index, expected=[S.RUNNING, S.QUEUED],
-            end_date=r.ended_at, duration=duration, label=r.label,
+            conn,
+            item.run_pk,
+            item.task_id,
+            item.map_index,
+            expected=[S.RUNNING, S.QUEUED],
+            end_date=r.ended_at,
+            duration=duration,
+            label=r.label,
         )
         if current is S.QUEUED:  # the Started event was lost with a killed worker
             run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
@@ -492,25 +537,46 @@ class Scheduler:
                 results_q.put_many(
                     conn,
                     [
-                        {"run_pk": item.run_pk, "task_id": item.task_id, "map_index": item.map_index,
-                         "key": k, "value": v, "length": n, "type_name": tn}
+                        {
+                            "run_pk": item.run_pk,
+                            "task_id": item.task_id,
+                            "map_index": item.map_index,
+                            "key": k,
+                            "value": v,
+                            "length": n,
+                            "type_name": tn,
+                        }
                         for k, v, n, tn in r.results
                     ],
                 )
-                cmds = run.planner.record(item.task_id, item.map_index, S.SUCCESS, output=r.output, reason="succeeded")
+                cmds = run.planner.record(
+                    item.task_id, item.map_index, S.SUCCESS, output=r.output, reason="succeeded"
+                )
             elif r.state == "skipped":
-                cmds = run.planner.record(item.task_id, item.map_index, S.SKIPPED, reason=r.error or "skipped")
+                cmds = run.planner.record(
+                    item.task_id, item.map_index, S.SKIPPED, reason=r.error or "skipped"
+                )
             else:
                 tries = item.try_number if r.retryable else 10**9
                 cmds = run.planner.attempt_failed(item.task_id, item.map_index, tries, now, r.error or "")
         except IllegalTransition as e:
             log.error("dropping an impossible report for %s: %s", item.describe(), e)
             return None
-        self._emit("ti_finished", dag_id=run.dag_id, run_id=run.run_id, task_id=item.task_id,
-                   map_index=item.map_index, state=r.state, error=r.error, log_path=item.log_path)
+        self._emit(
+            "ti_finished",
+            dag_id=run.dag_id,
+            run_id=run.run_id,
+            task_id=item.task_id,
+            map_index=item.map_index,
+            state=r.state,
+            error=r.error,
+            log_path=item.log_path,
+        )
         return self._persist(conn, run, cmds)
 
-    def _persist(self, conn: Connection, run: ActiveRun, cmds: list[Command]) -> tuple[ActiveRun, FinishRun] | None:
+    def _persist(
+        self, conn: Connection, run: ActiveRun, cmds: list[Command]
+    ) -> tuple[ActiveRun, FinishRun] | None:
         """Write the planner's commands; ready instances are queued after the commit."""
         finish = None
         for cmd in cmds:
@@ -530,7 +596,14 @@ class Scheduler:
                     for idx in range(cmd.length):
                         self._push(run, cmd.task_id, idx)
             elif isinstance(cmd, FinishRun):
-                runs_q.set_state(conn, run.pk, cmd.state, expected=RunState.RUNNING, reason=cmd.reason, end_date=self.clock())
+                runs_q.set_state(
+                    conn,
+                    run.pk,
+                    cmd.state,
+                    expected=RunState.RUNNING,
+                    reason=cmd.reason,
+                    end_date=self.clock(),
+                )
                 del self.runs[run.pk]
                 log.info("run %s of %s finished: %s (%s)", run.run_id, run.dag_id, cmd.state, cmd.reason)
                 finish = (run, cmd)
@@ -546,4 +619,4 @@ class Scheduler:
             self.step(max_wait=0.05)
 
 
-__all__ = ["Scheduler", "ActiveRun", "UNMAPPED"]
+__all__ = ["UNMAPPED", "ActiveRun", "Scheduler"]

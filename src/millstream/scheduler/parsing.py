@@ -130,7 +130,13 @@ def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
             todo.remove(current)
         elif todo and current is None and len(out) == 0 and proc.returncode not in (0, None):
             first = todo.pop(0)
-            out.append(Parsed(first, [], ImportErrorInfo(first, None, f"parsing process died (exit code {proc.returncode})")))
+            out.append(
+                Parsed(
+                    first,
+                    [],
+                    ImportErrorInfo(first, None, f"parsing process died (exit code {proc.returncode})"),
+                )
+            )
     return out
 
 

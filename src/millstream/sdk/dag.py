@@ -138,10 +138,18 @@ class DAG:
                 filename=self.filename,
                 lineno=self.lineno,
             )
-        unknown = set(airflow_only) - {"owner_links", "access_control", "is_paused_upon_creation",
-                                       "render_template_as_native_obj", "template_searchpath",
-                                       "user_defined_macros", "user_defined_filters",
-                                       "fail_fast", "dag_display_name", "sla_miss_callback"}
+        unknown = set(airflow_only) - {
+            "owner_links",
+            "access_control",
+            "is_paused_upon_creation",
+            "render_template_as_native_obj",
+            "template_searchpath",
+            "user_defined_macros",
+            "user_defined_filters",
+            "fail_fast",
+            "dag_display_name",
+            "sla_miss_callback",
+        }
         if unknown:
             raise DagDefinitionError(
                 f"DAG {dag_id!r}: unknown argument(s) {', '.join(sorted(unknown))}",
@@ -231,7 +239,7 @@ class DAG:
         cycle = self._find_cycle({t for t, d in indeg.items() if d > 0})
         first = self.tasks[cycle[0]]
         raise CycleError(
-            f"DAG {self.dag_id!r} has a cycle: {' >> '.join(cycle + [cycle[0]])}",
+            f"DAG {self.dag_id!r} has a cycle: {' >> '.join([*cycle, cycle[0]])}",
             filename=first.filename,
             lineno=first.lineno,
         )
@@ -294,8 +302,9 @@ class DAG:
         """
         from millstream.testing import run_dag_inline
 
-        return run_dag_inline(self, conf=run_conf if run_conf is not None else conf,
-                              logical_date=logical_date)
+        return run_dag_inline(
+            self, conf=run_conf if run_conf is not None else conf, logical_date=logical_date
+        )
 
     def __repr__(self) -> str:
         return f"<DAG {self.dag_id}>"

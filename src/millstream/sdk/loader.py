@@ -80,7 +80,7 @@ def load_file(path: str | os.PathLike[str]) -> FileResult:
             line = _line_in(traceback.extract_tb(e.__traceback__), path)
         result.error = ImportErrorInfo(path, line, f"{type(e).__name__}: {e.message}", traceback.format_exc())
         return result
-    except BaseException as e:  # noqa: BLE001 - any failure of user code is an import error
+    except BaseException as e:
         sys.modules.pop(name, None)
         if isinstance(e, KeyboardInterrupt):
             raise

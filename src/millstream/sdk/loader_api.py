@@ -48,7 +48,11 @@ def load_dags(path: str | os.PathLike[str], *, timeout: float = 30.0) -> LoadRes
         for dag_id, d in result.dags.items():
             if dag_id in out.dags:
                 out.errors.append(
-                    ImportErrorInfo(parsed.filename, d.lineno, f"DAG id {dag_id!r} is also defined in {out.dags[dag_id].filename}")
+                    ImportErrorInfo(
+                        parsed.filename,
+                        d.lineno,
+                        f"DAG id {dag_id!r} is also defined in {out.dags[dag_id].filename}",
+                    )
                 )
                 continue
             out.dags[dag_id] = d

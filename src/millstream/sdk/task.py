@@ -9,6 +9,7 @@ time.
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -419,12 +420,11 @@ task = _TaskNamespace()
 
 def chain(*elements: Any) -> None:
     """``chain(a, b, [c, d], e)``: a >> b >> [c, d] >> e; two lists in a row pair up."""
-    for left, right in zip(elements, elements[1:], strict=False):
+    for left, right in itertools.pairwise(elements):
         if isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
             if len(left) != len(right):
                 raise DagDefinitionError(
-                    f"chain(): adjacent lists must have the same length, got {len(left)} "
-                    f"and {len(right)}"
+                    f"chain(): adjacent lists must have the same length, got {len(left)} and {len(right)}"
                 )
             for a, b in zip(left, right, strict=True):
                 a >> b
@@ -442,4 +442,4 @@ def resolve_dag_params(value: Any, params: Mapping[str, Any]) -> Any:
     return value
 
 
-__all__ = ["Task", "TaskDecorator", "chain", "task", "DuplicateTaskIdError"]
+__all__ = ["DuplicateTaskIdError", "Task", "TaskDecorator", "chain", "task"]

@@ -45,11 +45,14 @@ class TaskGroup:
                 filename=file,
                 lineno=line,
             )
-        self.parent = current_group()
+        self.parent: TaskGroup | None = current_group()
         self.label = group_id
         self.prefix_group_id = prefix_group_id
         self.tooltip = tooltip
-        self.default_args = {**(self.parent.default_args if self.parent else {}), **(default_args or {})}
+        self.default_args: dict[str, Any] = {
+            **(self.parent.default_args if self.parent else {}),
+            **(default_args or {}),
+        }
         self.group_id = self._unique_id(group_id)
         self.children: list[Task] = []
         self.dag.task_group_ids.add(self.group_id)

@@ -34,8 +34,9 @@ def sync_parsed(
         latest = None
         if row and row["latest_version_id"]:
             latest = conn.execute(
-                sa.select(dag_version.c.id, dag_version.c.fingerprint, dag_version.c.version_number)
-                .where(dag_version.c.id == row["latest_version_id"])
+                sa.select(dag_version.c.id, dag_version.c.fingerprint, dag_version.c.version_number).where(
+                    dag_version.c.id == row["latest_version_id"]
+                )
             ).first()
         if latest is not None and latest.fingerprint == fp:
             version_id = latest.id
@@ -136,7 +137,9 @@ def set_paused(conn: Connection, dag_id: str, paused: bool) -> None:
     conn.execute(dag.update().where(dag.c.dag_id == dag_id).values(is_paused=paused))
 
 
-def set_next_run(conn: Connection, dag_id: str, logical_date: datetime | None, run_after: datetime | None) -> None:
+def set_next_run(
+    conn: Connection, dag_id: str, logical_date: datetime | None, run_after: datetime | None
+) -> None:
     conn.execute(
         dag.update()
         .where(dag.c.dag_id == dag_id)

@@ -23,7 +23,9 @@ def put_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def delete_for(conn: Connection, run_pk: int, task_id: str, map_index: int) -> None:
-    conn.execute(tr.delete().where(tr.c.run_pk == run_pk, tr.c.task_id == task_id, tr.c.map_index == map_index))
+    conn.execute(
+        tr.delete().where(tr.c.run_pk == run_pk, tr.c.task_id == task_id, tr.c.map_index == map_index)
+    )
 
 
 def get_one(conn: Connection, run_pk: int, task_id: str, map_index: int, key: str) -> str | None:
@@ -79,10 +81,15 @@ def outputs_of_run(conn: Connection, run_pk: int) -> dict[str, Output]:
             d["length"], d["type_name"] = length, type_name
         else:
             d["keys"][key] = length
-    return {t: Output(length=d["length"], type_name=d["type_name"], key_lengths=d["keys"]) for t, d in by_task.items()}
+    return {
+        t: Output(length=d["length"], type_name=d["type_name"], key_lengths=d["keys"])
+        for t, d in by_task.items()
+    }
 
 
-def iter_all(conn: Connection, run_pk: int, task_id: str, key: str, batch: int = 1000) -> Iterator[tuple[int, str]]:
+def iter_all(
+    conn: Connection, run_pk: int, task_id: str, key: str, batch: int = 1000
+) -> Iterator[tuple[int, str]]:
     after = -2
     while True:
         rows = page(conn, run_pk, task_id, key, after=after, limit=batch)

@@ -51,9 +51,11 @@ def create_run(
 
 
 def get_run(conn: Connection, dag_id: str, run_id: str) -> sa.RowMapping:
-    row = conn.execute(
-        sa.select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id)
-    ).mappings().first()
+    row = (
+        conn.execute(sa.select(dag_run).where(dag_run.c.dag_id == dag_id, dag_run.c.run_id == run_id))
+        .mappings()
+        .first()
+    )
     if row is None:
         raise NotFoundError(
             f"DAG {dag_id!r} has no run {run_id!r}; `millstream dags list-runs {dag_id}` lists them"
@@ -78,7 +80,9 @@ def list_runs(
 
 def runs_in_state(conn: Connection, state: RunState) -> list[sa.RowMapping]:
     return list(
-        conn.execute(sa.select(dag_run).where(dag_run.c.state == state.value).order_by(dag_run.c.id)).mappings()
+        conn.execute(
+            sa.select(dag_run).where(dag_run.c.state == state.value).order_by(dag_run.c.id)
+        ).mappings()
     )
 
 

@@ -41,7 +41,9 @@ def _row(run_pk: int, spec: DagSpec, task_id: str, map_index: int, state: TaskSt
 
 def expand(conn: Connection, run_pk: int, spec: DagSpec, task_id: str, length: int, state: TaskState) -> None:
     """Replace a mapped task's placeholder by ``length`` instances, in bulk."""
-    conn.execute(ti.delete().where(ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == UNMAPPED))
+    conn.execute(
+        ti.delete().where(ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == UNMAPPED)
+    )
     template = _row(run_pk, spec, task_id, 0, state)
     for start in range(0, length, _BATCH):
         conn.execute(
@@ -133,9 +135,13 @@ def list_for_run(conn: Connection, run_pk: int, task_id: str | None = None) -> l
 
 
 def get(conn: Connection, run_pk: int, task_id: str, map_index: int) -> sa.RowMapping:
-    row = conn.execute(
-        sa.select(ti).where(ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == map_index)
-    ).mappings().first()
+    row = (
+        conn.execute(
+            sa.select(ti).where(ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == map_index)
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise NotFoundError(f"no task instance {task_id!r} with map index {map_index} in this run")
     return row

@@ -7,14 +7,11 @@ only the way the DAG is found (``resolve_dag``) and the store differ.
 from __future__ import annotations
 
 import contextlib
-import io
-import itertools
 import json
 import logging
 import os
 import socket
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -123,7 +120,9 @@ class _Resolver:
         for name, src in expand_kwargs.items():
             if isinstance(src, XComArg) and src.operator.is_mapped:
                 n = sum(1 for _ in self._upstream_indexes(src))
-                columns.append((name, lambda j, s=src: self.reader.get(self.item.run_pk, s.task_id, j, s.key), n))
+                columns.append(
+                    (name, lambda j, s=src: self.reader.get(self.item.run_pk, s.task_id, j, s.key), n)
+                )
                 continue
             seq = self.value(src) if isinstance(src, XComArg) else src
             if isinstance(seq, dict):
@@ -156,7 +155,13 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
         item.dag_id, item.run_id, item.task_id, item.map_index, item.try_number, reader, item.run_pk, mapped
     )
     run = DagRunInfo(
-        item.dag_id, item.run_id, item.run_type, item.conf, ld, item.data_interval_start, item.data_interval_end
+        item.dag_id,
+        item.run_id,
+        item.run_type,
+        item.conf,
+        ld,
+        item.data_interval_start,
+        item.data_interval_end,
     )
     return {
         "dag": dag,
@@ -322,14 +327,20 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             label = _render_label(task.config["map_index_template"], kwargs, item.map_index)
             with set_current_context(ctx):
                 if task.kind == "bash":
-                    command = task.python_callable(*args, **kwargs) if task.python_callable else kwargs["bash_command"]
+                    command = (
+                        task.python_callable(*args, **kwargs)
+                        if task.python_callable
+                        else kwargs["bash_command"]
+                    )
                     value = _run_bash(str(command), None if task.python_callable else kwargs.get("env"), log)
                 else:
                     assert task.python_callable is not None
                     value = task.python_callable(*args, **kwargs)
             rows, output = _output_of(task, value)
             if task.kind == "branch":
-                output = Output(output.length, output.type_name, output.key_lengths, follow=_branch_follow(task, value))
+                output = Output(
+                    output.length, output.type_name, output.key_lengths, follow=_branch_follow(task, value)
+                )
             elif task.kind == "short_circuit":
                 output = Output(output.length, output.type_name, output.key_lengths, short_circuit=not value)
                 if not value:
@@ -341,7 +352,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
         except FailTask as e:
             rows, output, state, error, retryable = [], None, "failed", str(e) or "failed", False
             traceback.print_exc(file=log)
-        except BaseException as e:  # noqa: BLE001 - every failure of user code ends the attempt
+        except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
             rows, output, state, retryable = [], None, "failed", True
@@ -364,7 +375,9 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
     )
 
 
-def log_path(base: str | os.PathLike[str], dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+def log_path(
+    base: str | os.PathLike[str], dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int
+) -> str:
     parts = [f"dag_id={dag_id}", f"run_id={run_id}", f"task_id={task_id}"]
     if map_index >= 0:
         parts.append(f"map_index={map_index}")
@@ -377,5 +390,3 @@ def read_log(path: str) -> str:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return ""
-
-

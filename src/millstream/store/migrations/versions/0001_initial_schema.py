@@ -81,9 +81,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("dag_id", "run_id", name=op.f("uq_dag_run_dag_id_run_id")),
     )
     with op.batch_alter_table("dag_run", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_dag_run_state_dag_id", ["state", "dag_id"], unique=False
-        )
+        batch_op.create_index("ix_dag_run_state_dag_id", ["state", "dag_id"], unique=False)
 
     op.create_table(
         "task_instance",
@@ -110,14 +108,10 @@ def upgrade() -> None:
             name=op.f("fk_task_instance_run_pk_dag_run"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint(
-            "run_pk", "task_id", "map_index", name=op.f("pk_task_instance")
-        ),
+        sa.PrimaryKeyConstraint("run_pk", "task_id", "map_index", name=op.f("pk_task_instance")),
     )
     with op.batch_alter_table("task_instance", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_task_instance_dag_id_state", ["dag_id", "state"], unique=False
-        )
+        batch_op.create_index("ix_task_instance_dag_id_state", ["dag_id", "state"], unique=False)
 
     op.create_table(
         "task_result",
@@ -134,9 +128,7 @@ def upgrade() -> None:
             name=op.f("fk_task_result_run_pk_dag_run"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint(
-            "run_pk", "task_id", "map_index", "key", name=op.f("pk_task_result")
-        ),
+        sa.PrimaryKeyConstraint("run_pk", "task_id", "map_index", "key", name=op.f("pk_task_result")),
     )
 
 

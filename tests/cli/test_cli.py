@@ -1,0 +1,140 @@
+"""The command line, run as a user runs it: a real process, its output and exit code."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def cli(tmp_path):
+    home = tmp_path / "home"
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(EXAMPLES / "process_daily_files.py", dags)
+    env = {**os.environ, "MILLSTREAM_HOME": str(home), "MILLSTREAM_DAGS_FOLDER": str(dags)}
+
+    def run(*args, ok=True):
+        p = subprocess.run(
+            [sys.executable, "-m", "millstream.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if ok:
+            assert p.returncode == 0, p.stderr + p.stdout
+        return p
+
+    run.dags = dags
+    run.home = home
+    return run
+
+
+def test_help_lists_every_command(cli):
+    out = cli("--help").stdout
+    for cmd in ("db", "dags", "tasks", "scheduler", "standalone"):
+        assert cmd in out
+    dags_help = cli("dags", "--help").stdout
+    for cmd in ("list", "list-import-errors", "test", "trigger", "pause", "unpause", "list-runs"):
+        assert cmd in dags_help
+    assert "states" in cli("tasks", "--help").stdout and "logs" in cli("tasks", "--help").stdout
+
+
+def test_dags_test_prints_each_instance_and_the_run_state(cli):
+    p = cli("dags", "test", "process_daily_files")
+    assert "process_file[2]: success" in p.stdout
+    assert "summarize: success" in p.stdout
+    assert p.stdout.strip().endswith("success")
+
+
+def test_dags_test_of_a_failing_run_exits_1(cli):
+    (cli.dags / "bad.py").write_text(
+        "from millstream import dag, task\n@dag\ndef bad():\n    @task\n    def f():\n        1/0\n    f()\nbad()\n"
+    )
+    p = cli("dags", "test", "bad", ok=False)
+    assert p.returncode == 1 and "f: failed  ZeroDivisionError: division by zero" in p.stdout
+
+
+def test_db_migrate_list_trigger_pause_and_list_runs(cli):
+    assert "Database at revision" in cli("db", "migrate").stdout
+    listed = json.loads(cli("dags", "list", "-o", "json").stdout)
+    assert listed[0]["dag_id"] == "process_daily_files" and listed[0]["schedule"] == "@daily"
+    assert (
+        "Triggered process_daily_files: run r1"
+        in cli("dags", "trigger", "process_daily_files", "--run-id", "r1", "--conf", '{"x": 1}').stdout
+    )
+    cli("dags", "unpause", "process_daily_files")
+    assert json.loads(cli("dags", "list", "-o", "json").stdout)[0]["paused"] is False
+    cli("dags", "pause", "process_daily_files")
+    runs = cli("dags", "list-runs", "process_daily_files").stdout
+    assert "r1" in runs and "queued" in runs
+    states = cli("tasks", "states", "process_daily_files", "r1").stdout
+    assert "Run r1: queued" in states
+
+
+def test_import_errors_are_listed_with_file_and_line(cli):
+    (cli.dags / "broken.py").write_text("x = 1\ny = undefined_name\n")
+    p = cli("dags", "list-import-errors", ok=False)
+    assert p.returncode == 1
+    assert f"{cli.dags / 'broken.py'}:2: NameError: name 'undefined_name' is not defined" in p.stdout
+    # The good DAG is still listed.
+    assert "process_daily_files" in cli("dags", "list").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("dags", "trigger", "nope"), "no DAG with id 'nope'"),
+        (("dags", "test", "nope"), "no DAG 'nope' in"),
+        (("dags", "pause", "nope"), "no DAG with id 'nope'"),
+        (("dags", "list-runs", "nope"), "no DAG with id 'nope'"),
+        (("dags", "trigger", "process_daily_files", "--conf", "{bad"), "--conf is not valid JSON"),
+        (
+            ("dags", "trigger", "process_daily_files", "--conf", "[1]"),
+            "--conf must be a JSON object, got list",
+        ),
+        (("tasks", "states", "process_daily_files", "nope"), "has no run 'nope'"),
+        (("tasks", "logs", "process_daily_files", "nope", "t"), "has no run 'nope'"),
+    ],
+)
+def test_unknown_ids_and_bad_input_give_one_line_and_exit_1(cli, args, message):
+    cli("dags", "list")
+    p = cli(*args, ok=False)
+    assert p.returncode == 1
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_standalone_runs_the_reference_dag_and_prints_the_result(cli):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "millstream.cli",
+            "standalone",
+            "--trigger",
+            "process_daily_files",
+            "--exit-after-run",
+        ],
+        env={**os.environ, "MILLSTREAM_HOME": str(cli.home), "MILLSTREAM_DAGS_FOLDER": str(cli.dags)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "Completed 3 files" in p.stdout
+    assert "of process_daily_files: success" in p.stdout
+    run_id = next(line.split("run ")[1] for line in p.stdout.splitlines() if line.startswith("Triggered"))
+    logs = cli("tasks", "logs", "process_daily_files", run_id, "process_file", "--map-index", "2").stdout
+    assert "Processing file_003.csv" in logs
+    wrong_index = cli(
+        "tasks", "logs", "process_daily_files", run_id, "process_file", "--map-index", "9", ok=False
+    )
+    assert "has no map index 9; valid: 0..2" in wrong_index.stderr
