@@ -296,6 +296,9 @@ def dags_trigger(dag_id: str, dags_folder: str | None, conf: str | None, run_id:
     env = Env(dags_folder)
     env.sync_dags()
     rid = control.trigger(env.store, dag_id, conf=control.parse_conf(conf), run_id=run_id)
+    from millstream.scheduler.wakeup import notify
+
+    notify(env.settings.home)
     console.print(f"Triggered {dag_id}: run {rid}")
 
 
@@ -424,13 +427,20 @@ def _build_scheduler(
     )
 
 
-def _run_until_signal(scheduler: Any) -> None:
+def _run_until_signal(scheduler: Any, home: Path) -> None:
+    from millstream.scheduler.wakeup import WakeupListener
+
     def stop(signum: int, frame: Any) -> None:
         scheduler.stop()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    scheduler.run_forever()
+    listener = WakeupListener(home, scheduler.nudge)
+    listener.start()
+    try:
+        scheduler.run_forever()
+    finally:
+        listener.stop()
 
 
 @main.command("scheduler")
@@ -443,7 +453,7 @@ def scheduler_cmd(dags_folder: str | None) -> None:
     console.print(
         f"Scheduler: DAGs from {env.settings.dags_folder}, database {_safe_url(env.settings.database_url)}"
     )
-    _run_until_signal(_build_scheduler(env.settings, env.store))
+    _run_until_signal(_build_scheduler(env.settings, env.store), env.settings.home)
 
 
 @main.command("standalone")
@@ -493,7 +503,7 @@ def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run:
         "Look around in another terminal: `millstream dags list`, "
         "`millstream dags list-runs DAG_ID`, `millstream tasks states DAG_ID RUN_ID`. Ctrl-C stops."
     )
-    _run_until_signal(scheduler)
+    _run_until_signal(scheduler, settings.home)
     console.print("Stopped.")
 
 

@@ -49,11 +49,10 @@ def test_reference_dag_through_the_scheduler_and_worker_processes(harness):
     }
     # Worker processes, not the scheduler, ran the tasks; each attempt has its own log.
     assert all(t["pid"] and t["hostname"] for t in tis.values())
-    logs = sorted(
-        p.relative_to(harness.home / "logs").as_posix() for p in (harness.home / "logs").rglob("*.log")
-    )
-    assert len(logs) == 5
-    summary_log = next((harness.home / "logs").rglob("task_id=summarize/attempt=1.log")).read_text()
+    safe_run_id = run_id.replace(":", "_").replace("+", "_")
+    run_logs = harness.home / "logs" / "dag_id=process_daily_files" / f"run_id={safe_run_id}"
+    assert len(list(run_logs.rglob("*.log"))) == 5
+    summary_log = next(run_logs.rglob("task_id=summarize/attempt=1.log")).read_text()
     assert "Completed 3 files" in summary_log
 
 
@@ -128,7 +127,7 @@ def test_a_failing_task_ends_failed_with_its_traceback_in_the_log(harness):
     assert "Traceback (most recent call last)" in log and "KeyError: 'customer_id'" in log
 
 
-def test_timedelta_schedule_with_catchup_creates_every_missed_interval(harness):
+def test_timedelta_schedule_with_catchup_creates_every_missed_trigger(harness):
     harness.write_dag(
         "hourly.py",
         """
@@ -154,13 +153,14 @@ def test_timedelta_schedule_with_catchup_creates_every_missed_interval(harness):
         with harness.store.read() as conn:
             rows = runs_q.list_runs(conn, "hourly")
         done = [r for r in rows if r["state"] == "success"]
-        return done if len(done) >= 3 else None
+        return done if len(done) >= 4 else None
 
-    done = wait_for(runs, 60, "three scheduled runs")
-    intervals = sorted((r["data_interval_start"], r["data_interval_end"]) for r in done)
-    assert len(intervals) == 3
-    for (s1, e1), (s2, _) in zip(intervals, intervals[1:]):
-        assert e1 == s2 and (e1 - s1).total_seconds() == 3600
+    # start, +1h, +2h and +3h (the last full hour) have all passed: four runs, as Airflow 3.
+    done = wait_for(runs, 60, "four scheduled runs")
+    dates = sorted(r["logical_date"] for r in done)
+    assert len(dates) == 4
+    assert all((b - a).total_seconds() == 3600 for a, b in zip(dates, dates[1:]))
+    assert all(r["data_interval_start"] == r["data_interval_end"] == r["logical_date"] for r in done)
     assert all(r["run_type"] == "scheduled" for r in done)
 
 

@@ -94,13 +94,14 @@ def _all_done(c: UpstreamCounts) -> Verdict:
 
 
 def _all_done_min_one_success(c: UpstreamCounts) -> Verdict:
+    # As Airflow 3.3: a skipped upstream skips the task at once, even beside a success.
+    if c.skipped:
+        return _v(Outcome.SKIP, f"all_done_min_one_success: {c.skipped} upstream skipped")
     if not c.all_done:
         return _wait(c)
     if c.success:
         return _v(Outcome.RUN, "all upstream done, at least one succeeded")
-    if c.failures:
-        return _v(Outcome.UPSTREAM_FAILED, "all_done_min_one_success: none succeeded")
-    return _v(Outcome.SKIP, "all_done_min_one_success: none succeeded")
+    return _v(Outcome.UPSTREAM_FAILED, "all_done_min_one_success: no upstream succeeded")
 
 
 def _all_done_setup_success(c: UpstreamCounts) -> Verdict:

@@ -26,4 +26,7 @@ class Executor(Protocol):
 
     def in_flight(self) -> int: ...
 
+    def wake(self) -> None:
+        """Make a pending or the next ``events`` call return at once (thread-safe)."""
+
     def shutdown(self) -> None: ...

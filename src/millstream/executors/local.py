@@ -25,6 +25,7 @@ from millstream.worker.item import AttemptResult, Event, Finished, Started, Work
 log = logging.getLogger(__name__)
 
 _STOP = None
+_WAKE = "wake"
 
 
 def _die_with_parent() -> None:
@@ -115,6 +116,7 @@ class LocalExecutor:
                 out.append(self._events.get_nowait())
         except queue.Empty:
             pass
+        out = [ev for ev in out if not isinstance(ev, str)]  # drop wake-ups
         for ev in out:
             self._track(ev)
         out.extend(self._watchdog())
@@ -180,6 +182,10 @@ class LocalExecutor:
         return Finished(
             AttemptResult(item=r.item, state="failed", started_at=now, ended_at=now, error=reason, pid=r.pid)
         )
+
+    def wake(self) -> None:
+        if self._events is not None:
+            self._events.put(_WAKE)
 
     def shutdown(self) -> None:
         if self._tasks is None:

@@ -34,6 +34,7 @@ from millstream.core.planner import Command, ExpandTask, FinishRun, RunPlanner, 
 from millstream.core.states import IllegalTransition, RunState, TaskState
 from millstream.core.timetables import RunInfo, from_spec, parse_dates
 from millstream.executors.base import Executor
+from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.dagsync import record_parsed, sync_folder
 from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.sdk.params import resolve_params
@@ -110,10 +111,12 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stop.set()
+        self.executor.wake()
 
     def nudge(self) -> None:
-        """Ask for steps 1-3 at the next iteration (a trigger arrived)."""
+        """Ask for steps 1-3 now (a trigger arrived); safe to call from any thread."""
         self._nudged.set()
+        self.executor.wake()
 
     def run_forever(self) -> None:
         log.info("scheduler starting")
@@ -238,6 +241,7 @@ class Scheduler:
     def start_queued(self, now: datetime) -> None:
         started: list[ActiveRun] = []
         with self.store.begin() as conn:
+            batch = WriteBatch()
             running = runs_q.count_active(conn)
             for row in runs_q.runs_in_state(conn, RunState.QUEUED):
                 spec = dags_q.spec_for_version(conn, row["dag_version_id"])
@@ -250,8 +254,9 @@ class Scheduler:
                 running[row["dag_id"]] = running.get(row["dag_id"], 0) + 1
                 ti_q.create_for_run(conn, row["id"], spec)
                 run = self._active_run(row, spec, RunPlanner(spec, max_map_length=self.max_map_length))
-                self._persist(conn, run, run.planner.start())
+                self._persist(batch, run, run.planner.start())
                 started.append(run)
+            batch.flush(conn)
         for run in started:
             self._emit("run_started", dag_id=run.dag_id, run_id=run.run_id)
         self._flush_ready()
@@ -302,6 +307,7 @@ class Scheduler:
         self._ready.clear()
         self._pending_ready.clear()
         with self.store.begin() as conn:
+            batch = WriteBatch()
             for row in runs_q.runs_in_state(conn, RunState.RUNNING):
                 spec = dags_q.spec_for_version(conn, row["dag_version_id"])
                 planner = RunPlanner(
@@ -335,23 +341,28 @@ class Scheduler:
                                 task_id, idx, tries, now, "the scheduler restarted while it ran"
                             )
                 cmds += planner.start()
-                self._persist(conn, run, cmds)
+                self._persist(batch, run, cmds)
                 if reset_orphans:
                     log.info("recovered run %s of %s", run.run_id, run.dag_id)
+            batch.flush(conn)
         self._flush_ready()
 
     # -- 4. retries ---------------------------------------------------------------------------
 
     def retry_due(self, now: datetime) -> None:
         due = [
-            (run, run.planner.due_retries(now)) for run in self.runs.values() if run.planner.next_retry_at()
+            (run, run.planner.due_retries(now))
+            for run in list(self.runs.values())
+            if run.planner.next_retry_at()
         ]
         due = [(run, cmds) for run, cmds in due if cmds]
         if not due:
             return
         with self.store.begin() as conn:
+            batch = WriteBatch()
             for run, cmds in due:
-                self._persist(conn, run, cmds)
+                self._persist(batch, run, cmds)
+            batch.flush(conn)
         self._flush_ready()
 
     # -- 5. dispatch ----------------------------------------------------------------------------
@@ -397,17 +408,7 @@ class Scheduler:
             return
         items: list[WorkItem] = []
         with self.store.begin() as conn:
-            for run, task_id, idx in chosen:
-                ti_q.set_attempt(
-                    conn,
-                    run.pk,
-                    task_id,
-                    idx,
-                    expected=[S.SCHEDULED],
-                    state=S.QUEUED,
-                    try_number=ti_q.ti.c.try_number + 1,
-                    state_reason="queued",
-                )
+            ti_q.queue_many(conn, [ti_q.key(run.pk, task_id, idx) for run, task_id, idx in chosen])
             tries = self._try_numbers(conn, chosen)
         for (run, task_id, idx), try_number in zip(chosen, tries, strict=True):
             task = run.spec.task(task_id)
@@ -464,13 +465,15 @@ class Scheduler:
         now = self.clock()
         try:
             with self.store.begin() as conn:
+                batch = WriteBatch()
                 for ev in events:
                     if isinstance(ev, Started):
-                        self._apply_started(conn, ev)
+                        self._apply_started(batch, ev)
                     else:
-                        fin = self._apply_finished(conn, ev, now)
+                        fin = self._apply_finished(batch, ev, now)
                         if fin is not None:
                             finished_runs.append(fin)
+                batch.flush(conn)
         except Exception:
             # Workers told us once; keep their reports until the store takes them.
             self._unapplied = events
@@ -479,35 +482,26 @@ class Scheduler:
         for run, fin in finished_runs:
             self._emit("run_finished", dag_id=run.dag_id, run_id=run.run_id, state=fin.state.value)
 
-    def _apply_started(self, conn: Connection, ev: Started) -> None:
+    def _apply_started(self, batch: WriteBatch, ev: Started) -> None:
         item = ev.item
         run = self.runs.get(item.run_pk)
-        if run is None:
+        if run is None or run.planner.states[item.task_id].get(item.map_index) is not S.QUEUED:
             return
-        ok = ti_q.set_attempt(
-            conn,
-            item.run_pk,
-            item.task_id,
-            item.map_index,
-            expected=[S.QUEUED],
-            state=S.RUNNING,
-            start_date=ev.at,
-            pid=ev.pid,
-            hostname=ev.hostname,
-            state_reason="running",
+        run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
+        batch.started.append(
+            {
+                **ti_q.key(item.run_pk, item.task_id, item.map_index),
+                "p_start": ev.at,
+                "p_pid": ev.pid,
+                "p_host": ev.hostname,
+            }
         )
-        if ok:
-            run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
-            self._emit(
-                "ti_started",
-                dag_id=run.dag_id,
-                run_id=run.run_id,
-                task_id=item.task_id,
-                map_index=item.map_index,
-            )
+        self._emit(
+            "ti_started", dag_id=run.dag_id, run_id=run.run_id, task_id=item.task_id, map_index=item.map_index
+        )
 
     def _apply_finished(
-        self, conn: Connection, ev: Finished, now: datetime
+        self, batch: WriteBatch, ev: Finished, now: datetime
     ) -> tuple[ActiveRun, FinishRun] | None:
         r = ev.result
         item = r.item
@@ -518,36 +512,30 @@ class Scheduler:
         if current not in (S.RUNNING, S.QUEUED):
             log.warning("ignoring a stale report for %s (instance is %s now)", item.describe(), current)
             return None
-        duration = (r.ended_at - r.started_at).total_seconds()
-        ti_q.set_attempt(
-            conn,
-            item.run_pk,
-            item.task_id,
-            item.map_index,
-            expected=[S.RUNNING, S.QUEUED],
-            end_date=r.ended_at,
-            duration=duration,
-            label=r.label,
-        )
-        if current is S.QUEUED:  # the Started event was lost with a killed worker
+        if current is S.QUEUED:  # its Started report was lost with a killed worker
             run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
+        key = ti_q.key(item.run_pk, item.task_id, item.map_index)
+        batch.finished.append(
+            {
+                **key,
+                "p_end": r.ended_at,
+                "p_duration": (r.ended_at - r.started_at).total_seconds(),
+                "p_label": r.label,
+            }
+        )
         try:
             if r.state == "success":
-                results_q.delete_for(conn, item.run_pk, item.task_id, item.map_index)
-                results_q.put_many(
-                    conn,
-                    [
-                        {
-                            "run_pk": item.run_pk,
-                            "task_id": item.task_id,
-                            "map_index": item.map_index,
-                            "key": k,
-                            "value": v,
-                            "length": n,
-                            "type_name": tn,
-                        }
-                        for k, v, n, tn in r.results
-                    ],
+                batch.results.extend(
+                    {
+                        "run_pk": item.run_pk,
+                        "task_id": item.task_id,
+                        "map_index": item.map_index,
+                        "key": k,
+                        "value": v,
+                        "length": n,
+                        "type_name": tn,
+                    }
+                    for k, v, n, tn in r.results
                 )
                 cmds = run.planner.record(
                     item.task_id, item.map_index, S.SUCCESS, output=r.output, reason="succeeded"
@@ -572,38 +560,29 @@ class Scheduler:
             error=r.error,
             log_path=item.log_path,
         )
-        return self._persist(conn, run, cmds)
+        return self._persist(batch, run, cmds)
 
     def _persist(
-        self, conn: Connection, run: ActiveRun, cmds: list[Command]
+        self, batch: WriteBatch, run: ActiveRun, cmds: list[Command]
     ) -> tuple[ActiveRun, FinishRun] | None:
-        """Write the planner's commands; ready instances are queued after the commit."""
+        """Queue the planner's commands for writing; ready instances are pushed after the commit."""
         finish = None
         for cmd in cmds:
             if isinstance(cmd, SetStates):
                 if cmd.state is S.QUEUED or cmd.state is S.RUNNING:
-                    continue  # written by dispatch/_apply_started with their extra fields
-                extra: dict[str, Any] = {}
-                if cmd.state is S.UP_FOR_RETRY:
-                    extra["next_retry_at"] = cmd.retry_at
-                ti_q.set_states(conn, run.pk, cmd.task_id, cmd.map_indexes, cmd.state, cmd.reason, **extra)
+                    continue  # written by dispatch / _apply_started with their extra fields
+                for idx in cmd.map_indexes:
+                    batch.set_state(run.pk, cmd.task_id, idx, cmd.state, cmd.reason, cmd.retry_at)
                 if cmd.state is S.SCHEDULED:
                     for idx in cmd.map_indexes:
                         self._push(run, cmd.task_id, idx)
             elif isinstance(cmd, ExpandTask):
-                ti_q.expand(conn, run.pk, run.spec, cmd.task_id, cmd.length, cmd.state)
+                batch.expansions.append((run.pk, run.spec, cmd.task_id, cmd.length, cmd.state))
                 if cmd.state is S.SCHEDULED:
                     for idx in range(cmd.length):
                         self._push(run, cmd.task_id, idx)
             elif isinstance(cmd, FinishRun):
-                runs_q.set_state(
-                    conn,
-                    run.pk,
-                    cmd.state,
-                    expected=RunState.RUNNING,
-                    reason=cmd.reason,
-                    end_date=self.clock(),
-                )
+                batch.run_states.append((run.pk, cmd.state, cmd.reason, self.clock()))
                 del self.runs[run.pk]
                 log.info("run %s of %s finished: %s (%s)", run.run_id, run.dag_id, cmd.state, cmd.reason)
                 finish = (run, cmd)

@@ -19,6 +19,7 @@ from millstream.core.timetables import (
     CronDataIntervalTimetable,
     CronTriggerTimetable,
     DeltaTimetable,
+    DeltaTriggerTimetable,
     OnceTimetable,
     Timetable,
     validate_cron,
@@ -76,12 +77,15 @@ def schedule_to_spec(schedule: Any, tz: str) -> dict[str, Any]:
     if isinstance(schedule, timedelta):
         if schedule.total_seconds() <= 0:
             raise ScheduleError(f"a timedelta schedule must be positive, got {schedule}")
-        return {"type": "delta", "seconds": schedule.total_seconds()}
+        kind = "delta_interval" if _cron_data_intervals() else "delta"
+        return {"type": kind, "seconds": schedule.total_seconds()}
     if isinstance(schedule, CronDataIntervalTimetable):
         return {"type": "cron_interval", "expr": schedule.summary, "tz": schedule.tz.key}
     if isinstance(schedule, CronTriggerTimetable):
         return {"type": "cron", "expr": schedule.summary, "tz": schedule.tz.key}
     if isinstance(schedule, DeltaTimetable):
+        return {"type": "delta_interval", "seconds": schedule.delta.total_seconds()}
+    if isinstance(schedule, DeltaTriggerTimetable):
         return {"type": "delta", "seconds": schedule.delta.total_seconds()}
     if isinstance(schedule, OnceTimetable):
         return {"type": "once"}

@@ -7,10 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
@@ -62,7 +58,9 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def alembic_config(connection: sa.Connection) -> Config:
+def alembic_config(connection: sa.Connection) -> Any:
+    from alembic.config import Config  # imported only when needed: it is slow to import
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -71,16 +69,23 @@ def alembic_config(connection: sa.Connection) -> Config:
 
 def migrate(engine: Engine) -> str:
     """Bring the schema to the newest revision; returns the revision now applied."""
+    from alembic import command
+
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
         return current_revision(conn) or ""
 
 
 def current_revision(conn: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     head = ScriptDirectory.from_config(cfg).get_current_head()

@@ -22,10 +22,17 @@ def put_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(tr.insert(), list(rows))
 
 
-def delete_for(conn: Connection, run_pk: int, task_id: str, map_index: int) -> None:
-    conn.execute(
-        tr.delete().where(tr.c.run_pk == run_pk, tr.c.task_id == task_id, tr.c.map_index == map_index)
-    )
+_DELETE = tr.delete().where(
+    tr.c.run_pk == sa.bindparam("k_run"),
+    tr.c.task_id == sa.bindparam("k_task"),
+    tr.c.map_index == sa.bindparam("k_idx"),
+)
+
+
+def delete_many(conn: Connection, keys: Sequence[dict[str, Any]]) -> None:
+    """Remove earlier results of these instances (keys as from task_instances.key)."""
+    if keys:
+        conn.execute(_DELETE, list(keys))
 
 
 def get_one(conn: Connection, run_pk: int, task_id: str, map_index: int, key: str) -> str | None:

@@ -51,15 +51,66 @@ def expand(conn: Connection, run_pk: int, spec: DagSpec, task_id: str, length: i
         )
 
 
-_set_stmt = (
-    ti.update()
-    .where(
-        ti.c.run_pk == bindparam("b_run"),
-        ti.c.task_id == bindparam("b_task"),
-        ti.c.map_index == bindparam("b_idx"),
+def _by_key(stmt: sa.Update) -> sa.Update:
+    return stmt.where(
+        ti.c.run_pk == bindparam("k_run"),
+        ti.c.task_id == bindparam("k_task"),
+        ti.c.map_index == bindparam("k_idx"),
     )
-    .values(state=bindparam("state"), state_reason=bindparam("state_reason"))
+
+
+# Prepared once, run as executemany: one round trip per batch, not one per instance.
+_SET_STATE = _by_key(ti.update()).values(
+    state=bindparam("p_state"), state_reason=bindparam("p_reason"), next_retry_at=bindparam("p_retry_at")
 )
+_QUEUE = (
+    _by_key(ti.update())
+    .where(ti.c.state == TaskState.SCHEDULED.value)
+    .values(state=TaskState.QUEUED.value, try_number=ti.c.try_number + 1, state_reason="queued")
+)
+_START = (
+    _by_key(ti.update())
+    .where(ti.c.state == TaskState.QUEUED.value)
+    .values(
+        state=TaskState.RUNNING.value,
+        start_date=bindparam("p_start"),
+        pid=bindparam("p_pid"),
+        hostname=bindparam("p_host"),
+        state_reason="running",
+    )
+)
+_FINISH = _by_key(ti.update()).values(
+    end_date=bindparam("p_end"), duration=bindparam("p_duration"), label=bindparam("p_label")
+)
+
+
+def key(run_pk: int, task_id: str, map_index: int) -> dict[str, Any]:
+    return {"k_run": run_pk, "k_task": task_id, "k_idx": map_index}
+
+
+def _many(conn: Connection, stmt: sa.Update, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), _BATCH):
+        conn.execute(stmt, rows[start : start + _BATCH])
+
+
+def set_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Rows: key(...) plus p_state, p_reason, p_retry_at."""
+    _many(conn, _SET_STATE, rows)
+
+
+def queue_many(conn: Connection, keys: list[dict[str, Any]]) -> None:
+    """scheduled -> queued, counting a new try."""
+    _many(conn, _QUEUE, keys)
+
+
+def start_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """queued -> running; rows: key(...) plus p_start, p_pid, p_host."""
+    _many(conn, _START, rows)
+
+
+def finish_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Record end time, duration and label; rows: key(...) plus p_end, p_duration, p_label."""
+    _many(conn, _FINISH, rows)
 
 
 def set_states(
@@ -69,23 +120,16 @@ def set_states(
     map_indexes: Sequence[int],
     state: TaskState,
     reason: str,
-    **extra: Any,
+    retry_at: datetime | None = None,
 ) -> None:
-    """Set many instances of one task at once (an executemany, not one query each)."""
-    if extra:
-        q = (
-            ti.update()
-            .where(ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index.in_(list(map_indexes)))
-            .values(state=state.value, state_reason=reason, **extra)
-        )
-        conn.execute(q)
-        return
-    params = [
-        {"b_run": run_pk, "b_task": task_id, "b_idx": i, "state": state.value, "state_reason": reason}
-        for i in map_indexes
-    ]
-    for start in range(0, len(params), _BATCH):
-        conn.execute(_set_stmt, params[start : start + _BATCH])
+    """Set many instances of one task at once."""
+    set_many(
+        conn,
+        [
+            {**key(run_pk, task_id, i), "p_state": state.value, "p_reason": reason, "p_retry_at": retry_at}
+            for i in map_indexes
+        ],
+    )
 
 
 def set_attempt(

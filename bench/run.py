@@ -1,0 +1,28 @@
+"""`make bench`: every benchmark, each printing its figures against its target."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import bench_foundation  # noqa: E402
+from common import RESULTS  # noqa: E402
+
+
+def main() -> None:
+    print(f"{'benchmark':<60} {'value':>10} {'unit':<6} {'target':<14} verdict")
+    bench_foundation.main()
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(RESULTS, indent=2))
+    missed = [r["name"] for r in RESULTS if r["verdict"] == "MISSED"]
+    print(f"\n{len(RESULTS)} figures, {len(missed)} missed target" + (f": {missed}" if missed else ""))
+
+
+if __name__ == "__main__":
+    main()
