@@ -2,7 +2,7 @@
 
 Each step is a named method; the loop reads like this docstring:
 
-1. ``refresh_dags``      parse changed DAG files (in a child process) and record versions
+1. ``record_dag_files``  record DAG files parsed by the watcher thread (new versions, errors)
 2. ``create_scheduled``  create the runs timetables say are due
 3. ``start_queued``      start queued runs within ``max_active_runs``: rows + first plan
 4. ``retry_due``         schedule ``up_for_retry`` instances whose delay has passed
@@ -10,8 +10,10 @@ Each step is a named method; the loop reads like this docstring:
 6. wait                  block on the executor until an event arrives or a timer is due
 7. ``apply``             record what workers reported, let the planner decide, commit
 
-Steps 1-3 touch every DAG, so they run on a timer (``poll_interval``) or when nudged,
-not after every finished task; steps 4-7 are proportional to what happened. Every
+DAG files are parsed by a watcher thread (each file in a child process with a timeout),
+so a slow or hanging file never holds up scheduling. Steps 2-3 touch every DAG, so they
+run on a timer (``poll_interval``) or when nudged, not after every finished task; steps
+4-7 are proportional to what happened. Every
 change is committed before anything acts on it: a crash at any point loses nothing that
 was acknowledged, and a restarted scheduler rebuilds its planners from the store.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -103,7 +106,7 @@ class Scheduler:
         self._unapplied: list[Event] = []  # reports whose transaction failed, retried next turn
         self._seq = itertools.count()
         self._next_poll = 0.0
-        self._next_refresh = 0.0
+        self._parsed: queue.Queue[tuple[list[Parsed], list[str]]] = queue.Queue()
         self._stop = threading.Event()
         self._nudged = threading.Event()
 
@@ -121,6 +124,10 @@ class Scheduler:
     def run_forever(self) -> None:
         log.info("scheduler starting")
         self.executor.start()
+        watcher = None
+        if self.dag_folder is not None:
+            watcher = threading.Thread(target=self._watch_dag_files, name="millstream-dag-watcher", daemon=True)
+            watcher.start()
         try:
             self.recover()
             while not self._stop.is_set():
@@ -133,6 +140,9 @@ class Scheduler:
                     self._stop.wait(1.0)
                     self._reload_safely()
         finally:
+            self._stop.set()
+            if watcher is not None:
+                watcher.join(timeout=5)
             self.executor.shutdown()
             log.info("scheduler stopped")
 
@@ -140,9 +150,7 @@ class Scheduler:
         """One turn of the loop (see the module docstring)."""
         now = self.clock()
         mono = now.timestamp()
-        if self.dag_folder is not None and mono >= self._next_refresh:
-            self.refresh_dags()
-            self._next_refresh = mono + self.dag_refresh_interval
+        self.record_dag_files()
         if mono >= self._next_poll or self._nudged.is_set():
             self._nudged.clear()
             self.create_scheduled(now)
@@ -157,8 +165,6 @@ class Scheduler:
 
     def _wait_time(self, now: datetime) -> float:
         deadlines = [self._next_poll]
-        if self.dag_folder is not None:
-            deadlines.append(self._next_refresh)
         for run in self.runs.values():
             at = run.planner.next_retry_at()
             if at is not None:
@@ -172,10 +178,40 @@ class Scheduler:
     # -- 1. DAG files -----------------------------------------------------------------------
 
     def refresh_dags(self) -> None:
+        """Parse changed DAG files and record them now (before the loop starts)."""
         assert self.dag_folder is not None
         for p in sync_folder(self.store, self.dag_folder, paused_on_creation=self.paused_on_creation):
             if p.error is not None:
                 log.warning("DAG file failed to import: %s", p.error)
+
+    def _watch_dag_files(self) -> None:
+        """Watcher thread: parse what changed, hand it to the loop, sleep, repeat."""
+        assert self.dag_folder is not None
+        known: list[str] | None = None
+        while not self._stop.is_set():
+            try:
+                changed, files = self.dag_folder.changed()
+                parsed = self.dag_folder.parse(changed) if changed else []
+                if parsed or files != known:
+                    self._parsed.put((parsed, files))
+                    known = files
+                    self.nudge()
+            except Exception:
+                log.exception("scanning the DAG folder failed; will try again")
+            self._stop.wait(self.dag_refresh_interval)
+
+    def record_dag_files(self) -> None:
+        """Step 1: store what the watcher parsed (the loop thread does all the writing)."""
+        while True:
+            try:
+                parsed, files = self._parsed.get_nowait()
+            except queue.Empty:
+                return
+            for p in parsed:
+                if p.error is not None:
+                    log.warning("DAG file failed to import: %s", p.error)
+            folder = self.dag_folder.folder if self.dag_folder is not None else None
+            record_parsed(self.store, parsed, paused_on_creation=self.paused_on_creation, files=files, folder=folder)
 
     def record_parsed(self, parsed: Iterable[Parsed]) -> None:
         record_parsed(self.store, parsed, paused_on_creation=self.paused_on_creation, now=self.clock())
