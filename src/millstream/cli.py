@@ -477,6 +477,8 @@ def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run:
         if not followed or data.get("run_id") != followed.get("run_id"):
             return
         if kind == "ti_finished":
+            if data["map_index"] >= _SHOWN_INSTANCES:
+                return  # a wide map: the first instances show the shape, the run's end the total
             idx = f"[{data['map_index']}]" if data["map_index"] >= 0 else ""
             console.print(f"  {data['task_id']}{idx}: {styled(data['state'])}", soft_wrap=True)
             for line in _task_output(data["log_path"]):
@@ -507,8 +509,13 @@ def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run:
     console.print("Stopped.")
 
 
-def _task_output(path: str) -> list[str]:
+_SHOWN_INSTANCES = 10
+
+
+def _task_output(path: str | None) -> list[str]:
     """The lines a task printed (its log without Millstream's own start/end lines)."""
+    if path is None:
+        return []
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError:

@@ -84,7 +84,7 @@ def run_dag_inline(
             store,
             executor,
             logs_folder=logs,
-            paused_on_creation=False,
+            paused_on_creation=True,  # only the triggered run: the timetable must not add its own
             max_map_length=max_map_length,
             listener=listener,
         )

@@ -417,3 +417,18 @@ def test_xcom_pull_from_context():
     with DAG("d") as d:
         produce() >> consume()
     assert d.test().state is RunState.SUCCESS
+
+
+def test_dag_test_runs_only_the_triggered_run_even_for_a_scheduled_dag():
+    calls = []
+
+    @dag(schedule="@hourly", start_date=datetime(2025, 1, 1), catchup=True)
+    def hourly():
+        @task
+        def t():
+            calls.append(1)
+
+        t()
+
+    run = hourly().test()
+    assert run.state is RunState.SUCCESS and len(calls) == 1

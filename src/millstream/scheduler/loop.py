@@ -52,6 +52,8 @@ from millstream.worker.runner import log_path
 log = logging.getLogger("millstream.scheduler")
 
 S = TaskState
+#: States the planner sets without running anything; reported to listeners like results.
+_DECIDED = frozenset({S.SKIPPED, S.UPSTREAM_FAILED})
 Clock = Callable[[], datetime]
 
 
@@ -609,6 +611,10 @@ class Scheduler:
                     continue  # written by dispatch / _apply_started with their extra fields
                 for idx in cmd.map_indexes:
                     batch.set_state(run.pk, cmd.task_id, idx, cmd.state, cmd.reason, cmd.retry_at)
+                if self.listener is not None and cmd.state in _DECIDED:
+                    for idx in cmd.map_indexes:
+                        self._emit("ti_finished", dag_id=run.dag_id, run_id=run.run_id, task_id=cmd.task_id,
+                                   map_index=idx, state=cmd.state.value, error=None, log_path=None)
                 if cmd.state is S.SCHEDULED:
                     for idx in cmd.map_indexes:
                         self._push(run, cmd.task_id, idx)
