@@ -1,7 +1,7 @@
 """Foundation benchmarks (issue: the engine end to end).
 
 - reference DAG, N = 1 000, via `millstream dags test`: whole command <= 2 s
-- reference DAG, N = 1 000, via the scheduler (local executor, SQLite file), trigger to success <= 5 s
+- reference DAG, N = 1 000, via `millstream standalone` (local executor, SQLite file), trigger to success <= 5 s
 - a chain of 50 trivial tasks through the scheduler: trigger to success <= 1 s, median hop <= 10 ms
 - scheduler CPU while idle with 20 paused DAGs: <= 1 % of a core
 """
@@ -60,8 +60,8 @@ def bench_scheduler_seed(n: int = 1000) -> None:
         assert row["state"] == "success", row
     finally:
         sp.stop()
-    report(f"scheduler, reference DAG N={n}: trigger to success", wall, "s", 5.0)
-    report(f"scheduler, reference DAG N={n}: per mapped instance", wall / n * 1000, "ms", None)
+    report(f"standalone, reference DAG N={n}: trigger to success", wall, "s", 5.0)
+    report(f"standalone, reference DAG N={n}: per mapped instance", wall / n * 1000, "ms", None)
 
 
 CHAIN = """

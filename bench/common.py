@@ -44,7 +44,7 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float
 
 
 class SchedulerProcess:
-    """`millstream scheduler` (local executor, SQLite file) on a fresh home."""
+    """`millstream standalone` (scheduler + local executor, SQLite file) on a fresh home."""
 
     def __init__(self, dag_sources: dict[str, str], extra_env: dict[str, str] | None = None) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="millstream-bench-"))
@@ -65,7 +65,7 @@ class SchedulerProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "millstream.cli", "scheduler"],
+            [sys.executable, "-m", "millstream.cli", "standalone"],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -138,3 +138,31 @@ def test_standalone_runs_the_reference_dag_and_prints_the_result(cli):
         "tasks", "logs", "process_daily_files", run_id, "process_file", "--map-index", "9", ok=False
     )
     assert "has no map index 9; valid: 0..2" in wrong_index.stderr
+
+
+def test_standalone_keeps_serving_until_ctrl_c_and_then_stops_cleanly(cli):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "millstream.cli", "standalone"],
+        env={**os.environ, "MILLSTREAM_HOME": str(cli.home), "MILLSTREAM_DAGS_FOLDER": str(cli.dags)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Serving: a trigger from another process is picked up and run to success.
+        deadline = time.monotonic() + 60
+        while "process_daily_files" not in cli("dags", "list").stdout:
+            assert time.monotonic() < deadline
+        cli("dags", "trigger", "process_daily_files", "--run-id", "served")
+        while "success" not in cli("dags", "list-runs", "process_daily_files").stdout:
+            assert time.monotonic() < deadline, "the standalone server did not run the triggered DAG"
+            time.sleep(0.05)
+        assert proc.poll() is None, "standalone must keep serving"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Stopped." in out and "Traceback" not in err

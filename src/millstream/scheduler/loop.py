@@ -128,7 +128,9 @@ class Scheduler:
         self.executor.start()
         watcher = None
         if self.dag_folder is not None:
-            watcher = threading.Thread(target=self._watch_dag_files, name="millstream-dag-watcher", daemon=True)
+            watcher = threading.Thread(
+                target=self._watch_dag_files, name="millstream-dag-watcher", daemon=True
+            )
             watcher.start()
         try:
             self.recover()
@@ -213,7 +215,9 @@ class Scheduler:
                 if p.error is not None:
                     log.warning("DAG file failed to import: %s", p.error)
             folder = self.dag_folder.folder if self.dag_folder is not None else None
-            record_parsed(self.store, parsed, paused_on_creation=self.paused_on_creation, files=files, folder=folder)
+            record_parsed(
+                self.store, parsed, paused_on_creation=self.paused_on_creation, files=files, folder=folder
+            )
 
     def record_parsed(self, parsed: Iterable[Parsed]) -> None:
         record_parsed(self.store, parsed, paused_on_creation=self.paused_on_creation, now=self.clock())
@@ -613,8 +617,16 @@ class Scheduler:
                     batch.set_state(run.pk, cmd.task_id, idx, cmd.state, cmd.reason, cmd.retry_at)
                 if self.listener is not None and cmd.state in _DECIDED:
                     for idx in cmd.map_indexes:
-                        self._emit("ti_finished", dag_id=run.dag_id, run_id=run.run_id, task_id=cmd.task_id,
-                                   map_index=idx, state=cmd.state.value, error=None, log_path=None)
+                        self._emit(
+                            "ti_finished",
+                            dag_id=run.dag_id,
+                            run_id=run.run_id,
+                            task_id=cmd.task_id,
+                            map_index=idx,
+                            state=cmd.state.value,
+                            error=None,
+                            log_path=None,
+                        )
                 if cmd.state is S.SCHEDULED:
                     for idx in cmd.map_indexes:
                         self._push(run, cmd.task_id, idx)
