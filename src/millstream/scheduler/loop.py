@@ -46,6 +46,7 @@ from millstream.store import dags as dags_q
 from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
+from millstream.store.tables import task_instance
 from millstream.worker.item import Event, Finished, Started, WorkItem
 from millstream.worker.runner import log_path
 
@@ -372,7 +373,7 @@ class Scheduler:
                                 task_id,
                                 idx,
                                 expected=[S.QUEUED],
-                                try_number=ti_q.ti.c.try_number - 1,
+                                try_number=task_instance.c.try_number - 1,
                             )
                             cmds += planner.record(
                                 task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart"
@@ -431,9 +432,10 @@ class Scheduler:
         while self._ready and len(chosen) < free:
             entry = heapq.heappop(self._ready)
             _, _, run_pk, task_id, idx = entry
-            run = self.runs.get(run_pk)
-            if run is None or run.planner.states[task_id].get(idx) is not S.SCHEDULED:
+            maybe_run = self.runs.get(run_pk)
+            if maybe_run is None or maybe_run.planner.states[task_id].get(idx) is not S.SCHEDULED:
                 continue  # run finished or instance changed meanwhile
+            run = maybe_run
             task = run.spec.task(task_id)
             if per_dag.get(run.dag_id, 0) >= run.spec.max_active_tasks or (
                 task.max_active_tis_per_dagrun is not None
@@ -484,7 +486,7 @@ class Scheduler:
         by_run: dict[int, list[tuple[str, int]]] = {}
         for run, task_id, idx in chosen:
             by_run.setdefault(run.pk, []).append((task_id, idx))
-        t = ti_q.ti
+        t = task_instance
         for run_pk, keys in by_run.items():
             task_ids = {k[0] for k in keys}
             rows = conn.execute(
@@ -512,17 +514,22 @@ class Scheduler:
                     if isinstance(ev, Started):
                         self._apply_started(batch, ev)
                     else:
-                        fin = self._apply_finished(batch, ev, now)
-                        if fin is not None:
-                            finished_runs.append(fin)
+                        done = self._apply_finished(batch, ev, now)
+                        if done is not None:
+                            finished_runs.append(done)
                 batch.flush(conn)
         except Exception:
             # Workers told us once; keep their reports until the store takes them.
             self._unapplied = events
             raise
         self._flush_ready()
-        for run, fin in finished_runs:
-            self._emit("run_finished", dag_id=run.dag_id, run_id=run.run_id, state=fin.state.value)
+        for finished_run, finish in finished_runs:
+            self._emit(
+                "run_finished",
+                dag_id=finished_run.dag_id,
+                run_id=finished_run.run_id,
+                state=finish.state.value,
+            )
 
     def _apply_started(self, batch: WriteBatch, ev: Started) -> None:
         item = ev.item

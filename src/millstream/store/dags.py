@@ -50,7 +50,7 @@ def sync_parsed(
                     spec=spec.to_json(),
                     created_at=now,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
         values: dict[str, Any] = dict(
             fileloc=spec.fileloc,
             is_active=True,

@@ -44,7 +44,7 @@ def create_run(
                         conf=conf,
                         queued_at=now,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key[0]  # type: ignore[index]
             )
     except IntegrityError:
         raise ConflictError(f"DAG {dag_id!r} already has a run {run_id!r}") from None

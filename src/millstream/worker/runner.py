@@ -7,6 +7,7 @@ only the way the DAG is found (``resolve_dag``) and the store differ.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -120,9 +121,7 @@ class _Resolver:
         for name, src in expand_kwargs.items():
             if isinstance(src, XComArg) and src.operator.is_mapped:
                 n = sum(1 for _ in self._upstream_indexes(src))
-                columns.append(
-                    (name, lambda j, s=src: self.reader.get(self.item.run_pk, s.task_id, j, s.key), n)
-                )
+                columns.append((name, functools.partial(self._upstream_value, src), n))
                 continue
             seq = self.value(src) if isinstance(src, XComArg) else src
             if isinstance(seq, dict):
@@ -132,13 +131,16 @@ class _Resolver:
                     f"cannot map argument {name!r} of task {self.item.task_id!r}: got "
                     f"{type(seq).__name__}, expected a list or dict"
                 )
-            columns.append((name, lambda j, s=seq: s[j], len(seq)))
+            columns.append((name, seq.__getitem__, len(seq)))
         out: dict[str, Any] = {}
         rest = self.item.map_index
         for name, get, n in reversed(columns):  # the last argument varies fastest
             rest, j = divmod(rest, n) if n else (rest, 0)
             out[name] = get(j)
         return dict(reversed(list(out.items())))
+
+    def _upstream_value(self, src: XComArg, j: int) -> Any:
+        return self.reader.get(self.item.run_pk, src.task_id, j, src.key)
 
     def _upstream_indexes(self, src: XComArg) -> Iterator[int]:
         with self.reader.store.read() as conn:
