@@ -18,9 +18,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers (workers reading inputs, the CLI) work while the scheduler writes;
     # NORMAL sync is durable across process crashes, which is what WAL promises.
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")  # first: even switching to WAL may wait for a lock
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -71,9 +71,16 @@ def migrate(engine: Engine) -> str:
     """Bring the schema to the newest revision; returns the revision now applied."""
     from alembic import command
 
-    with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "head")
-        return current_revision(conn) or ""
+    with engine.connect() as conn:
+        # Two processes may migrate at once (a scheduler starting while a CLI command
+        # runs): take the database's write lock first, so the second waits and then finds
+        # the schema already at head.
+        conn.execution_options(millstream_write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7210419)")
+            command.upgrade(alembic_config(conn), "head")
+            return current_revision(conn) or ""
 
 
 def current_revision(conn: sa.Connection) -> str | None:
