@@ -119,7 +119,7 @@ def bench_idle(seconds: float = 20.0) -> None:
         """
         for i in range(20)
     }
-    sp = SchedulerProcess(sources, {"MILLSTREAM_PAUSED_ON_CREATION": "true"})
+    sp = SchedulerProcess(sources)  # new DAGs start paused
     try:
         sp.start()
         for i in range(20):

@@ -57,7 +57,6 @@ class SchedulerProcess:
             **os.environ,
             "MILLSTREAM_HOME": str(self.home),
             "MILLSTREAM_DAGS_FOLDER": str(self.dags),
-            "MILLSTREAM_PAUSED_ON_CREATION": "false",
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

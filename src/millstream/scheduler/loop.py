@@ -26,7 +26,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -76,6 +76,8 @@ class ActiveRun:
     interval: tuple[datetime | None, datetime | None]
     conf: dict[str, Any]
     params: dict[str, Any]
+    # Attempts made per instance, mirrored from the store so dispatch needs no query.
+    tries: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -361,6 +363,7 @@ class Scheduler:
                     max_map_length=self.max_map_length,
                 )
                 run = self._active_run(row, spec, planner)
+                run.tries = ti_q.tries_of_run(conn, row["id"])
                 cmds: list[Command] = []
                 for task_id, by_index in planner.states.items():
                     for idx, state in list(by_index.items()):
@@ -375,11 +378,12 @@ class Scheduler:
                                 expected=[S.QUEUED],
                                 try_number=task_instance.c.try_number - 1,
                             )
+                            run.tries[(task_id, idx)] -= 1
                             cmds += planner.record(
                                 task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart"
                             )
                         elif reset_orphans and state is S.RUNNING:
-                            tries = ti_q.get(conn, run.pk, task_id, idx)["try_number"]
+                            tries = run.tries[(task_id, idx)]
                             cmds += planner.attempt_failed(
                                 task_id, idx, tries, now, "the scheduler restarted while it ran"
                             )
@@ -453,8 +457,9 @@ class Scheduler:
         items: list[WorkItem] = []
         with self.store.begin() as conn:
             ti_q.queue_many(conn, [ti_q.key(run.pk, task_id, idx) for run, task_id, idx in chosen])
-            tries = self._try_numbers(conn, chosen)
-        for (run, task_id, idx), try_number in zip(chosen, tries, strict=True):
+        for run, task_id, idx in chosen:
+            try_number = run.tries.get((task_id, idx), 0) + 1
+            run.tries[(task_id, idx)] = try_number
             task = run.spec.task(task_id)
             items.append(
                 WorkItem(
@@ -477,26 +482,6 @@ class Scheduler:
             )
         for item in items:
             self.executor.submit(item)
-
-    def _try_numbers(self, conn: Connection, chosen: list[tuple[ActiveRun, str, int]]) -> list[int]:
-        # try_number was incremented in SQL; read the values back in one query per run.
-        import sqlalchemy as sa
-
-        out: dict[tuple[int, str, int], int] = {}
-        by_run: dict[int, list[tuple[str, int]]] = {}
-        for run, task_id, idx in chosen:
-            by_run.setdefault(run.pk, []).append((task_id, idx))
-        t = task_instance
-        for run_pk, keys in by_run.items():
-            task_ids = {k[0] for k in keys}
-            rows = conn.execute(
-                sa.select(t.c.task_id, t.c.map_index, t.c.try_number).where(
-                    t.c.run_pk == run_pk, t.c.task_id.in_(task_ids), t.c.state == S.QUEUED.value
-                )
-            )
-            for task_id, idx, tn in rows:
-                out[(run_pk, task_id, idx)] = tn
-        return [out.get((run.pk, task_id, idx), 1) for run, task_id, idx in chosen]
 
     # -- 7. applying events -----------------------------------------------------------------
 

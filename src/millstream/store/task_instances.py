@@ -162,6 +162,16 @@ def states_of_run(conn: Connection, run_pk: int) -> list[tuple[str, int, TaskSta
     return [(r[0], r[1], TaskState(r[2])) for r in rows]
 
 
+def tries_of_run(conn: Connection, run_pk: int) -> dict[tuple[str, int], int]:
+    """Attempts made so far, for the instances that have made any."""
+    rows = conn.execute(
+        sa.select(ti.c.task_id, ti.c.map_index, ti.c.try_number).where(
+            ti.c.run_pk == run_pk, ti.c.try_number > 0
+        )
+    )
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
 def retry_times(conn: Connection, run_pk: int) -> dict[tuple[str, int], datetime]:
     rows = conn.execute(
         sa.select(ti.c.task_id, ti.c.map_index, ti.c.next_retry_at).where(
