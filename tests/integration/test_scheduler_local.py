@@ -7,31 +7,7 @@ from millstream.store import runs as runs_q
 
 from .conftest import wait_for
 
-SEED = """
-from datetime import datetime
-from millstream import dag, task
-
-@dag(schedule="@daily", start_date=datetime(2025, 1, 1), catchup=False)
-def process_daily_files():
-    @task
-    def list_files():
-        return ['file_001.csv', 'file_002.csv', 'file_003.csv']
-
-    @task
-    def process_file(filename: str):
-        print(f"Processing {filename}")
-        return f"Processed: {filename}"
-
-    @task
-    def summarize(results: list[str]):
-        print(f"Completed {len(results)} files")
-
-    files = list_files()
-    processed = process_file.expand(filename=files)
-    summarize(processed)
-
-process_daily_files()
-"""
+SEED = (Path(__file__).resolve().parents[2] / "examples" / "process_daily_files.py").read_text()
 
 
 def test_reference_dag_through_the_scheduler_and_worker_processes(harness):

@@ -181,10 +181,7 @@ class CronDataIntervalTimetable(_CronBase):
         return RunInfo(now, begin, finish, now)
 
 
-class DeltaTriggerTimetable(Timetable):
-    """Every ``delta`` from the start date; the logical date is the trigger time and the
-    data interval is empty (Airflow 3's default for a ``timedelta`` schedule)."""
-
+class _DeltaBase(Timetable):
     periodic = True
 
     def __init__(self, seconds: float) -> None:
@@ -192,6 +189,11 @@ class DeltaTriggerTimetable(Timetable):
             raise ScheduleError(f"a timedelta schedule must be positive, got {seconds} s")
         self.delta = timedelta(seconds=seconds)
         self.summary = str(self.delta)
+
+
+class DeltaTriggerTimetable(_DeltaBase):
+    """Every ``delta`` from the start date; the logical date is the trigger time and the
+    data interval is empty (Airflow 3's default for a ``timedelta`` schedule)."""
 
     def next_run(self, *, last, now, start, end, catchup):  # type: ignore[no-untyped-def]
         if last is not None:
@@ -207,16 +209,8 @@ class DeltaTriggerTimetable(Timetable):
         return RunInfo(at, at, at, at)
 
 
-class DeltaTimetable(Timetable):
+class DeltaTimetable(_DeltaBase):
     """Every ``delta``, covering the interval that just ended (Airflow 2's semantics)."""
-
-    periodic = True
-
-    def __init__(self, seconds: float) -> None:
-        if seconds <= 0:
-            raise ScheduleError(f"a timedelta schedule must be positive, got {seconds} s")
-        self.delta = timedelta(seconds=seconds)
-        self.summary = str(self.delta)
 
     def next_run(self, *, last, now, start, end, catchup):  # type: ignore[no-untyped-def]
         if last is not None:
