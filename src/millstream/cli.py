@@ -501,15 +501,26 @@ def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run:
         followed["run_id"] = run_id
         scheduler.nudge()
         console.print(f"Triggered {trigger_dag}: run {run_id}")
-    console.print(
-        "Look around in another terminal: `millstream dags list`, "
-        "`millstream dags list-runs DAG_ID`, `millstream tasks states DAG_ID RUN_ID`. Ctrl-C stops."
-    )
+    prog = _command_prefix(settings)
+    console.print("In another terminal, look around with:")
+    console.print(f"  {prog} dags list-runs {trigger_dag or 'DAG_ID'}")
+    console.print(f"  {prog} tasks states {trigger_dag or 'DAG_ID'} {followed.get('run_id', 'RUN_ID')}")
+    console.print("Ctrl-C stops.")
     _run_until_signal(scheduler, settings.home)
     console.print("Stopped.")
 
 
 _SHOWN_INSTANCES = 10
+
+
+def _command_prefix(settings: Settings) -> str:
+    """How to call this same millstream, on this same home, from a shell."""
+    import shlex
+
+    exe = Path(sys.argv[0])
+    prog = str(exe) if exe.name == "millstream" else "millstream"
+    env = f"MILLSTREAM_HOME={shlex.quote(str(settings.home))} " if os.environ.get("MILLSTREAM_HOME") else ""
+    return f"{env}{prog}"
 
 
 def _task_output(path: str | None) -> list[str]:
