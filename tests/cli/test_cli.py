@@ -158,7 +158,10 @@ def test_standalone_keeps_serving_until_ctrl_c_and_then_stops_cleanly(cli):
             assert time.monotonic() < deadline
         cli("dags", "trigger", "process_daily_files", "--run-id", "served")
         while "success" not in cli("dags", "list-runs", "process_daily_files").stdout:
-            assert time.monotonic() < deadline, "the standalone server did not run the triggered DAG"
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=30)
+                raise AssertionError(f"the standalone server did not run the triggered DAG:\n{out}\n{err}")
             time.sleep(0.05)
         assert proc.poll() is None, "standalone must keep serving"
     finally:

@@ -58,10 +58,11 @@ class WakeupListener:
         self._thread.start()
 
     def _serve(self) -> None:
-        assert self._sock is not None
+        sock = self._sock
+        assert sock is not None
         while True:
             try:
-                self._sock.recv(16)
+                sock.recv(16)
             except OSError:
                 return  # closed by stop()
             self.on_wake()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers (workers reading inputs, the CLI) work while the scheduler writes;
     # NORMAL sync is durable across process crashes, which is what WAL promises.
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout=30000")  # first: even switching to WAL may wait for a lock
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    _enable_wal(cur)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _enable_wal(cur: Any) -> None:
+    """Switch a database to WAL once; it stays WAL for every later connection.
+
+    Switching needs an exclusive lock and SQLite reports "database is locked" at once
+    (without waiting for busy_timeout) when two processes open a new database together,
+    so a locked switch is retried for a while.
+    """
+    if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        return
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
