@@ -258,3 +258,66 @@ def test_a_task_without_upstream_runs_whatever_its_rule(rule):
     p = RunPlanner(spec_of(TaskSpec("a", trigger_rule=rule)))
     p.start()
     assert p.state_of("a") is S.SCHEDULED
+
+
+# -- item-level pipelining -----------------------------------------------------------------------
+
+
+def pipeline_spec(rule: TriggerRule = TriggerRule.ALL_SUCCESS) -> DagSpec:
+    return spec_of(
+        TaskSpec("list"),
+        TaskSpec("a", upstream=("list",), map_sources=(MapSource("x", task_id="list"),)),
+        TaskSpec(
+            "b",
+            upstream=("a",),
+            map_sources=(MapSource("x", task_id="a"),),
+            aligned=("a",),
+            trigger_rule=rule,
+        ),
+        TaskSpec("sum", upstream=("b",), trigger_rule=TriggerRule.ALL_DONE),
+    )
+
+
+def test_instance_i_downstream_starts_when_instance_i_upstream_succeeded():
+    p = RunPlanner(pipeline_spec())
+    p.start()
+    cmds = run(p, "list", output=Output(length=3, type_name="list"))
+    # b expands as soon as a did, its instances waiting on their own a instance.
+    assert ExpandTask("b", 3, S.NONE, "expanded into 3 instances") in cmds
+    run(p, "a", 0)
+    assert p.state_of("b", 0) is S.SCHEDULED
+    assert p.state_of("a", 1) is S.SCHEDULED and p.state_of("b", 1) is S.NONE
+    assert "0/1 upstream done" in p.verdict("b", 1).reason
+    run(p, "a", 1, S.FAILED)
+    assert p.state_of("b", 1) is S.UPSTREAM_FAILED
+
+
+def test_aligned_task_after_an_empty_upstream_is_skipped():
+    p = RunPlanner(pipeline_spec())
+    p.start()
+    run(p, "list", output=Output(length=0, type_name="list"))
+    assert p.state_of("a") is S.SKIPPED and p.state_of("b") is S.SKIPPED
+    assert p.state_of("sum") is S.SCHEDULED
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.integers(1, 6), st.sampled_from(list(TriggerRule)))
+def test_pipelined_and_breadth_first_orders_end_in_the_same_states(data, n, rule):
+    outcomes_a = [data.draw(st.sampled_from([S.SUCCESS, S.FAILED, S.SKIPPED])) for _ in range(n)]
+    outcomes_b = [data.draw(st.sampled_from([S.SUCCESS, S.FAILED, S.SKIPPED])) for _ in range(n)]
+
+    def finish(order: str) -> dict:
+        p = RunPlanner(pipeline_spec(rule))
+        p.start()
+        run(p, "list", output=Output(length=n, type_name="list"))
+        while scheduled(p):
+            ready = sorted(scheduled(p))
+            if order == "breadth":
+                task_id, i = ready[0]  # all of a (sorted first) before any of b
+            else:
+                task_id, i = data.draw(st.sampled_from(ready))
+            outcome = (outcomes_a if task_id == "a" else outcomes_b)[i] if task_id in "ab" else S.SUCCESS
+            run(p, task_id, i, outcome)
+        return {t: dict(by) for t, by in p.states.items()}
+
+    assert finish("breadth") == finish("random")

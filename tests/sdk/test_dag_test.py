@@ -360,7 +360,7 @@ def test_multiple_outputs_and_mapping_over_a_key():
 
 
 def test_map_index_template_labels_instances():
-    @task(map_index_template="{filename}")
+    @task(map_index_template="{{ filename }}")
     def process(filename):
         return filename
 

@@ -22,16 +22,33 @@ UNMAPPED = -1
 
 @dataclass(frozen=True)
 class MapSource:
-    """Where one expanded argument's values come from.
+    """Where one expanded argument's values come from, as far as their count matters.
 
-    Either an upstream task's output (``task_id`` and ``key``; its length is known only
-    once that task succeeds) or a literal list/dict written in the DAG (``length``).
+    ``kind`` is ``value`` for an upstream task's output (``task_id``, ``key``; its
+    length is known once that task succeeded, or once a mapped task expanded) or a
+    literal list/dict written in the DAG (``length``); ``zip``, ``zip_longest`` and
+    ``concat`` combine ``parts``. ``.map(fn)`` does not change a length, so it does not
+    appear here. ``arg`` is the argument name, ``**`` for ``expand_kwargs``.
     """
 
-    arg: str
+    arg: str = ""
     task_id: str | None = None
     key: str = "return_value"
     length: int | None = None
+    kind: str = "value"
+    parts: tuple[MapSource, ...] = ()
+
+    def task_ids(self) -> list[str]:
+        """Every upstream task whose output this source reads."""
+        if self.kind == "value":
+            return [self.task_id] if self.task_id else []
+        return [t for p in self.parts for t in p.task_ids()]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MapSource:
+        kw = dict(d)
+        kw["parts"] = tuple(cls.from_dict(p) for p in kw.get("parts", ()))
+        return cls(**kw)
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,9 @@ class TaskSpec:
     max_active_tis_per_dagrun: int | None = None
     max_active_tis_per_dag: int | None = None
     map_sources: tuple[MapSource, ...] = ()
+    # Mapped upstream tasks whose instance i feeds this task's instance i (chained mapping,
+    # tasks of one mapped group): instance i may start as soon as theirs succeeded.
+    aligned: tuple[str, ...] = ()
     inputs: tuple[InputRef, ...] = ()
     map_index_template: str | None = None
     group_id: str | None = None
@@ -85,7 +105,8 @@ class TaskSpec:
         kw = {k: v for k, v in d.items() if k in known}
         kw["upstream"] = tuple(kw.get("upstream", ()))
         kw["trigger_rule"] = TriggerRule(kw.get("trigger_rule", "all_success"))
-        kw["map_sources"] = tuple(MapSource(**m) for m in kw.get("map_sources", ()))
+        kw["map_sources"] = tuple(MapSource.from_dict(m) for m in kw.get("map_sources", ()))
+        kw["aligned"] = tuple(kw.get("aligned", ()))
         kw["inputs"] = tuple(InputRef(**m) for m in kw.get("inputs", ()))
         return cls(**kw)
 

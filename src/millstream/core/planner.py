@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from millstream.core.model import UNMAPPED, DagSpec, TaskSpec
+from millstream.core.model import UNMAPPED, DagSpec, MapSource, TaskSpec
 from millstream.core.readiness import Outcome, UpstreamCounts, Verdict, evaluate
 from millstream.core.retry import retry_delay
 from millstream.core.states import (
@@ -117,12 +117,23 @@ class RunPlanner:
     def state_of(self, task_id: str, map_index: int = UNMAPPED) -> TaskState:
         return self.states[task_id][map_index]
 
-    def upstream_counts(self, task: TaskSpec) -> UpstreamCounts:
+    def upstream_counts(
+        self, task: TaskSpec, *, skip: tuple[str, ...] = (), instance: int | None = None
+    ) -> UpstreamCounts:
+        """Counts over the upstream task instances; with ``instance``, an aligned upstream
+        contributes only its own instance of that index."""
         total = success = skipped = failed = upstream_failed = removed = 0
         setup_total = setup_success = setup_skipped = 0
         for up in task.upstream:
-            c = self.counts[up]
-            n = len(self.states[up])
+            if up in skip:
+                continue
+            if instance is not None and up in task.aligned:
+                st = self.states[up].get(instance)
+                c = Counter({st: 1}) if st is not None else Counter()
+                n = 1
+            else:
+                c = self.counts[up]
+                n = len(self.states[up])
             total += n
             success += c[S.SUCCESS]
             skipped += c[S.SKIPPED]
@@ -145,9 +156,11 @@ class RunPlanner:
             setup_skipped=setup_skipped,
         )
 
-    def verdict(self, task_id: str) -> Verdict:
+    def verdict(self, task_id: str, map_index: int | None = None) -> Verdict:
         """Why a task waits (or not): what ``tasks states`` shows next to it."""
         task = self.spec.task(task_id)
+        if map_index is not None and map_index >= 0 and task.aligned:
+            return evaluate(task.trigger_rule, self.upstream_counts(task, instance=map_index))
         return evaluate(task.trigger_rule, self.upstream_counts(task))
 
     def next_retry_at(self) -> datetime | None:
@@ -181,10 +194,11 @@ class RunPlanner:
         """
         out: list[Command] = []
         self._set(task_id, [map_index], state, reason or f"reported {state}", out)
-        if state is S.SUCCESS and output is not None:
+        if state is S.SUCCESS and output is not None and map_index == UNMAPPED:
             self.outputs[task_id] = output
+        if state is S.SUCCESS and output is not None:
             self._apply_skips(task_id, output, out)
-        self._settle([task_id] if state in TERMINAL_TASK_STATES else [], out)
+        self._settle([(task_id, map_index)] if state in TERMINAL_TASK_STATES else [], out)
         return out
 
     def attempt_failed(
@@ -208,7 +222,7 @@ class RunPlanner:
             return out
         why = f"attempt {try_number} failed" + (f": {error}" if error else "")
         self._set(task_id, [map_index], S.FAILED, why, out)
-        self._settle([task_id], out)
+        self._settle([(task_id, map_index)], out)
         return out
 
     def due_retries(self, now: datetime) -> list[Command]:
@@ -250,11 +264,14 @@ class RunPlanner:
         out.append(SetStates(task_id, map_indexes, state, reason, retry_at))
 
     def _waiting(self, task_id: str) -> list[int]:
+        if not self.counts[task_id][S.NONE]:
+            return []  # the common case, without scanning a wide map
         return [i for i, s in self.states[task_id].items() if s is S.NONE]
 
     def _apply_skips(self, task_id: str, output: Output, out: list[Command]) -> None:
         task = self.spec.task(task_id)
         targets: list[str] = []
+        why = ""
         if output.follow is not None:
             follow = set(output.follow)
             targets = [d for d in self.spec.downstream(task_id) if d not in follow]
@@ -266,117 +283,198 @@ class RunPlanner:
                 else list(self.spec.downstream(task_id))
             )
             why = f"short circuit {task_id} returned a falsy value"
-        skipped = []
+        skipped: list[tuple[str, int | None]] = []
         for d in targets:
             waiting = self._waiting(d)
             if waiting:
                 self._set(d, waiting, S.SKIPPED, why, out)
-                skipped.append(d)
+                skipped.append((d, None))
         # Downstream of what was skipped must be re-evaluated too.
         self._settle(skipped, out)
 
-    def _settle(self, changed: Iterable[str], out: list[Command]) -> None:
-        """Re-evaluate the tasks downstream of ``changed`` until nothing moves."""
-        queue: deque[str] = deque()
-        for t in changed:
-            queue.extend(self.spec.downstream(t))
+    def _settle(self, changed: Iterable[tuple[str, int | None]], out: list[Command]) -> None:
+        """Re-evaluate what is downstream of ``changed`` until nothing moves."""
+        queue: deque[tuple[str, int | None]] = deque()
+        for task_id, idx in changed:
+            self._enqueue_downstream(task_id, idx, queue)
         self._drain(queue, out)
         self._check_finished(out)
 
+    def _enqueue_downstream(
+        self, task_id: str, idx: int | None, queue: deque[tuple[str, int | None]]
+    ) -> None:
+        for d in self.spec.downstream(task_id):
+            aligned = idx is not None and idx >= 0 and task_id in self.spec.task(d).aligned
+            # An aligned downstream that has expanded only needs its own instance looked at.
+            if aligned and UNMAPPED not in self.states[d]:
+                queue.append((d, idx))
+            else:
+                queue.append((d, None))
+
     def _evaluate_all(self, task_ids: Iterable[str], out: list[Command]) -> None:
-        self._drain(deque(task_ids), out)
+        self._drain(deque((t, None) for t in task_ids), out)
 
-    def _drain(self, queue: deque[str], out: list[Command]) -> None:
+    def _drain(self, queue: deque[tuple[str, int | None]], out: list[Command]) -> None:
         while queue:
-            task_id = queue.popleft()
-            if self._evaluate(task_id, out):
-                queue.extend(self.spec.downstream(task_id))
+            task_id, idx = queue.popleft()
+            for changed in self._evaluate(task_id, idx, out):
+                self._enqueue_downstream(task_id, changed, queue)
 
-    def _evaluate(self, task_id: str, out: list[Command]) -> bool:
-        """Decide a task's waiting instances; True when some became terminal."""
+    def _evaluate(self, task_id: str, idx: int | None, out: list[Command]) -> list[int | None]:
+        """Decide waiting instances of a task; returns what downstream tasks must look at
+        again: indexes that became terminal, ``None`` for the task as a whole (it ended
+        without running, or it expanded)."""
+        task = self.spec.task(task_id)
+        expanded_aligned = task.aligned and UNMAPPED not in self.states[task_id]
+        if expanded_aligned:
+            indexes = [idx] if idx is not None else self._waiting(task_id)
+            return self._evaluate_instances(
+                task, [i for i in indexes if self.states[task_id].get(i) is S.NONE], out
+            )
         waiting = self._waiting(task_id)
         if not waiting:
-            return False
-        task = self.spec.task(task_id)
+            return []
+        if task.is_mapped and task.aligned and UNMAPPED in self.states[task_id]:
+            return self._evaluate_unexpanded_aligned(task, out)
         verdict = evaluate(task.trigger_rule, self.upstream_counts(task))
         if verdict.outcome is Outcome.WAIT:
-            return False
+            return []
         if verdict.outcome is Outcome.RUN:
             if task.is_mapped and UNMAPPED in self.states[task_id]:
-                return self._expand(task, out)
+                return self._expand(task, S.SCHEDULED, out)
             self._set(task_id, waiting, S.SCHEDULED, verdict.reason, out)
-            return False
+            return []
         state = S.SKIPPED if verdict.outcome is Outcome.SKIP else S.UPSTREAM_FAILED
         self._set(task_id, waiting, state, verdict.reason, out)
-        return True
+        return [None]
 
-    def _map_length(self, task: TaskSpec) -> tuple[int | None, TaskState, str]:
-        """The number of instances of a mapped task, or why it cannot expand."""
-        total = 1
-        for src in task.map_sources:
-            if src.task_id is None:
-                n = src.length or 0
-            elif self.spec.task(src.task_id).is_mapped:
-                # Mapping over a mapped task's output: one value per upstream instance.
-                n = len(self.states[src.task_id]) if UNMAPPED not in self.states[src.task_id] else 0
+    def _evaluate_instances(self, task: TaskSpec, indexes: list[int], out: list[Command]) -> list[int | None]:
+        """Per-instance decisions of an expanded aligned task (item-level pipelining)."""
+        by_state: dict[tuple[TaskState, str], list[int]] = {}
+        done: list[int | None] = []
+        for i in indexes:
+            verdict = evaluate(task.trigger_rule, self.upstream_counts(task, instance=i))
+            if verdict.outcome is Outcome.WAIT:
+                continue
+            if verdict.outcome is Outcome.RUN:
+                state = S.SCHEDULED
             else:
-                output = self.outputs.get(src.task_id)
-                if output is None or self.counts[src.task_id][S.SUCCESS] == 0:
-                    return (
-                        None,
-                        S.UPSTREAM_FAILED,
-                        (
-                            f"upstream {src.task_id!r} did not succeed, so {task.task_id!r} "
-                            f"has nothing to map over for argument {src.arg!r}"
-                        ),
-                    )
-                if src.key == "return_value":
-                    length, type_name = output.length, output.type_name
-                else:
-                    length = output.key_lengths.get(src.key)
-                    type_name = "a non-list value" if src.key in output.key_lengths else "nothing"
-                if length is None:
-                    return (
-                        None,
-                        S.FAILED,
-                        (
-                            f"cannot expand task {task.task_id!r} of DAG {self.spec.dag_id!r} over "
-                            f"argument {src.arg!r}: upstream {src.task_id!r} returned {type_name}, "
-                            "expected a list or dict"
-                        ),
-                    )
-                n = length
-            total *= n
-        if total > self.max_map_length:
-            return (
-                None,
-                S.FAILED,
-                (
-                    f"task {task.task_id!r} of DAG {self.spec.dag_id!r} would expand into {total} "
-                    f"instances, over the limit of {self.max_map_length}; raise the setting "
-                    "MILLSTREAM_MAX_MAP_LENGTH or map over fewer items"
-                ),
-            )
-        return total, S.SCHEDULED, ""
+                state = S.SKIPPED if verdict.outcome is Outcome.SKIP else S.UPSTREAM_FAILED
+                done.append(i)
+            by_state.setdefault((state, verdict.reason), []).append(i)
+        for (state, reason), idxs in by_state.items():
+            self._set(task.task_id, idxs, state, reason, out)
+        return done
 
-    def _expand(self, task: TaskSpec, out: list[Command]) -> bool:
-        length, state, why = self._map_length(task)
-        tid = task.task_id
+    def _evaluate_unexpanded_aligned(self, task: TaskSpec, out: list[Command]) -> list[int | None]:
+        """An aligned task expands as soon as its aligned upstreams have expanded (and its
+        other upstreams allow it), not when they have finished."""
+        verdict = evaluate(task.trigger_rule, self.upstream_counts(task, skip=task.aligned))
+        if verdict.outcome is Outcome.WAIT:
+            return []
+        if verdict.outcome is Outcome.RUN:
+            for up in task.aligned:
+                placeholder = self.states[up].get(UNMAPPED)
+                if placeholder is None:
+                    continue  # expanded
+                if placeholder not in TERMINAL_TASK_STATES:
+                    return []  # not expanded yet
+                # The upstream never expanded (skipped, failed): decide as a whole.
+                verdict = evaluate(task.trigger_rule, self.upstream_counts(task))
+                break
+            else:
+                return self._expand(task, S.NONE, out)
+            if verdict.outcome is Outcome.WAIT:
+                return []
+            if verdict.outcome is Outcome.RUN:  # e.g. all_done after a skipped upstream
+                return self._expand(task, S.SCHEDULED, out)
+        state = S.SKIPPED if verdict.outcome is Outcome.SKIP else S.UPSTREAM_FAILED
+        self._set(task.task_id, [UNMAPPED], state, verdict.reason, out)
+        return [None]
+
+    def _source_length(self, task: TaskSpec, src: MapSource) -> int | tuple[TaskState, str]:
+        """The number of values ``src`` yields, or the state and reason it cannot expand."""
+        if src.kind in ("zip", "zip_longest", "concat"):
+            lengths = []
+            for part in src.parts:
+                n = self._source_length(task, part)
+                if isinstance(n, tuple):
+                    return n
+                lengths.append(n)
+            if src.kind == "concat":
+                return sum(lengths)
+            return (min if src.kind == "zip" else max)(lengths, default=0)
+        if src.task_id is None:
+            return src.length or 0
+        if self.spec.task(src.task_id).is_mapped:
+            # A mapped task's output: one value per upstream instance.
+            if UNMAPPED in self.states[src.task_id]:
+                return S.UPSTREAM_FAILED, f"upstream {src.task_id!r} did not expand"
+            return len(self.states[src.task_id])
+        output = self.outputs.get(src.task_id)
+        if output is None or self.counts[src.task_id][S.SUCCESS] == 0:
+            return S.UPSTREAM_FAILED, (
+                f"upstream {src.task_id!r} did not succeed, so {task.task_id!r} has nothing to map over "
+                f"for argument {src.arg or '(expand_kwargs)'!r}"
+            )
+        if src.key == "return_value":
+            length, type_name = output.length, output.type_name
+        else:
+            length = output.key_lengths.get(src.key)
+            type_name = "a non-list value" if src.key in output.key_lengths else "nothing"
         if length is None:
-            self._set(tid, [UNMAPPED], state, why, out)
-            return True
-        if length == 0:
+            return S.FAILED, (
+                f"cannot expand task {task.task_id!r} of DAG {self.spec.dag_id!r} over argument "
+                f"{src.arg or '(expand_kwargs)'!r}: upstream {src.task_id!r} returned {type_name}, "
+                "expected a list or dict"
+            )
+        return length
+
+    def _expand(self, task: TaskSpec, state: TaskState, out: list[Command]) -> list[int | None]:
+        """Replace the placeholder by one instance per element; ``state`` is where they
+        start (``none`` for aligned tasks, which then decide instance by instance)."""
+        tid = task.task_id
+        lengths: list[int] = []
+        for src in task.map_sources:
+            n = self._source_length(task, src)
+            if isinstance(n, tuple):
+                self._set(tid, [UNMAPPED], n[0], n[1], out)
+                return [None]
+            lengths.append(n)
+        total = 1
+        for n in lengths:
+            total *= n
+        for up in task.aligned:
+            if len(self.states[up]) != total:
+                why = (
+                    f"task {tid!r} maps index for index over {up!r}, but {up!r} has "
+                    f"{len(self.states[up])} instances and {tid!r} would have {total}"
+                )
+                self._set(tid, [UNMAPPED], S.FAILED, why, out)
+                return [None]
+        if total > self.max_map_length:
+            why = (
+                f"task {tid!r} of DAG {self.spec.dag_id!r} would expand into {total} instances, over "
+                f"the limit of {self.max_map_length}; raise the setting MILLSTREAM_MAX_MAP_LENGTH or "
+                "map over fewer items"
+            )
+            self._set(tid, [UNMAPPED], S.FAILED, why, out)
+            return [None]
+        if total == 0:
             self._set(tid, [UNMAPPED], S.SKIPPED, "mapped over an empty list", out)
-            return True
-        # The placeholder is replaced by the real instances, all ready to run.
+            return [None]
+        # The placeholder is replaced by the real instances.
         del self.states[tid][UNMAPPED]
         self.counts[tid][S.NONE] -= 1
         self.unfinished -= 1
-        self.states[tid].update(dict.fromkeys(range(length), S.SCHEDULED))
-        self.counts[tid][S.SCHEDULED] += length
-        self.unfinished += length
-        out.append(ExpandTask(tid, length, S.SCHEDULED, f"expanded into {length} instances"))
-        return False
+        self.states[tid].update(dict.fromkeys(range(total), state))
+        self.counts[tid][state] += total
+        self.unfinished += total
+        out.append(ExpandTask(tid, total, state, f"expanded into {total} instances"))
+        # Downstream tasks aligned with this one can expand now too (``None``: look at all).
+        if state is S.NONE:
+            return [None, *self._evaluate_instances(task, list(range(total)), out)]
+        return [None]
 
     def _check_finished(self, out: list[Command]) -> None:
         if self.unfinished or self.finished is not None:

@@ -12,14 +12,21 @@ import inspect
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from millstream.core.model import InputRef, MapSource, TaskSpec
 from millstream.core.trigger_rules import TriggerRule
 from millstream.errors import DagDefinitionError, DuplicateTaskIdError
 from millstream.sdk._location import caller_location
 from millstream.sdk.taskgroup import TaskGroup, current_group
-from millstream.sdk.xcom import DagParam, XComArg, find_xcom_args
+from millstream.sdk.xcom import NOTSET, ConcatArg, DagParam, MapArg, XComArg, ZipArg, find_xcom_args
+
+if TYPE_CHECKING:
+    from millstream.sdk.dag import DAG
+
+
+#: The argument name that stands for "a whole dict of arguments" (``expand_kwargs``).
+KWARGS_ARG = "**"
 
 #: Task arguments Millstream understands, with their defaults.
 TASK_DEFAULTS: dict[str, Any] = {
@@ -124,15 +131,25 @@ class Task:
         from millstream.sdk.dag import current_dag
 
         self.filename, self.lineno = caller_location()
-        self.dag = dag or current_dag()
-        if self.dag is None:
+        the_dag = dag or current_dag()
+        if the_dag is None:
             raise DagDefinitionError(
                 f"task {task_id!r} is created outside a DAG; call it inside a @dag function "
                 "or a `with DAG(...)` block",
                 filename=self.filename,
                 lineno=self.lineno,
             )
+        self.dag: DAG = the_dag
         self.group: TaskGroup | None = current_group()
+        self.mapped_group: TaskGroup | None = self.group.mapped_group() if self.group else None
+        if self.mapped_group is not None and expand_kwargs:
+            raise DagDefinitionError(
+                f"task {task_id!r} is expanded inside the expanded task group "
+                f"{self.mapped_group.group_id!r}; a task in a mapped group is already mapped over the "
+                "group's values, so pass them as arguments instead",
+                filename=self.filename,
+                lineno=self.lineno,
+            )
         label = task_id
         full_id = self.group.child_id(label) if self.group else label
         self.python_callable = python_callable
@@ -148,7 +165,8 @@ class Task:
         self.task_id = self.dag.add_task(self, full_id, explicit=explicit_id)
         if self.group:
             self.group.add(self)
-        for arg in find_xcom_args((self.op_args, self.op_kwargs, self.expand_kwargs)):
+        group_input = self.mapped_group.mapped_input if self.mapped_group else None
+        for arg in find_xcom_args((self.op_args, self.op_kwargs, self.expand_kwargs, group_input)):
             self.set_upstream(arg.operator)
 
     # -- wiring -------------------------------------------------------------------------
@@ -159,7 +177,21 @@ class Task:
 
     @property
     def is_mapped(self) -> bool:
-        return bool(self.expand_kwargs)
+        """Expanded itself, or inside an expanded task group."""
+        return bool(self.expand_kwargs) or self.mapped_group is not None
+
+    def aligned_with(self, other: Task) -> bool:
+        """Whether instance i of this task reads instance i of ``other`` (not all of it)."""
+        if not other.is_mapped:
+            return False
+        if self.mapped_group is not None and other.mapped_group is self.mapped_group:
+            return True
+        if len(self.expand_kwargs) == 1:
+            (only,) = self.expand_kwargs.values()
+            while isinstance(only, MapArg):
+                only = only.source
+            return isinstance(only, XComArg) and only.operator is other
+        return False
 
     def _tasks_of(self, other: Any) -> list[Task]:
         if isinstance(other, Task):
@@ -226,12 +258,10 @@ class Task:
             backoff = 2.0
         elif backoff is False or backoff is None:
             backoff = 0.0
-        map_sources = []
-        for name, value in self.expand_kwargs.items():
-            if isinstance(value, XComArg):
-                map_sources.append(MapSource(arg=name, task_id=value.task_id, key=value.key))
-            else:
-                map_sources.append(MapSource(arg=name, length=len(value)))
+        expand = self.mapped_group.mapped_input if self.mapped_group is not None else self.expand_kwargs
+        map_sources = [map_source(name, value) for name, value in (expand or {}).items()]
+        dag_tasks = self.dag.tasks
+        aligned = sorted(t for t in self.upstream_task_ids if self.aligned_with(dag_tasks[t]))
         inputs = [
             InputRef(arg=name, task_id=v.task_id, key=v.key)
             for name, v in self.op_kwargs.items()
@@ -253,6 +283,7 @@ class Task:
             max_active_tis_per_dagrun=c["max_active_tis_per_dagrun"],
             max_active_tis_per_dag=c["max_active_tis_per_dag"],
             map_sources=tuple(map_sources),
+            aligned=tuple(aligned),
             inputs=tuple(inputs),
             map_index_template=c["map_index_template"],
             group_id=self.group.group_id if self.group else None,
@@ -266,7 +297,24 @@ class Task:
         return f"<Task {self.task_id}>"
 
 
-def _validate_mapped(fn_name: str, fn: Callable[..., Any] | None, mapped: Mapping[str, Any]) -> None:
+def map_source(arg: str, value: Any) -> MapSource:
+    """How a mapped argument's length is known: what the planner needs of it."""
+    if isinstance(value, XComArg):
+        return MapSource(arg=arg, task_id=value.task_id, key=value.key)
+    if isinstance(value, MapArg):
+        return map_source(arg, value.source)
+    if isinstance(value, ZipArg):
+        kind = "zip" if value.fillvalue is NOTSET else "zip_longest"
+        return MapSource(arg=arg, kind=kind, parts=tuple(map_source("", p) for p in value.parts))
+    if isinstance(value, ConcatArg):
+        return MapSource(arg=arg, kind="concat", parts=tuple(map_source("", p) for p in value.parts))
+    return MapSource(arg=arg, length=len(value))
+
+
+_MAPPABLE = (XComArg, MapArg, ZipArg, ConcatArg, list, tuple, dict)
+
+
+def validate_mapped(fn_name: str, fn: Callable[..., Any] | None, mapped: Mapping[str, Any]) -> None:
     filename, lineno = caller_location()
     if not mapped:
         raise DagDefinitionError(
@@ -277,13 +325,17 @@ def _validate_mapped(fn_name: str, fn: Callable[..., Any] | None, mapped: Mappin
     params = inspect.signature(fn).parameters if fn else {}
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for name, value in mapped.items():
+        if name == KWARGS_ARG:
+            continue
         if fn is not None and name not in params and not takes_kwargs:
             raise DagDefinitionError(
                 f"{fn_name}.expand() got argument {name!r}, which {fn_name}() does not take",
                 filename=filename,
                 lineno=lineno,
             )
-        if not isinstance(value, (XComArg, list, tuple, dict)):
+        if not isinstance(value, _MAPPABLE) or any(
+            not isinstance(p, _MAPPABLE) for p in getattr(value, "parts", ())
+        ):
             raise DagDefinitionError(
                 f"{fn_name}.expand(): argument {name!r} must be a list, a dict or the output "
                 f"of a task, got {type(value).__name__}",
@@ -369,7 +421,7 @@ class TaskDecorator:
 
     def expand(self, **mapped: Any) -> XComArg:
         """One task instance per element of the mapped argument(s), decided at run time."""
-        _validate_mapped(self._name, self.function, mapped)
+        validate_mapped(self._name, self.function, mapped)
         overlap = set(mapped) & set(self.partial_kwargs)
         if overlap:
             filename, lineno = caller_location()
@@ -384,6 +436,35 @@ class TaskDecorator:
             kind=self.kind,
             op_kwargs=self.partial_kwargs,
             expand_kwargs=mapped,
+            config=self._config(),
+        )
+        return XComArg(task)
+
+    def expand_kwargs(self, value: Any) -> XComArg:
+        """One task instance per dict of arguments: ``[{"a": 1, "b": 2}, {"a": 3, "b": 4}]``."""
+        filename, lineno = caller_location()
+        if isinstance(value, (list, tuple)):
+            bad = [i for i, v in enumerate(value) if not isinstance(v, dict)]
+            if bad:
+                raise DagDefinitionError(
+                    f"{self._name}.expand_kwargs(): element {bad[0]} is a {type(value[bad[0]]).__name__}, "
+                    "expected a dict of arguments",
+                    filename=filename,
+                    lineno=lineno,
+                )
+        elif not isinstance(value, (XComArg, MapArg, ZipArg, ConcatArg)):
+            raise DagDefinitionError(
+                f"{self._name}.expand_kwargs() takes a list of dicts or the output of a task, got "
+                f"{type(value).__name__}",
+                filename=filename,
+                lineno=lineno,
+            )
+        task = Task(
+            task_id=self._name,
+            python_callable=self.function,
+            kind=self.kind,
+            op_kwargs=self.partial_kwargs,
+            expand_kwargs={KWARGS_ARG: value},
             config=self._config(),
         )
         return XComArg(task)

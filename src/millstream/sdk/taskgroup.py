@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from millstream.errors import DagDefinitionError
 from millstream.sdk._location import caller_location
+from millstream.sdk.xcom import MappedArgument
 
 if TYPE_CHECKING:
     from millstream.sdk.dag import DAG
@@ -33,6 +34,7 @@ class TaskGroup:
         tooltip: str = "",
         default_args: dict[str, Any] | None = None,
         dag: DAG | None = None,
+        mapped_input: dict[str, Any] | None = None,
     ) -> None:
         from millstream.sdk.dag import current_dag
 
@@ -55,6 +57,17 @@ class TaskGroup:
         }
         self.group_id = self._unique_id(group_id)
         self.children: list[Task] = []
+        # Set for an expanded group: every task inside is mapped over these arguments.
+        self.mapped_input = mapped_input
+        outer = self.parent.mapped_group() if self.parent else None
+        if mapped_input is not None and outer is not None:
+            file, line = caller_location()
+            raise DagDefinitionError(
+                f"task group {group_id!r} is expanded inside the expanded group "
+                f"{outer.group_id!r}; nested mapped groups are not supported",
+                filename=file,
+                lineno=line,
+            )
         self.dag.task_group_ids.add(self.group_id)
 
     def _unique_id(self, label: str) -> str:
@@ -66,6 +79,15 @@ class TaskGroup:
         while f"{full}__{n}" in self.dag.task_group_ids:
             n += 1
         return f"{full}__{n}"
+
+    def mapped_group(self) -> TaskGroup | None:
+        """The innermost expanded group this group is (or is inside of)."""
+        g: TaskGroup | None = self
+        while g is not None:
+            if g.mapped_input is not None:
+                return g
+            g = g.parent
+        return None
 
     def child_id(self, label: str) -> str:
         """The id a task (or nested group) called ``label`` gets inside this group."""
@@ -115,6 +137,47 @@ class TaskGroup:
         return f"<TaskGroup {self.group_id}>"
 
 
+class TaskGroupFactory:
+    """What ``@task_group`` turns a function into: call it, or ``.expand()`` it."""
+
+    def __init__(
+        self, fn: Callable[..., Any], options: dict[str, Any], partial: dict[str, Any] | None = None
+    ):
+        self.fn = fn
+        self.options = options
+        self.partial_kwargs = dict(partial or {})
+        functools.update_wrapper(self, fn)
+
+    def _build(
+        self, mapped_input: dict[str, Any] | None, kwargs: dict[str, Any], args: tuple[Any, ...] = ()
+    ) -> Any:
+        opts = self.options
+        with TaskGroup(
+            opts["group_id"] or self.fn.__name__,
+            prefix_group_id=opts["prefix_group_id"],
+            tooltip=opts["tooltip"] or (self.fn.__doc__ or "").strip(),
+            default_args=opts["default_args"],
+            mapped_input=mapped_input,
+        ) as group:
+            if mapped_input is not None:
+                kwargs = {**kwargs, **{name: MappedArgument(group, name) for name in mapped_input}}
+            result = self.fn(*args, **kwargs)
+        return group if result is None else result
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._build(None, {**self.partial_kwargs, **kwargs}, args)
+
+    def partial(self, **kwargs: Any) -> TaskGroupFactory:
+        return TaskGroupFactory(self.fn, self.options, {**self.partial_kwargs, **kwargs})
+
+    def expand(self, **mapped: Any) -> Any:
+        """One instance of the whole group per element; its tasks share the map index."""
+        from millstream.sdk.task import validate_mapped
+
+        validate_mapped(self.fn.__name__, self.fn, mapped)
+        return self._build(dict(mapped), dict(self.partial_kwargs))
+
+
 def task_group(
     python_callable: Callable[..., Any] | None = None,
     *,
@@ -127,21 +190,17 @@ def task_group(
 
     The call returns what the function returns (typically the XComArg of its last task,
     so the group can be wired like a task), or the :class:`TaskGroup` when it returns
-    nothing.
+    nothing. ``.expand(x=values)`` builds a mapped group: every task inside runs once
+    per value, instance i of each seeing the i-th value.
     """
+    options = {
+        "group_id": group_id,
+        "prefix_group_id": prefix_group_id,
+        "tooltip": tooltip,
+        "default_args": default_args,
+    }
 
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def build(*args: Any, **kwargs: Any) -> Any:
-            with TaskGroup(
-                group_id or fn.__name__,
-                prefix_group_id=prefix_group_id,
-                tooltip=tooltip or (fn.__doc__ or "").strip(),
-                default_args=default_args,
-            ) as group:
-                result = fn(*args, **kwargs)
-            return group if result is None else result
-
-        return build
+    def wrap(fn: Callable[..., Any]) -> TaskGroupFactory:
+        return TaskGroupFactory(fn, options)
 
     return wrap(python_callable) if python_callable is not None else wrap

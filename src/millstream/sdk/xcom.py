@@ -1,14 +1,41 @@
-"""References to a task's output, used to wire tasks together (``summarize(processed)``)."""
+"""References to task outputs, used to wire tasks together (``summarize(processed)``),
+and the lazy transformations of what a task maps over (``.map``, ``.zip``, ``.concat``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from millstream.sdk.task import Task
+    from millstream.sdk.taskgroup import TaskGroup
+
+NOTSET: Any = object()
 
 
-class XComArg:
+class _Mappable:
+    """Something ``expand()`` can map over that is only known at run time."""
+
+    def map(self, fn: Callable[[Any], Any]) -> MapArg:
+        """Transform each value when it is used (in the worker), without a task of its own."""
+        return MapArg(self, fn)
+
+    def zip(self, *others: Any, fillvalue: Any = NOTSET) -> ZipArg:
+        """Pair values up, as ``zip``; with ``fillvalue``, as ``itertools.zip_longest``."""
+        return ZipArg((self, *others), fillvalue)
+
+    def concat(self, *others: Any) -> ConcatArg:
+        """The values of this, then of each of ``others``."""
+        return ConcatArg((self, *others))
+
+    def __iter__(self) -> Any:
+        raise TypeError(
+            "a task's output is only known at run time and cannot be iterated while the DAG is "
+            "defined; pass it to a task, or use .expand() to map over it"
+        )
+
+
+class XComArg(_Mappable):
     """The future output of ``task`` (or one key of it, with ``multiple_outputs``).
 
     Passing it to another task call creates the dependency edge and, at run time, the
@@ -40,15 +67,25 @@ class XComArg:
         self.operator.__rlshift__(other)
         return self
 
-    def __iter__(self) -> Any:
-        raise TypeError(
-            f"the output of task {self.task_id!r} is only known at run time and cannot be "
-            "iterated while the DAG is defined; pass it to a task, or use .expand() to map "
-            "over it"
-        )
-
     def __repr__(self) -> str:
         return f"XComArg({self.task_id!r}, {self.key!r})"
+
+
+class MapArg(_Mappable):
+    def __init__(self, source: Any, fn: Callable[[Any], Any]) -> None:
+        self.source = source
+        self.fn = fn
+
+
+class ZipArg(_Mappable):
+    def __init__(self, parts: tuple[Any, ...], fillvalue: Any) -> None:
+        self.parts = parts
+        self.fillvalue = fillvalue
+
+
+class ConcatArg(_Mappable):
+    def __init__(self, parts: tuple[Any, ...]) -> None:
+        self.parts = parts
 
 
 class DagParam:
@@ -62,14 +99,31 @@ class DagParam:
         return f"DagParam({self.name!r})"
 
 
+class MappedArgument:
+    """An argument of an expanded task group: in instance i, the group's i-th value."""
+
+    def __init__(self, group: TaskGroup, name: str) -> None:
+        self.group = group
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"MappedArgument({self.group.group_id!r}, {self.name!r})"
+
+
 def find_xcom_args(value: Any) -> list[XComArg]:
-    """Every XComArg inside ``value`` (nested lists, tuples, sets and dict values)."""
+    """Every XComArg inside ``value``: nested in containers or in .map/.zip/.concat."""
     found: list[XComArg] = []
     stack = [value]
     while stack:
         v = stack.pop()
         if isinstance(v, XComArg):
             found.append(v)
+        elif isinstance(v, MapArg):
+            stack.append(v.source)
+        elif isinstance(v, (ZipArg, ConcatArg)):
+            stack.extend(v.parts)
+        elif isinstance(v, MappedArgument):
+            stack.extend((v.group.mapped_input or {}).values())
         elif isinstance(v, (list, tuple, set, frozenset)):
             stack.extend(v)
         elif isinstance(v, dict):

@@ -162,6 +162,14 @@ def states_of_run(conn: Connection, run_pk: int) -> list[tuple[str, int, TaskSta
     return [(r[0], r[1], TaskState(r[2])) for r in rows]
 
 
+def count(conn: Connection, run_pk: int, task_id: str) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).select_from(ti).where(ti.c.run_pk == run_pk, ti.c.task_id == task_id)
+        ).scalar_one()
+    )
+
+
 def tries_of_run(conn: Connection, run_pk: int) -> dict[tuple[str, int], int]:
     """Attempts made so far, for the instances that have made any."""
     rows = conn.execute(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
-from millstream.store import Store
+from millstream.store import Store, task_instances
 from millstream.store import results as q
 
 
@@ -22,6 +22,7 @@ class ResultReader:
         self.store = store
         self._cache: OrderedDict[tuple[int, str, int, str], Any] = OrderedDict()
         self._cache_size = cache_size
+        self._counts: dict[tuple[int, str], int] = {}
 
     def get(self, run_pk: int, task_id: str, map_index: int, key: str = "return_value") -> Any:
         ck = (run_pk, task_id, map_index, key)
@@ -43,6 +44,14 @@ class ResultReader:
     def page(self, run_pk: int, task_id: str, key: str, after: int, limit: int) -> list[tuple[int, str]]:
         with self.store.read() as conn:
             return q.page(conn, run_pk, task_id, key, after=after, limit=limit)
+
+    def instance_count(self, run_pk: int, task_id: str) -> int:
+        """How many instances a mapped task expanded into (cached: it never changes)."""
+        ck = (run_pk, task_id)
+        if ck not in self._counts:
+            with self.store.read() as conn:
+                self._counts[ck] = task_instances.count(conn, run_pk, task_id)
+        return self._counts[ck]
 
     def nth(self, run_pk: int, task_id: str, key: str, n: int) -> Any:
         with self.store.read() as conn:
@@ -101,3 +110,78 @@ class LazyResults(Sequence[Any]):
 
     def __repr__(self) -> str:
         return f"LazyResults({self._task_id!r}, len={len(self)})"
+
+
+class UpstreamInstances(Sequence[Any]):
+    """A mapped upstream's output, one value per instance, for mapping index for index.
+
+    Unlike the fan-in, position i is instance i (``None`` where it produced nothing).
+    """
+
+    def __init__(self, reader: ResultReader, run_pk: int, task_id: str, key: str) -> None:
+        self._reader, self._run_pk, self._task_id, self._key = reader, run_pk, task_id, key
+
+    def __len__(self) -> int:
+        return self._reader.instance_count(self._run_pk, self._task_id)
+
+    def __getitem__(self, i: Any) -> Any:
+        if not isinstance(i, int):
+            raise TypeError("index with an int")
+        return self._reader.get(self._run_pk, self._task_id, i, self._key)
+
+
+class MappedSequence(Sequence[Any]):
+    """``.map(fn)``: ``fn`` applied to each value when it is read."""
+
+    def __init__(self, source: Sequence[Any], fn: Callable[[Any], Any]) -> None:
+        self._source, self._fn = source, fn
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._fn(self._source[i])
+
+
+class ZippedSequence(Sequence[Any]):
+    """``.zip(...)``: tuples; with a fill value, as long as the longest part."""
+
+    def __init__(self, parts: list[Sequence[Any]], fill: tuple[Any] | None) -> None:
+        self._parts, self._fill = parts, fill
+
+    def __len__(self) -> int:
+        lengths = [len(p) for p in self._parts]
+        return max(lengths, default=0) if self._fill is not None else min(lengths, default=0)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        fill = self._fill[0] if self._fill is not None else None
+        return tuple(p[i] if i < len(p) else fill for p in self._parts)
+
+
+class ConcatSequence(Sequence[Any]):
+    """``.concat(...)``: the values of each part in turn."""
+
+    def __init__(self, parts: list[Sequence[Any]]) -> None:
+        self._parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._parts)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        for p in self._parts:
+            if i < len(p):
+                return p[i]
+            i -= len(p)
+        raise IndexError(i)

@@ -7,7 +7,6 @@ only the way the DAG is found (``resolve_dag``) and the store differ.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -15,20 +14,29 @@ import socket
 import subprocess
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from jinja2.sandbox import SandboxedEnvironment
+
 from millstream.core.planner import Output
 from millstream.errors import FailTask, SkipTask, TaskFlowError
 from millstream.sdk.context import CONTEXT_KEYS, set_current_context
 from millstream.sdk.dag import DAG
-from millstream.sdk.task import Task
-from millstream.sdk.xcom import DagParam, XComArg
+from millstream.sdk.task import KWARGS_ARG, Task
+from millstream.sdk.xcom import NOTSET, ConcatArg, DagParam, MapArg, MappedArgument, XComArg, ZipArg
 from millstream.worker.item import AttemptResult, WorkItem
-from millstream.worker.results import LazyResults, ResultReader
+from millstream.worker.results import (
+    ConcatSequence,
+    LazyResults,
+    MappedSequence,
+    ResultReader,
+    UpstreamInstances,
+    ZippedSequence,
+)
 
 HOSTNAME = socket.gethostname()
 
@@ -93,18 +101,26 @@ class DagRunInfo:
 
 
 class _Resolver:
-    """Turns XComArgs and DagParams in a task's arguments into run-time values."""
+    """Turns XComArgs, mapped arguments and DagParams into run-time values."""
 
-    def __init__(self, item: WorkItem, dag: DAG, reader: ResultReader) -> None:
+    def __init__(self, item: WorkItem, task: Task, reader: ResultReader) -> None:
         self.item = item
-        self.dag = dag
+        self.task = task
         self.reader = reader
+        self._group_values: dict[str, Any] | None = None
 
     def value(self, v: Any) -> Any:
         if isinstance(v, XComArg):
-            if v.operator.is_mapped:
+            op = v.operator
+            if self.item.map_index >= 0 and self.task.mapped_group is not None and self.task.aligned_with(op):
+                return self.reader.get(self.item.run_pk, v.task_id, self.item.map_index, v.key)
+            if op.is_mapped:
                 return LazyResults(self.reader, self.item.run_pk, v.task_id, v.key)
             return self.reader.get(self.item.run_pk, v.task_id, -1, v.key)
+        if isinstance(v, (MapArg, ZipArg, ConcatArg)):
+            return self.sequence(v, "argument")
+        if isinstance(v, MappedArgument):
+            return self.group_values()[v.name]
         if isinstance(v, DagParam):
             return self.item.params.get(v.name, v.default)
         if isinstance(v, list):
@@ -115,39 +131,55 @@ class _Resolver:
             return {k: self.value(x) for k, x in v.items()}
         return v
 
-    def mapped(self, expand_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """The element of each mapped argument for this map index (cartesian product)."""
-        columns: list[tuple[str, Callable[[int], Any], int]] = []
-        for name, src in expand_kwargs.items():
-            if isinstance(src, XComArg) and src.operator.is_mapped:
-                n = sum(1 for _ in self._upstream_indexes(src))
-                columns.append((name, functools.partial(self._upstream_value, src), n))
-                continue
-            seq = self.value(src) if isinstance(src, XComArg) else src
-            if isinstance(seq, dict):
-                seq = list(seq.items())
-            if not isinstance(seq, (list, tuple)):
-                raise TaskFlowError(
-                    f"cannot map argument {name!r} of task {self.item.task_id!r}: got "
-                    f"{type(seq).__name__}, expected a list or dict"
-                )
-            columns.append((name, seq.__getitem__, len(seq)))
+    def sequence(self, src: Any, name: str) -> Sequence[Any]:
+        """What ``src`` maps over, as a sequence read lazily where it can be."""
+        if isinstance(src, XComArg):
+            if src.operator.is_mapped:
+                return UpstreamInstances(self.reader, self.item.run_pk, src.task_id, src.key)
+            src = self.reader.get(self.item.run_pk, src.task_id, -1, src.key)
+        elif isinstance(src, MapArg):
+            return MappedSequence(self.sequence(src.source, name), src.fn)
+        elif isinstance(src, ZipArg):
+            parts = [self.sequence(p, name) for p in src.parts]
+            return ZippedSequence(parts, None if src.fillvalue is NOTSET else (src.fillvalue,))
+        elif isinstance(src, ConcatArg):
+            return ConcatSequence([self.sequence(p, name) for p in src.parts])
+        if isinstance(src, dict):
+            return list(src.items())
+        if isinstance(src, (list, tuple)):
+            return src
+        raise TaskFlowError(
+            f"cannot map argument {name!r} of task {self.item.task_id!r} of DAG {self.item.dag_id!r}: "
+            f"got {type(src).__name__}, expected a list or dict"
+        )
+
+    def mapped(self, expand: Mapping[str, Any]) -> dict[str, Any]:
+        """The element of each mapped argument for this map index (cartesian product, the
+        last argument varying fastest, as ``itertools.product``)."""
+        columns = [(name, self.sequence(src, name)) for name, src in expand.items()]
         out: dict[str, Any] = {}
         rest = self.item.map_index
-        for name, get, n in reversed(columns):  # the last argument varies fastest
-            rest, j = divmod(rest, n) if n else (rest, 0)
-            out[name] = get(j)
-        return dict(reversed(list(out.items())))
+        for name, seq in reversed(columns):
+            rest, j = divmod(rest, len(seq)) if len(columns) > 1 else (0, rest)
+            value = seq[j]
+            if name == KWARGS_ARG:
+                if not isinstance(value, dict):
+                    raise TaskFlowError(
+                        f"expand_kwargs of task {self.item.task_id!r}: element {j} is a "
+                        f"{type(value).__name__}, expected a dict of arguments"
+                    )
+                out.update(value)
+            else:
+                out[name] = value
+        return out
 
-    def _upstream_value(self, src: XComArg, j: int) -> Any:
-        return self.reader.get(self.item.run_pk, src.task_id, j, src.key)
-
-    def _upstream_indexes(self, src: XComArg) -> Iterator[int]:
-        with self.reader.store.read() as conn:
-            from millstream.store import task_instances
-
-            for row in task_instances.list_for_run(conn, self.item.run_pk, src.task_id):
-                yield row["map_index"]
+    def group_values(self) -> dict[str, Any]:
+        """This instance's values of its expanded task group's arguments."""
+        if self._group_values is None:
+            group = self.task.mapped_group
+            assert group is not None and group.mapped_input is not None
+            self._group_values = self.mapped(group.mapped_input)
+        return self._group_values
 
 
 def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) -> dict[str, Any]:
@@ -219,7 +251,7 @@ def capture_to(path: str) -> Iterator[TextIO]:
 def _call_kwargs(task: Task, resolver: _Resolver, ctx: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     args = [resolver.value(a) for a in task.op_args]
     kwargs = {k: resolver.value(v) for k, v in task.op_kwargs.items()}
-    if task.is_mapped:
+    if task.expand_kwargs:
         kwargs.update(resolver.mapped(task.expand_kwargs))
     fn = task.python_callable
     if fn is None:
@@ -240,12 +272,24 @@ def _call_kwargs(task: Task, resolver: _Resolver, ctx: dict[str, Any]) -> tuple[
     return args, kwargs
 
 
-def _render_label(template: str | None, kwargs: Mapping[str, Any], map_index: int) -> str | None:
+_LABELS = SandboxedEnvironment(autoescape=False)
+
+
+def render_label(
+    template: str | None, ctx: Mapping[str, Any], kwargs: Mapping[str, Any], map_index: int
+) -> str | None:
+    """A mapped instance's label from ``map_index_template`` (Jinja, as in Airflow).
+
+    Rendered after the call, so a task can set a context value for it, as in Airflow:
+    ``get_current_context()["label"] = ...`` with ``map_index_template="{{ label }}"``.
+    Arguments are available by name too (``"{{ filename }}"``). A template that fails to
+    render leaves the instance unlabelled rather than failing the work it did.
+    """
     if map_index < 0 or not template:
         return None
     try:
-        return template.replace("{{", "{").replace("}}", "}").format(**kwargs).strip()[:1000]
-    except (KeyError, IndexError, ValueError, AttributeError):
+        return _LABELS.from_string(template).render({**ctx, **kwargs}).strip()[:1000] or None
+    except Exception:  # noqa: BLE001
         return None
 
 
@@ -324,9 +368,8 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             dag = resolve_dag(item.fileloc, item.dag_id)
             task = dag.get_task(item.task_id)
             ctx = build_context(item, dag, task, reader)
-            resolver = _Resolver(item, dag, reader)
+            resolver = _Resolver(item, task, reader)
             args, kwargs = _call_kwargs(task, resolver, ctx)
-            label = _render_label(task.config["map_index_template"], kwargs, item.map_index)
             with set_current_context(ctx):
                 if task.kind == "bash":
                     command = (
@@ -338,6 +381,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                 else:
                     assert task.python_callable is not None
                     value = task.python_callable(*args, **kwargs)
+            label = render_label(task.config["map_index_template"], ctx, kwargs, item.map_index)
             rows, output = _output_of(task, value)
             if task.kind == "branch":
                 output = Output(
@@ -361,7 +405,8 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             error = f"{type(e).__name__}: {e}"
             traceback.print_exc(file=log)
         elapsed = time.monotonic() - t0
-        print(f"[{datetime.now(UTC).isoformat()}] {state} after {elapsed:.3f}s", file=log)
+        labelled = f" ({label})" if label else ""
+        print(f"[{datetime.now(UTC).isoformat()}] {state} after {elapsed:.3f}s{labelled}", file=log)
     return AttemptResult(
         item=item,
         state=state,
