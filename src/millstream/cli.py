@@ -404,6 +404,120 @@ def tasks_logs(dag_id: str, run_id: str, task_id: str, map_index: int, try_numbe
     click.echo(text, nl=False)
 
 
+@tasks.command("clear")
+@click.argument("dag_id")
+@click.option("--run-id", default=None, help="Only this run (default: every run in the date range).")
+@click.option("--start-date", default=None, help="Runs with a logical date on or after (ISO 8601).")
+@click.option("--end-date", default=None, help="Runs with a logical date on or before (ISO 8601).")
+@click.option("--task-regex", "-t", default=None, help="Tasks whose id matches (re.search).")
+@click.option("--map-index", type=int, default=None, help="Only this instance of the matched mapped tasks.")
+@click.option("--downstream", "-D", is_flag=True, help="Also clear what depends on the matched tasks.")
+@click.option("--upstream", "-U", is_flag=True, help="Also clear what the matched tasks depend on.")
+@click.option("--only-failed", "-f", is_flag=True, help="Only failed and upstream_failed instances.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def tasks_clear(
+    dag_id: str,
+    run_id: str | None,
+    start_date: str | None,
+    end_date: str | None,
+    task_regex: str | None,
+    map_index: int | None,
+    downstream: bool,
+    upstream: bool,
+    only_failed: bool,
+    yes: bool,
+) -> None:
+    """Run finished task instances again; the run resumes from them."""
+    env = Env(None)
+    options: dict[str, Any] = dict(
+        run_id=run_id,
+        start_date=_parse_date(start_date, "--start-date"),
+        end_date=_parse_date(end_date, "--end-date"),
+        task_regex=task_regex,
+        map_index=map_index,
+        downstream=downstream,
+        upstream=upstream,
+        only_failed=only_failed,
+    )
+    selected = control.clear(env.store, dag_id, dry_run=True, **options)
+    if not selected:
+        console.print("Nothing to clear: no finished task instance matches.")
+        return
+    table = Table("run", "task", "map_index", "state", box=None)
+    for c in selected[:50]:
+        table.add_row(c.run_id, c.task_id, "" if c.map_index < 0 else str(c.map_index), styled(c.state))
+    console.print(table)
+    if len(selected) > 50:
+        console.print(f"... and {len(selected) - 50} more")
+    if not yes and not click.confirm(f"Clear these {len(selected)} task instance(s)?", default=False):
+        console.print("Nothing cleared.")
+        return
+    done = control.clear(env.store, dag_id, **options)
+    from millstream.scheduler.wakeup import notify
+
+    notify(env.settings.home)
+    console.print(f"Cleared {len(done)} task instance(s).")
+
+
+def _parse_date(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise MillstreamError(f"{option} {value!r} is not a date; use ISO 8601, e.g. 2025-01-31") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# -- pools -----------------------------------------------------------------------------------
+
+
+@main.group()
+def pools() -> None:
+    """Named slots shared by every DAG (``pool=`` on a task)."""
+
+
+@pools.command("list")
+@handle_errors
+def pools_list() -> None:
+    """Pools with their slots and how many are taken."""
+    from millstream.store import pools as pools_q
+
+    with Env(None).store.read() as conn:
+        rows = pools_q.list_pools(conn)
+    table = Table("pool", "slots", "used", "description", box=None)
+    for r in rows:
+        table.add_row(str(r["name"]), str(r["slots"]), str(r["used"]), str(r["description"]))
+    console.print(table)
+
+
+@pools.command("set")
+@click.argument("name")
+@click.argument("slots", type=int)
+@click.option("--description", default=None)
+@handle_errors
+def pools_set(name: str, slots: int, description: str | None) -> None:
+    """Create pool NAME or change its number of SLOTS."""
+    from millstream.store import pools as pools_q
+
+    with Env(None).store.begin() as conn:
+        pools_q.set_pool(conn, name, slots, description)
+    console.print(f"Pool {name}: {slots} slots")
+
+
+@pools.command("delete")
+@click.argument("name")
+@handle_errors
+def pools_delete(name: str) -> None:
+    """Delete pool NAME (tasks using it wait until it exists again)."""
+    from millstream.store import pools as pools_q
+
+    with Env(None).store.begin() as conn:
+        pools_q.delete_pool(conn, name)
+    console.print(f"Deleted pool {name}")
+
+
 # -- scheduler and standalone ----------------------------------------------------------------
 
 

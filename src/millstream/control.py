@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 
+from millstream.core.model import DagSpec
 from millstream.core.timetables import from_spec
 from millstream.errors import NotFoundError, ParamValidationError
 from millstream.sdk.params import resolve_params
 from millstream.store import Store
 from millstream.store import dags as dags_q
+from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
 
@@ -96,3 +101,119 @@ def find_task_instance(
     indexes = [t["map_index"] for t in matching]
     hint = f"0..{max(indexes)}" if max(indexes) >= 0 else "-1 (not mapped)"
     raise NotFoundError(f"task {task_id!r} has no map index {map_index}; valid: {hint}")
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """One task instance a clear selected (or would select, in a dry run)."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    state: str
+
+
+_CLEARABLE = {
+    "success",
+    "failed",
+    "skipped",
+    "upstream_failed",
+    "removed",
+    "up_for_retry",
+    "none",
+    "scheduled",
+}
+
+
+def _closure(spec: DagSpec, roots: set[str], *, downstream: bool, upstream: bool) -> set[str]:
+    out = set(roots)
+    if downstream:
+        for t in roots:
+            out.update(spec.descendants(t))
+    if upstream:
+        stack = list(roots)
+        while stack:
+            for u in spec.task(stack.pop()).upstream:
+                if u not in out:
+                    out.add(u)
+                    stack.append(u)
+    return out
+
+
+def clear(
+    store: Store,
+    dag_id: str,
+    *,
+    run_id: str | None = None,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    task_regex: str | None = None,
+    map_index: int | None = None,
+    downstream: bool = False,
+    upstream: bool = False,
+    only_failed: bool = False,
+    dry_run: bool = False,
+) -> list[Cleared]:
+    """Reset finished task instances so the scheduler runs them again.
+
+    Instances still queued or running are left alone. The run (re)starts from the
+    cleared instances; everything else keeps its state and results. A mapped task
+    cleared together with what it maps over expands afresh (the list may have changed).
+    """
+    try:
+        pattern = re.compile(task_regex) if task_regex else None
+    except re.error as e:
+        raise ParamValidationError(
+            f"--task-regex {task_regex!r} is not a valid regular expression: {e}"
+        ) from None
+    selected: list[Cleared] = []
+    with store.begin() as conn:
+        dags_q.get_dag(conn, dag_id)
+        if run_id is not None:
+            runs = [runs_q.get_run(conn, dag_id, run_id)]
+        else:
+            runs = [
+                r
+                for r in runs_q.list_runs(conn, dag_id, limit=1_000_000)
+                if (start_date is None or (r["logical_date"] and r["logical_date"] >= start_date))
+                and (end_date is None or (r["logical_date"] and r["logical_date"] <= end_date))
+            ]
+        for run in runs:
+            spec = dags_q.spec_for_version(conn, run["dag_version_id"])
+            roots = {t for t in spec.task_ids if pattern is None or pattern.search(t)}
+            tasks = _closure(spec, roots, downstream=downstream, upstream=upstream)
+            rows = [r for r in ti_q.list_for_run(conn, run["id"]) if r["task_id"] in tasks]
+            picked = []
+            for r in rows:
+                if map_index is not None and r["task_id"] in roots and r["map_index"] != map_index:
+                    continue
+                if r["state"] not in _CLEARABLE or r["state"] in ("none", "scheduled"):
+                    continue
+                if only_failed and r["state"] not in ("failed", "upstream_failed"):
+                    continue
+                picked.append(r)
+            selected.extend(Cleared(run["run_id"], r["task_id"], r["map_index"], r["state"]) for r in picked)
+            if dry_run or not picked:
+                continue
+            _reset(conn, run, spec, picked, whole={t for t in tasks if map_index is None or t not in roots})
+    return selected
+
+
+def _reset(
+    conn: Connection, run: sa.RowMapping, spec: DagSpec, picked: list[sa.RowMapping], whole: set[str]
+) -> None:
+    by_task: dict[str, list[sa.RowMapping]] = {}
+    for r in picked:
+        by_task.setdefault(r["task_id"], []).append(r)
+    for task_id, rows in by_task.items():
+        task = spec.task(task_id)
+        sources = {t for src in task.map_sources for t in src.task_ids()} | set(task.aligned)
+        if task.is_mapped and task_id in whole and sources & set(by_task):
+            # What it maps over runs again, so it expands again.
+            ti_q.collapse_to_placeholder(conn, run["id"], spec, task_id)
+            results_q.delete_task(conn, run["id"], task_id)
+            continue
+        keys = [ti_q.key(run["id"], task_id, r["map_index"]) for r in rows]
+        ti_q.clear_many(conn, keys, [r["try_number"] + task.retries for r in rows])
+        results_q.delete_many(conn, keys)
+    runs_q.mark_cleared(conn, run["id"])

@@ -169,3 +169,63 @@ def test_standalone_keeps_serving_until_ctrl_c_and_then_stops_cleanly(cli):
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Stopped." in out and "Traceback" not in err
+
+
+def test_pools_set_list_delete_and_errors(cli):
+    assert "Pool db: 3 slots" in cli("pools", "set", "db", "3", "--description", "warehouse").stdout
+    listed = cli("pools", "list").stdout
+    assert "db" in listed and "warehouse" in listed and "default_pool" in listed
+    assert "cannot be deleted" in cli("pools", "delete", "default_pool", ok=False).stderr
+    assert "slots must be 0 or more" in cli("pools", "set", "db", "--", "-1", ok=False).stderr
+    cli("pools", "delete", "db")
+    assert "no pool 'db'" in cli("pools", "delete", "db", ok=False).stderr
+
+
+def test_tasks_clear_shows_what_it_will_clear_and_asks(cli):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "millstream.cli",
+            "standalone",
+            "--trigger",
+            "process_daily_files",
+            "--exit-after-run",
+        ],
+        env={**os.environ, "MILLSTREAM_HOME": str(cli.home), "MILLSTREAM_DAGS_FOLDER": str(cli.dags)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    run_id = next(line.split("run ")[1] for line in p.stdout.splitlines() if line.startswith("Triggered"))
+    env = {**os.environ, "MILLSTREAM_HOME": str(cli.home), "MILLSTREAM_DAGS_FOLDER": str(cli.dags)}
+    args = [
+        sys.executable,
+        "-m",
+        "millstream.cli",
+        "tasks",
+        "clear",
+        "process_daily_files",
+        "--run-id",
+        run_id,
+        "-t",
+        "^process_file$",
+        "--map-index",
+        "1",
+        "--downstream",
+    ]
+    refused = subprocess.run(args, env=env, input="n\n", capture_output=True, text=True, timeout=60)
+    assert "process_file  1" in refused.stdout and "summarize" in refused.stdout
+    assert "Clear these 2 task instance(s)?" in refused.stdout and "Nothing cleared." in refused.stdout
+    done = subprocess.run([*args, "--yes"], env=env, capture_output=True, text=True, timeout=60)
+    assert "Cleared 2 task instance(s)." in done.stdout
+    states = cli("tasks", "states", "process_daily_files", run_id).stdout
+    assert "cleared" in states and "Run " + run_id + ": running" in states
+    assert (
+        "no run 'nope'"
+        in cli("tasks", "clear", "process_daily_files", "--run-id", "nope", "-y", ok=False).stderr
+    )
+    assert (
+        "not a valid regular expression"
+        in cli("tasks", "clear", "process_daily_files", "-t", "(", "-y", ok=False).stderr
+    )

@@ -86,6 +86,7 @@ class RunPlanner:
         *,
         outputs: Mapping[str, Output] | None = None,
         retry_at: Mapping[tuple[str, int], datetime] | None = None,
+        max_tries: Mapping[tuple[str, int], int] | None = None,
         max_map_length: int = DEFAULT_MAX_MAP_LENGTH,
     ) -> None:
         self.spec = spec
@@ -94,6 +95,8 @@ class RunPlanner:
         self.counts: dict[str, Counter[TaskState]] = {t.task_id: Counter() for t in spec.tasks}
         self.outputs: dict[str, Output] = dict(outputs or {})
         self.retry_at: dict[tuple[str, int], datetime] = dict(retry_at or {})
+        # Instances cleared by a user get their retries again: tries allowed so far.
+        self.max_tries: dict[tuple[str, int], int] = dict(max_tries or {})
         self.unfinished = 0
         self.finished: RunState | None = None
         rows = task_instances if task_instances is not None else self.initial_task_instances()
@@ -207,7 +210,8 @@ class RunPlanner:
         """An attempt raised: retry after the task's delay if tries are left, else fail."""
         task = self.spec.task(task_id)
         out: list[Command] = []
-        if try_number <= task.retries:
+        limit = self.max_tries.get((task_id, map_index), task.retries)
+        if try_number <= limit:
             delay = retry_delay(
                 base=task.retry_delay,
                 try_number=try_number,
@@ -217,7 +221,7 @@ class RunPlanner:
             )
             at = now + timedelta(seconds=delay)
             self.retry_at[(task_id, map_index)] = at
-            why = f"attempt {try_number} failed; retry {try_number}/{task.retries} in {delay:.1f}s"
+            why = f"attempt {try_number} failed; retry {try_number}/{limit} in {delay:.1f}s"
             self._set(task_id, [map_index], S.UP_FOR_RETRY, why, out, retry_at=at)
             return out
         why = f"attempt {try_number} failed" + (f": {error}" if error else "")

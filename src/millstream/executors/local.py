@@ -72,9 +72,14 @@ class _Running:
 
 
 class LocalExecutor:
+    #: Items handed to the pool per worker process: a small backlog keeps every worker busy
+    #: while the scheduler records what just finished.
+    PREFETCH = 4
+
     def __init__(self, db_url: str, parallelism: int | None = None) -> None:
         self.db_url = db_url
-        self.slots = parallelism or max(2, os.cpu_count() or 2)
+        self.parallelism = parallelism or max(2, os.cpu_count() or 2)
+        self.slots = self.parallelism * self.PREFETCH
         self._ctx = mp.get_context("spawn")
         self._tasks: Any = None
         self._events: Any = None
@@ -85,7 +90,7 @@ class LocalExecutor:
     def start(self) -> None:
         self._tasks = self._ctx.Queue()
         self._events = self._ctx.Queue()
-        for _ in range(self.slots):
+        for _ in range(self.parallelism):
             self._spawn()
 
     def _spawn(self) -> None:

@@ -20,11 +20,11 @@ was acknowledged, and a restarted scheduler rebuilds its planners from the store
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from millstream.core.model import UNMAPPED, DagSpec
+from millstream.core.model import UNMAPPED, DagSpec, TaskSpec
 from millstream.core.planner import Command, ExpandTask, FinishRun, RunPlanner, SetStates
 from millstream.core.states import IllegalTransition, RunState, TaskState
 from millstream.core.timetables import RunInfo, from_spec, parse_dates
@@ -43,10 +43,11 @@ from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.sdk.params import resolve_params
 from millstream.store import Store
 from millstream.store import dags as dags_q
+from millstream.store import pools as pools_q
 from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
-from millstream.store.tables import task_instance
+from millstream.store.tables import DEFAULT_POOL, task_instance
 from millstream.worker.item import Event, Finished, Started, WorkItem
 from millstream.worker.runner import log_path
 
@@ -76,6 +77,7 @@ class ActiveRun:
     interval: tuple[datetime | None, datetime | None]
     conf: dict[str, Any]
     params: dict[str, Any]
+    clear_number: int = 0
     # Attempts made per instance, mirrored from the store so dispatch needs no query.
     tries: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -106,8 +108,14 @@ class Scheduler:
         self.max_map_length = max_map_length
         self.listener = listener
         self.runs: dict[int, ActiveRun] = {}
-        self._ready: list[tuple[int, int, int, str, int]] = []  # (-priority, seq, run_pk, task, idx)
-        self._pending_ready: list[tuple[int, int, int, str, int]] = []  # pushed after the commit
+        # Ready instances per (run, task), in the order they became ready. Dispatch walks the
+        # few (run, task) pairs, not the instances, so a task held back by a limit costs
+        # nothing however many of its instances wait.
+        self._ready: dict[tuple[int, str], deque[int]] = {}
+        self._ready_rank: dict[tuple[int, str], tuple[int, int]] = {}  # (-priority, first seen)
+        self._pending_ready: list[tuple[int, str, int]] = []  # pushed after the commit
+        self.pools: dict[str, int] = {DEFAULT_POOL: 128}
+        self._pool_warned: set[tuple[int, str]] = set()
         self._unapplied: list[Event] = []  # reports whose transaction failed, retried next turn
         self._seq = itertools.count()
         self._next_poll = 0.0
@@ -160,6 +168,8 @@ class Scheduler:
         self.record_dag_files()
         if mono >= self._next_poll or self._nudged.is_set():
             self._nudged.clear()
+            self.sync_runs()
+            self.refresh_pools()
             self.create_scheduled(now)
             self.start_queued(now)
             self._next_poll = mono + self.poll_interval
@@ -322,6 +332,7 @@ class Scheduler:
             interval=(row["data_interval_start"], row["data_interval_end"]),
             conf=dict(row["conf"] or {}),
             params=params,
+            clear_number=row["clear_number"],
         )
         self.runs[run.pk] = run
         return run
@@ -350,49 +361,73 @@ class Scheduler:
         now = self.clock()
         self.runs.clear()
         self._ready.clear()
+        self._ready_rank.clear()
         self._pending_ready.clear()
         with self.store.begin() as conn:
             batch = WriteBatch()
             for row in runs_q.runs_in_state(conn, RunState.RUNNING):
-                spec = dags_q.spec_for_version(conn, row["dag_version_id"])
-                planner = RunPlanner(
-                    spec,
-                    ti_q.states_of_run(conn, row["id"]),
-                    outputs=results_q.outputs_of_run(conn, row["id"]),
-                    retry_at=ti_q.retry_times(conn, row["id"]),
-                    max_map_length=self.max_map_length,
-                )
-                run = self._active_run(row, spec, planner)
-                run.tries = ti_q.tries_of_run(conn, row["id"])
-                cmds: list[Command] = []
-                for task_id, by_index in planner.states.items():
-                    for idx, state in list(by_index.items()):
-                        if state is S.SCHEDULED:
-                            self._push(run, task_id, idx)
-                        elif reset_orphans and state is S.QUEUED:
-                            ti_q.set_attempt(
-                                conn,
-                                run.pk,
-                                task_id,
-                                idx,
-                                expected=[S.QUEUED],
-                                try_number=task_instance.c.try_number - 1,
-                            )
-                            run.tries[(task_id, idx)] -= 1
-                            cmds += planner.record(
-                                task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart"
-                            )
-                        elif reset_orphans and state is S.RUNNING:
-                            tries = run.tries[(task_id, idx)]
-                            cmds += planner.attempt_failed(
-                                task_id, idx, tries, now, "the scheduler restarted while it ran"
-                            )
-                cmds += planner.start()
-                self._persist(batch, run, cmds)
+                self._load_run(conn, batch, row, reset_orphans=reset_orphans, now=now)
                 if reset_orphans:
-                    log.info("recovered run %s of %s", run.run_id, run.dag_id)
+                    log.info("recovered run %s of %s", row["run_id"], row["dag_id"])
             batch.flush(conn)
         self._flush_ready()
+
+    def sync_runs(self) -> None:
+        """Load runs a user cleared (or restarted) since we last looked at them."""
+        with self.store.read() as conn:
+            current = runs_q.running_clear_numbers(conn)
+        stale = [pk for pk, n in current.items() if pk not in self.runs or self.runs[pk].clear_number != n]
+        if not stale:
+            return
+        now = self.clock()
+        with self.store.begin() as conn:
+            batch = WriteBatch()
+            for pk in stale:
+                row = runs_q.get_run_by_pk(conn, pk)
+                if row["state"] == RunState.RUNNING.value:
+                    self._load_run(conn, batch, row, reset_orphans=False, now=now)
+                    log.info("reloaded run %s of %s (cleared)", row["run_id"], row["dag_id"])
+            batch.flush(conn)
+        self._flush_ready()
+
+    def _load_run(
+        self, conn: Connection, batch: WriteBatch, row: Any, *, reset_orphans: bool, now: datetime
+    ) -> None:
+        spec = dags_q.spec_for_version(conn, row["dag_version_id"])
+        planner = RunPlanner(
+            spec,
+            ti_q.states_of_run(conn, row["id"]),
+            outputs=results_q.outputs_of_run(conn, row["id"]),
+            retry_at=ti_q.retry_times(conn, row["id"]),
+            max_tries=ti_q.raised_max_tries(conn, row["id"]),
+            max_map_length=self.max_map_length,
+        )
+        run = self._active_run(row, spec, planner)
+        run.tries = ti_q.tries_of_run(conn, row["id"])
+        cmds: list[Command] = []
+        for task_id, by_index in planner.states.items():
+            for idx, state in list(by_index.items()):
+                if state is S.SCHEDULED:
+                    self._push(run, task_id, idx)
+                elif reset_orphans and state is S.QUEUED:
+                    ti_q.set_attempt(
+                        conn,
+                        run.pk,
+                        task_id,
+                        idx,
+                        expected=[S.QUEUED],
+                        try_number=task_instance.c.try_number - 1,
+                    )
+                    run.tries[(task_id, idx)] -= 1
+                    cmds += planner.record(
+                        task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart"
+                    )
+                elif reset_orphans and state is S.RUNNING:
+                    cmds += planner.attempt_failed(
+                        task_id, idx, run.tries[(task_id, idx)], now, "the scheduler restarted while it ran"
+                    )
+        cmds += planner.start()
+        self._persist(batch, run, cmds)
 
     # -- 4. retries ---------------------------------------------------------------------------
 
@@ -415,43 +450,103 @@ class Scheduler:
     # -- 5. dispatch ----------------------------------------------------------------------------
 
     def _push(self, run: ActiveRun, task_id: str, map_index: int) -> None:
-        prio = run.spec.task(task_id).priority_weight
-        self._pending_ready.append((-prio, next(self._seq), run.pk, task_id, map_index))
+        self._pending_ready.append((run.pk, task_id, map_index))
 
     def _flush_ready(self) -> None:
-        for entry in self._pending_ready:
-            heapq.heappush(self._ready, entry)
+        for run_pk, task_id, idx in self._pending_ready:
+            key = (run_pk, task_id)
+            if key not in self._ready:
+                self._ready[key] = deque()
+                run = self.runs.get(run_pk)
+                prio = run.spec.task(task_id).priority_weight if run else 0
+                self._ready_rank.setdefault(key, (-prio, next(self._seq)))
+            self._ready[key].append(idx)
         self._pending_ready = []
+
+    def refresh_pools(self) -> None:
+        with self.store.read() as conn:
+            self.pools = pools_q.all_slots(conn)
+
+    def _occupancy(self) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[str, int]]:
+        """Active instances per DAG, per (DAG, task) and slots used per pool."""
+        per_dag: dict[str, int] = {}
+        per_task: dict[tuple[str, str], int] = {}
+        per_pool: dict[str, int] = {}
+        for run in self.runs.values():
+            for task_id in run.planner.states:
+                active = run.planner.active_count(task_id)
+                if not active:
+                    continue
+                task = run.spec.task(task_id)
+                per_dag[run.dag_id] = per_dag.get(run.dag_id, 0) + active
+                per_task[(run.dag_id, task_id)] = per_task.get((run.dag_id, task_id), 0) + active
+                pool = task.pool or DEFAULT_POOL
+                per_pool[pool] = per_pool.get(pool, 0) + active * task.pool_slots
+        return per_dag, per_task, per_pool
+
+    def _room(
+        self,
+        run: ActiveRun,
+        task: TaskSpec,
+        per_dag: dict[str, int],
+        per_task: dict[tuple[str, str], int],
+        per_pool: dict[str, int],
+    ) -> int:
+        """How many more instances of ``task`` in ``run`` the limits allow right now."""
+        room = run.spec.max_active_tasks - per_dag.get(run.dag_id, 0)
+        if task.max_active_tis_per_dagrun is not None:
+            room = min(room, task.max_active_tis_per_dagrun - run.planner.active_count(task.task_id))
+        if task.max_active_tis_per_dag is not None:
+            room = min(room, task.max_active_tis_per_dag - per_task.get((run.dag_id, task.task_id), 0))
+        pool = task.pool or DEFAULT_POOL
+        if pool not in self.pools:
+            self._warn_missing_pool(run, task, pool)
+            return 0
+        if task.pool_slots > 0:
+            room = min(room, (self.pools[pool] - per_pool.get(pool, 0)) // task.pool_slots)
+        return room
+
+    def _warn_missing_pool(self, run: ActiveRun, task: TaskSpec, pool: str) -> None:
+        if (run.pk, task.task_id) in self._pool_warned:
+            return
+        self._pool_warned.add((run.pk, task.task_id))
+        why = f"waiting: pool {pool!r} does not exist; create it with `millstream pools set {pool} SLOTS`"
+        log.warning("task %s of %s: %s", task.task_id, run.dag_id, why)
+        waiting = [i for i, st in run.planner.states[task.task_id].items() if st is S.SCHEDULED]
+        with self.store.begin() as conn:
+            ti_q.set_states(conn, run.pk, task.task_id, waiting, S.SCHEDULED, why)
 
     def dispatch(self) -> None:
         free = self.executor.slots - self.executor.in_flight()
         if free <= 0 or not self._ready:
             return
-        per_dag: dict[str, int] = {}
-        for run in self.runs.values():
-            active = sum(run.planner.active_count(t) for t in run.planner.states)
-            per_dag[run.dag_id] = per_dag.get(run.dag_id, 0) + active
+        per_dag, per_task, per_pool = self._occupancy()
         chosen: list[tuple[ActiveRun, str, int]] = []
-        held: list[tuple[int, int, int, str, int]] = []
-        while self._ready and len(chosen) < free:
-            entry = heapq.heappop(self._ready)
-            _, _, run_pk, task_id, idx = entry
-            maybe_run = self.runs.get(run_pk)
-            if maybe_run is None or maybe_run.planner.states[task_id].get(idx) is not S.SCHEDULED:
-                continue  # run finished or instance changed meanwhile
-            run = maybe_run
-            task = run.spec.task(task_id)
-            if per_dag.get(run.dag_id, 0) >= run.spec.max_active_tasks or (
-                task.max_active_tis_per_dagrun is not None
-                and run.planner.active_count(task_id) >= task.max_active_tis_per_dagrun
-            ):
-                held.append(entry)
+        for key in sorted(self._ready, key=self._ready_rank.__getitem__):
+            if len(chosen) >= free:
+                break
+            run_pk, task_id = key
+            run = self.runs.get(run_pk)
+            queue = self._ready[key]
+            if run is None:
+                del self._ready[key]
                 continue
-            run.planner.record(task_id, idx, S.QUEUED, reason="queued")
-            per_dag[run.dag_id] = per_dag.get(run.dag_id, 0) + 1
-            chosen.append((run, task_id, idx))
-        for entry in held:
-            heapq.heappush(self._ready, entry)
+            task = run.spec.task(task_id)
+            room = min(free - len(chosen), self._room(run, task, per_dag, per_task, per_pool))
+            while room > 0 and queue:
+                idx = queue.popleft()
+                if run.planner.states[task_id].get(idx) is not S.SCHEDULED:
+                    continue  # changed meanwhile (cleared, run reloaded): a stale entry
+                run.planner.record(task_id, idx, S.QUEUED, reason="queued")
+                chosen.append((run, task_id, idx))
+                room -= 1
+                per_dag[run.dag_id] = per_dag.get(run.dag_id, 0) + 1
+                per_task[(run.dag_id, task_id)] = per_task.get((run.dag_id, task_id), 0) + 1
+                pool = task.pool or DEFAULT_POOL
+                per_pool[pool] = per_pool.get(pool, 0) + task.pool_slots
+            if not queue:
+                del self._ready[key]
+                self._ready_rank.pop(key, None)
         if not chosen:
             return
         items: list[WorkItem] = []
@@ -478,6 +573,7 @@ class Scheduler:
                     params=run.params,
                     log_path=log_path(self.logs_folder, run.dag_id, run.run_id, task_id, idx, try_number),
                     execution_timeout=task.execution_timeout,
+                    run_version=run.clear_number,
                 )
             )
         for item in items:

@@ -9,7 +9,6 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from millstream.store.engine import make_engine, migrate
-from millstream.store.tables import metadata
 
 
 class Store:
@@ -21,9 +20,9 @@ class Store:
 
     @classmethod
     def memory(cls) -> Store:
-        """A private in-memory SQLite store, schema created: for ``dags test`` and tests."""
+        """A private in-memory SQLite store, migrated like any other: for ``dags test``."""
         store = cls("sqlite://")
-        metadata.create_all(store.engine)
+        store.migrate()
         return store
 
     def migrate(self) -> str:

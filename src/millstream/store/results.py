@@ -35,6 +35,10 @@ def delete_many(conn: Connection, keys: Sequence[dict[str, Any]]) -> None:
         conn.execute(_DELETE, list(keys))
 
 
+def delete_task(conn: Connection, run_pk: int, task_id: str) -> None:
+    conn.execute(tr.delete().where(tr.c.run_pk == run_pk, tr.c.task_id == task_id))
+
+
 def get_one(conn: Connection, run_pk: int, task_id: str, map_index: int, key: str) -> str | None:
     return conn.execute(
         sa.select(tr.c.value).where(

@@ -131,3 +131,24 @@ def last_scheduled_run(conn: Connection, dag_id: str) -> sa.RowMapping | None:
         .mappings()
         .first()
     )
+
+
+def mark_cleared(conn: Connection, run_pk: int) -> None:
+    """A run with cleared instances runs again; schedulers see the new clear_number."""
+    conn.execute(
+        dag_run.update()
+        .where(dag_run.c.id == run_pk)
+        .values(
+            state=RunState.RUNNING.value,
+            end_date=None,
+            state_reason="cleared",
+            clear_number=dag_run.c.clear_number + 1,
+        )
+    )
+
+
+def running_clear_numbers(conn: Connection) -> dict[int, int]:
+    rows = conn.execute(
+        sa.select(dag_run.c.id, dag_run.c.clear_number).where(dag_run.c.state == RunState.RUNNING.value)
+    )
+    return {r[0]: r[1] for r in rows}

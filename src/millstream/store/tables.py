@@ -102,6 +102,8 @@ dag_run = sa.Table(
     sa.Column("start_date", UTCDateTime, nullable=True),
     sa.Column("end_date", UTCDateTime, nullable=True),
     sa.Column("state_reason", sa.Text, nullable=True),
+    # Bumped by every clear: a scheduler that sees a new value reloads the run.
+    sa.Column("clear_number", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("dag_id", "run_id"),
     sa.Index("ix_dag_run_state_dag_id", "state", "dag_id"),
 )
@@ -139,4 +141,14 @@ task_result = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("length", sa.Integer, nullable=True),
     sa.Column("type_name", sa.String(100), nullable=False),
+)
+
+DEFAULT_POOL = "default_pool"
+
+pool = sa.Table(
+    "pool",
+    metadata,
+    sa.Column("name", sa.String(250), primary_key=True),
+    sa.Column("slots", sa.Integer, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
 )

@@ -170,6 +170,16 @@ def count(conn: Connection, run_pk: int, task_id: str) -> int:
     )
 
 
+def raised_max_tries(conn: Connection, run_pk: int) -> dict[tuple[str, int], int]:
+    """Instances whose allowed tries were raised by a clear (the rest use the task's)."""
+    rows = conn.execute(
+        sa.select(ti.c.task_id, ti.c.map_index, ti.c.max_tries).where(
+            ti.c.run_pk == run_pk, ti.c.max_tries > 0, ti.c.try_number > 0
+        )
+    )
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
 def tries_of_run(conn: Connection, run_pk: int) -> dict[tuple[str, int], int]:
     """Attempts made so far, for the instances that have made any."""
     rows = conn.execute(
@@ -211,3 +221,24 @@ def get(conn: Connection, run_pk: int, task_id: str, map_index: int) -> sa.RowMa
 
 def in_states(conn: Connection, states: Iterable[TaskState]) -> list[sa.RowMapping]:
     return list(conn.execute(sa.select(ti).where(ti.c.state.in_([s.value for s in states]))).mappings())
+
+
+_CLEAR = _by_key(ti.update()).values(
+    state=TaskState.NONE.value,
+    state_reason="cleared",
+    max_tries=bindparam("p_max_tries"),
+    next_retry_at=None,
+    end_date=None,
+    duration=None,
+)
+
+
+def clear_many(conn: Connection, keys: list[dict[str, Any]], max_tries: list[int]) -> None:
+    """Back to ``none``, with the task's retries available again after the tries made."""
+    _many(conn, _CLEAR, [{**k, "p_max_tries": m} for k, m in zip(keys, max_tries, strict=True)])
+
+
+def collapse_to_placeholder(conn: Connection, run_pk: int, spec: DagSpec, task_id: str) -> None:
+    """Forget a mapped task's instances; it expands again when what it maps over is done."""
+    conn.execute(ti.delete().where(ti.c.run_pk == run_pk, ti.c.task_id == task_id))
+    conn.execute(ti.insert(), [_row(run_pk, spec, task_id, UNMAPPED, TaskState.NONE)])

@@ -26,6 +26,7 @@ class WorkItem:
     params: dict[str, Any]
     log_path: str
     execution_timeout: float | None = None
+    run_version: int = 0  # the run's clear_number: results cached under an older one are stale
 
     @property
     def key(self) -> tuple[int, str, int]:

@@ -23,6 +23,16 @@ class ResultReader:
         self._cache: OrderedDict[tuple[int, str, int, str], Any] = OrderedDict()
         self._cache_size = cache_size
         self._counts: dict[tuple[int, str], int] = {}
+        self._versions: dict[int, int] = {}
+
+    def use_version(self, run_pk: int, version: int) -> None:
+        """Results are immutable until a run is cleared; forget a cleared run's cache."""
+        if self._versions.get(run_pk, version) != version:
+            for k in [k for k in self._cache if k[0] == run_pk]:
+                del self._cache[k]
+            for k in [k for k in self._counts if k[0] == run_pk]:
+                del self._counts[k]
+        self._versions[run_pk] = version
 
     def get(self, run_pk: int, task_id: str, map_index: int, key: str = "return_value") -> Any:
         ck = (run_pk, task_id, map_index, key)

@@ -365,6 +365,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
     with capture_to(item.log_path) as log:
         print(f"[{started.isoformat()}] starting {item.describe()} (pid {os.getpid()})", file=log)
         try:
+            reader.use_version(item.run_pk, item.run_version)
             dag = resolve_dag(item.fileloc, item.dag_id)
             task = dag.get_task(item.task_id)
             ctx = build_context(item, dag, task, reader)
