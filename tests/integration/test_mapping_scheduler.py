@@ -268,3 +268,30 @@ warm()
     assert harness.wait_run("warm", run_id) == "success"
     pids = {json.loads(line)["pid"] for line in log.read_text().splitlines()}
     assert len(pids) <= 2 and os.getpid() not in pids
+
+
+def test_max_active_tis_per_dag_holds_across_runs(harness, tmp_path):
+    log = tmp_path / "spans.jsonl"
+    harness.write_dag(
+        "perdag.py",
+        RECORDING_TASK.format(log=str(log))
+        + """
+@dag(max_active_runs=4)
+def perdag():
+    @task(max_active_tis_per_dag=1)
+    def work(i):
+        start = time.time()
+        time.sleep(0.1)
+        record(start, i=i)
+
+    work.expand(i=[1, 2])
+
+perdag()
+""",
+    )
+    harness.start(parallelism=4)
+    runs = [harness.trigger("perdag", run_id=f"r{i}") for i in range(3)]
+    for r in runs:
+        assert harness.wait_run("perdag", r) == "success"
+    spans = intervals(log)
+    assert len(spans) == 6 and max_overlap(spans) == 1
