@@ -295,3 +295,34 @@ perdag()
         assert harness.wait_run("perdag", r) == "success"
     spans = intervals(log)
     assert len(spans) == 6 and max_overlap(spans) == 1
+
+
+def test_execution_timeout_applies_per_instance(harness):
+    harness.write_dag(
+        "slow.py",
+        """
+        import time
+        from datetime import timedelta
+        from millstream import dag, task
+
+        @dag
+        def slow():
+            @task(execution_timeout=timedelta(seconds=1))
+            def work(i):
+                if i == 1:
+                    time.sleep(60)
+                return i
+
+            work.expand(i=[0, 1, 2])
+
+        slow()
+        """,
+    )
+    harness.start(parallelism=2)
+    run_id = harness.trigger("slow")
+    assert harness.wait_run("slow", run_id, timeout=60) == "failed"
+    tis = harness.tis("slow", run_id)
+    assert [tis[f"work[{i}]"]["state"] for i in range(3)] == ["success", "failed", "success"]
+    assert "execution_timeout of 1.0s exceeded" in tis["work[1]"]["state_reason"]
+    log = next((harness.home / "logs").rglob("map_index=1/attempt=1.log")).read_text()
+    assert "timed out" in log
