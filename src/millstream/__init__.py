@@ -20,6 +20,7 @@ from millstream.sdk.dag import DAG, dag
 from millstream.sdk.loader_api import load_dags
 from millstream.sdk.operators import BashOperator, EmptyOperator, PythonOperator
 from millstream.sdk.params import Param
+from millstream.sdk.setup_teardown import setup, teardown
 from millstream.sdk.task import chain, task
 from millstream.sdk.taskgroup import TaskGroup, task_group
 from millstream.sdk.xcom import XComArg
@@ -46,6 +47,8 @@ __all__ = [
     "dag",
     "get_current_context",
     "load_dags",
+    "setup",
     "task",
     "task_group",
+    "teardown",
 ]

@@ -344,6 +344,34 @@ def dags_list_runs(dag_id: str, state: str | None, limit: int) -> None:
     console.print(table)
 
 
+def _mark_run(dag_id: str, run_id: str, state: str) -> None:
+    from millstream.core.states import RunState
+    from millstream.scheduler.wakeup import notify
+
+    env = Env(None)
+    changed = control.mark_run(env.store, dag_id, run_id, RunState(state))
+    notify(env.settings.home)
+    console.print(f"Marked run {run_id} {styled(state)} ({changed} unfinished task instance(s) changed)")
+
+
+@dags.command("mark-run-success")
+@click.argument("dag_id")
+@click.argument("run_id")
+@handle_errors
+def dags_mark_run_success(dag_id: str, run_id: str) -> None:
+    """Mark a run successful by hand; its pending teardowns still run."""
+    _mark_run(dag_id, run_id, "success")
+
+
+@dags.command("mark-run-failed")
+@click.argument("dag_id")
+@click.argument("run_id")
+@handle_errors
+def dags_mark_run_failed(dag_id: str, run_id: str) -> None:
+    """Mark a run failed by hand; its pending teardowns still run."""
+    _mark_run(dag_id, run_id, "failed")
+
+
 # -- tasks -----------------------------------------------------------------------------------
 
 

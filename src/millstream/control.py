@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from millstream.core.model import DagSpec
+from millstream.core.states import RunState, TaskState
 from millstream.core.timetables import from_spec
 from millstream.errors import NotFoundError, ParamValidationError
 from millstream.sdk.params import resolve_params
@@ -140,6 +141,20 @@ def _closure(spec: DagSpec, roots: set[str], *, downstream: bool, upstream: bool
     return out
 
 
+def _with_setups_and_teardowns(spec: DagSpec, tasks: set[str]) -> set[str]:
+    """Clearing work clears the setups it runs under and their teardowns: the resource is
+    created again for the rerun and cleaned up again after it."""
+    out = set(tasks)
+    for t in tasks:
+        if spec.task(t).is_setup or spec.task(t).is_teardown:
+            continue
+        for s in _closure(spec, {t}, downstream=False, upstream=True):
+            if spec.task(s).is_setup:
+                out.add(s)
+                out.update(d for d in spec.descendants(s) if spec.task(d).is_teardown)
+    return out
+
+
 def clear(
     store: Store,
     dag_id: str,
@@ -181,7 +196,9 @@ def clear(
         for run in runs:
             spec = dags_q.spec_for_version(conn, run["dag_version_id"])
             roots = {t for t in spec.task_ids if pattern is None or pattern.search(t)}
-            tasks = _closure(spec, roots, downstream=downstream, upstream=upstream)
+            tasks = _with_setups_and_teardowns(
+                spec, _closure(spec, roots, downstream=downstream, upstream=upstream)
+            )
             rows = [r for r in ti_q.list_for_run(conn, run["id"]) if r["task_id"] in tasks]
             picked = []
             for r in rows:
@@ -217,3 +234,43 @@ def _reset(
         ti_q.clear_many(conn, keys, [r["try_number"] + task.retries for r in rows])
         results_q.delete_many(conn, keys)
     runs_q.mark_cleared(conn, run["id"])
+
+
+def mark_run(store: Store, dag_id: str, run_id: str, state: RunState) -> int:
+    """Mark a run success or failed by hand; returns how many instances were changed.
+
+    Unfinished work is set to the marked state (when marking failed: running work fails,
+    work not started is skipped). Teardowns still run, as the resources they clean up may
+    exist: the run ends in the marked state once they are done. Running attempts are not
+    killed; what they report afterwards is ignored.
+    """
+    if state not in (RunState.SUCCESS, RunState.FAILED):
+        raise ParamValidationError(f"a run can be marked success or failed, not {state}")
+    with store.begin() as conn:
+        run = runs_q.get_run(conn, dag_id, run_id)
+        spec = dags_q.spec_for_version(conn, run["dag_version_id"])
+        if run["state"] in (RunState.SUCCESS.value, RunState.FAILED.value):
+            runs_q.set_state(conn, run["id"], state, reason=f"marked {state} by a user")
+            return 0
+        changed = 0
+        teardown_pending = False
+        for r in ti_q.list_for_run(conn, run["id"]):
+            task = spec.task(r["task_id"]) if spec.has_task(r["task_id"]) else None
+            if r["state"] in _TERMINAL_TI:
+                continue
+            if task is not None and task.is_teardown:
+                teardown_pending = True
+                continue
+            if state is RunState.SUCCESS:
+                new = "success"
+            else:
+                new = "failed" if r["state"] in ("running", "queued") else "skipped"
+            ti_q.set_states(
+                conn, run["id"], r["task_id"], [r["map_index"]], TaskState(new), f"marked {state} by a user"
+            )
+            changed += 1
+        runs_q.mark(conn, run["id"], state, finished=not teardown_pending)
+        return changed
+
+
+_TERMINAL_TI = {"success", "failed", "skipped", "upstream_failed", "removed"}

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -229,3 +230,19 @@ def test_tasks_clear_shows_what_it_will_clear_and_asks(cli):
         "not a valid regular expression"
         in cli("tasks", "clear", "process_daily_files", "-t", "(", "-y", ok=False).stderr
     )
+
+
+def test_dags_test_and_tasks_states_mark_setups_and_teardowns(cli):
+    shutil.copy(EXAMPLES / "temp_workspace.py", cli.dags)
+    p = cli("dags", "test", "temp_workspace", ok=False)
+    assert p.returncode == 1  # a file fails on purpose
+    assert "create_workspace (setup)" in p.stdout and "delete_workspace (teardown)" in p.stdout
+    assert re.search(r"process\s+2 corrupt\.csv\s+failed", p.stdout)
+
+
+def test_mark_run_commands(cli):
+    cli("dags", "list")
+    cli("dags", "trigger", "process_daily_files", "--run-id", "m1")
+    out = cli("dags", "mark-run-failed", "process_daily_files", "m1").stdout
+    assert "Marked run m1 failed" in out
+    assert "no run 'nope'" in cli("dags", "mark-run-success", "process_daily_files", "nope", ok=False).stderr

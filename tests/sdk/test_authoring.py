@@ -31,8 +31,10 @@ def test_public_api_is_pinned():
             "dag",
             "get_current_context",
             "load_dags",
+            "setup",
             "task",
             "task_group",
+            "teardown",
         ]
     )
     for name in millstream.__all__:

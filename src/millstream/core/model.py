@@ -85,6 +85,7 @@ class TaskSpec:
     group_id: str | None = None
     is_setup: bool = False
     is_teardown: bool = False
+    on_failure_fail_dagrun: bool = False  # a teardown whose failure fails the run
     multiple_outputs: bool = False
     ignore_downstream_trigger_rules: bool = True
     doc: str | None = None

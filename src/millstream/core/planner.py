@@ -88,6 +88,7 @@ class RunPlanner:
         retry_at: Mapping[tuple[str, int], datetime] | None = None,
         max_tries: Mapping[tuple[str, int], int] | None = None,
         max_map_length: int = DEFAULT_MAX_MAP_LENGTH,
+        marked_state: RunState | None = None,
     ) -> None:
         self.spec = spec
         self.max_map_length = max_map_length
@@ -99,6 +100,8 @@ class RunPlanner:
         self.max_tries: dict[tuple[str, int], int] = dict(max_tries or {})
         self.unfinished = 0
         self.finished: RunState | None = None
+        # A user marked the run: it ends in this state once its teardowns have run.
+        self.marked_state = marked_state
         rows = task_instances if task_instances is not None else self.initial_task_instances()
         for task_id, map_index, state in rows:
             if task_id not in self.states:
@@ -488,12 +491,22 @@ class RunPlanner:
         out.append(FinishRun(state, reason))
 
     def decide_run_state(self) -> tuple[RunState, str]:
-        """A finished run fails when a leaf task failed or was upstream_failed."""
+        """A finished run fails when a leaf task failed or was upstream_failed.
+
+        Teardowns do not count (a failed cleanup leaves successful work successful), unless
+        they say ``on_failure_fail_dagrun``; the work before a teardown counts as a leaf.
+        """
+        if self.marked_state is not None:
+            return self.marked_state, f"marked {self.marked_state} by a user"
         bad = []
         for task in self.spec.tasks:
-            if self.spec.downstream(task.task_id) or task.is_teardown:
-                continue
             c = self.counts[task.task_id]
+            if task.is_teardown:
+                if task.on_failure_fail_dagrun and c[S.FAILED]:
+                    bad.append(task.task_id)
+                continue
+            if any(not self.spec.task(d).is_teardown for d in self.spec.downstream(task.task_id)):
+                continue
             if c[S.FAILED] or c[S.UPSTREAM_FAILED]:
                 bad.append(task.task_id)
         if bad:

@@ -376,6 +376,8 @@ class Scheduler:
         """Load runs a user cleared (or restarted) since we last looked at them."""
         with self.store.read() as conn:
             current = runs_q.running_clear_numbers(conn)
+        for pk in [pk for pk in self.runs if pk not in current]:
+            del self.runs[pk]  # finished outside this scheduler (marked by a user)
         stale = [pk for pk, n in current.items() if pk not in self.runs or self.runs[pk].clear_number != n]
         if not stale:
             return
@@ -401,6 +403,7 @@ class Scheduler:
             retry_at=ti_q.retry_times(conn, row["id"]),
             max_tries=ti_q.raised_max_tries(conn, row["id"]),
             max_map_length=self.max_map_length,
+            marked_state=RunState(row["marked_state"]) if row["marked_state"] else None,
         )
         run = self._active_run(row, spec, planner)
         run.tries = ti_q.tries_of_run(conn, row["id"])

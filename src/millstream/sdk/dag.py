@@ -26,6 +26,7 @@ from millstream.core.timetables import (
 )
 from millstream.core.timetables import ScheduleError as CoreScheduleError
 from millstream.errors import CycleError, DagDefinitionError, DuplicateTaskIdError, ScheduleError
+from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
 from millstream.sdk.params import Param, params_to_dict
 from millstream.sdk.xcom import DagParam
@@ -227,7 +228,12 @@ class DAG:
         return list(self.tasks)
 
     def validate(self) -> None:
-        """Reject cycles, naming the loop and the line of a task in it."""
+        """Reject cycles (naming the loop and the line of a task in it) and misused
+        setups and teardowns."""
+        self._validate_acyclic()
+        setup_teardown.validate(self.tasks)
+
+    def _validate_acyclic(self) -> None:
         indeg = {t: len(task.upstream_task_ids) for t, task in self.tasks.items()}
         ready = [t for t, d in indeg.items() if d == 0]
         seen = 0

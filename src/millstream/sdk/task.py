@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from millstream.core.model import InputRef, MapSource, TaskSpec
 from millstream.core.trigger_rules import TriggerRule
 from millstream.errors import DagDefinitionError, DuplicateTaskIdError
+from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
 from millstream.sdk.taskgroup import TaskGroup, current_group
 from millstream.sdk.xcom import NOTSET, ConcatArg, DagParam, MapArg, XComArg, ZipArg, find_xcom_args
@@ -127,6 +128,7 @@ class Task:
         config: Mapping[str, Any] | None = None,
         dag: Any = None,
         explicit_id: bool = False,
+        role: Mapping[str, Any] | None = None,
     ) -> None:
         from millstream.sdk.dag import current_dag
 
@@ -162,9 +164,18 @@ class Task:
         self.config = {**TASK_DEFAULTS, **_check_config(merged, f"task {full_id!r}")}
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
+        self.is_setup = False
+        self.is_teardown = False
+        self.on_failure_fail_dagrun = False
         self.task_id = self.dag.add_task(self, full_id, explicit=explicit_id)
         if self.group:
             self.group.add(self)
+        if role:
+            if role["role"] == "setup":
+                setup_teardown.make_setup(self)
+            else:
+                setup_teardown.make_teardown(self, on_failure_fail_dagrun=role.get("on_failure_fail_dagrun"))
+        setup_teardown.register_in_scopes(self)
         group_input = self.mapped_group.mapped_input if self.mapped_group else None
         for arg in find_xcom_args((self.op_args, self.op_kwargs, self.expand_kwargs, group_input)):
             self.set_upstream(arg.operator)
@@ -249,6 +260,23 @@ class Task:
         self.__rshift__(other)
         return self
 
+    # -- setup and teardown ---------------------------------------------------------------
+
+    def as_setup(self) -> Task:
+        setup_teardown.make_setup(self)
+        return self
+
+    def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool | None = None) -> Task:
+        setup_teardown.make_teardown(self, setups, on_failure_fail_dagrun)
+        return self
+
+    def __enter__(self) -> Task:
+        self._scope = setup_teardown.enter_scope(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        setup_teardown.exit_scope(self._scope)
+
     # -- description --------------------------------------------------------------------
 
     def to_spec(self) -> TaskSpec:
@@ -287,6 +315,9 @@ class Task:
             inputs=tuple(inputs),
             map_index_template=c["map_index_template"],
             group_id=self.group.group_id if self.group else None,
+            is_setup=self.is_setup,
+            is_teardown=self.is_teardown,
+            on_failure_fail_dagrun=self.on_failure_fail_dagrun,
             multiple_outputs=bool(c["multiple_outputs"]),
             ignore_downstream_trigger_rules=bool(c["ignore_downstream_trigger_rules"]),
             doc=c["doc_md"] or c["doc"],
@@ -354,8 +385,10 @@ class TaskDecorator:
         kind: str = "python",
         config: Mapping[str, Any] | None = None,
         partial_kwargs: Mapping[str, Any] | None = None,
+        role: Mapping[str, Any] | None = None,
     ) -> None:
         self.function = function
+        self.role = dict(role) if role else None
         self.kind = kind
         self.config = dict(config or {})
         self.partial_kwargs = dict(partial_kwargs or {})
@@ -384,6 +417,7 @@ class TaskDecorator:
             op_args=args,
             op_kwargs={**self.partial_kwargs, **kwargs},
             config=self._config(),
+            role=self.role,
         )
         return XComArg(task)
 
@@ -408,6 +442,7 @@ class TaskDecorator:
             kind=self.kind,
             config={**self.config, **config},
             partial_kwargs=self.partial_kwargs,
+            role=self.role,
         )
 
     def partial(self, **kwargs: Any) -> TaskDecorator:
@@ -417,6 +452,7 @@ class TaskDecorator:
             kind=self.kind,
             config=self.config,
             partial_kwargs={**self.partial_kwargs, **kwargs},
+            role=self.role,
         )
 
     def expand(self, **mapped: Any) -> XComArg:

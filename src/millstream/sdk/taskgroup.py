@@ -105,8 +105,10 @@ class TaskGroup:
         return [t for t in self.children if not (t.upstream_task_ids & ids)]
 
     def leaves(self) -> list[Task]:
-        ids = {t.task_id for t in self.children}
-        return [t for t in self.children if not (t.downstream_task_ids & ids)]
+        """The group's last tasks, ignoring its teardowns: what comes after the group does
+        not wait for the group's cleanup (as in Airflow)."""
+        work = {t.task_id for t in self.children if not t.is_teardown}
+        return [t for t in self.children if not t.is_teardown and not (t.downstream_task_ids & work)]
 
     def __enter__(self) -> TaskGroup:
         self._token = _group_stack.set((*_group_stack.get(), self))

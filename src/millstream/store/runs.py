@@ -152,3 +152,14 @@ def running_clear_numbers(conn: Connection) -> dict[int, int]:
         sa.select(dag_run.c.id, dag_run.c.clear_number).where(dag_run.c.state == RunState.RUNNING.value)
     )
     return {r[0]: r[1] for r in rows}
+
+
+def mark(conn: Connection, run_pk: int, state: RunState, *, finished: bool) -> None:
+    """Record a user's mark; a run with teardowns still to run stays running until then."""
+    values: dict[str, Any] = {"marked_state": state.value, "clear_number": dag_run.c.clear_number + 1}
+    if finished:
+        values["state"] = state.value
+        values["state_reason"] = f"marked {state} by a user"
+    else:
+        values["state_reason"] = f"marked {state} by a user; running its teardowns"
+    conn.execute(dag_run.update().where(dag_run.c.id == run_pk).values(**values))

@@ -104,6 +104,8 @@ dag_run = sa.Table(
     sa.Column("state_reason", sa.Text, nullable=True),
     # Bumped by every clear: a scheduler that sees a new value reloads the run.
     sa.Column("clear_number", sa.Integer, nullable=False, server_default="0"),
+    # Set when a user marks a running run: it ends in this state once teardowns have run.
+    sa.Column("marked_state", sa.String(20), nullable=True),
     sa.UniqueConstraint("dag_id", "run_id"),
     sa.Index("ix_dag_run_state_dag_id", "state", "dag_id"),
 )

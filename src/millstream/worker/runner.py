@@ -361,7 +361,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
     """Run ``item`` and return its outcome; never raises for a failure of user code."""
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    label = None
+    label_inputs: tuple[str | None, dict[str, Any], dict[str, Any]] | None = None
     with capture_to(item.log_path) as log:
         print(f"[{started.isoformat()}] starting {item.describe()} (pid {os.getpid()})", file=log)
         try:
@@ -371,6 +371,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             ctx = build_context(item, dag, task, reader)
             resolver = _Resolver(item, task, reader)
             args, kwargs = _call_kwargs(task, resolver, ctx)
+            label_inputs = (task.config["map_index_template"], ctx, kwargs)
             with set_current_context(ctx):
                 if task.kind == "bash":
                     command = (
@@ -382,7 +383,6 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                 else:
                     assert task.python_callable is not None
                     value = task.python_callable(*args, **kwargs)
-            label = render_label(task.config["map_index_template"], ctx, kwargs, item.map_index)
             rows, output = _output_of(task, value)
             if task.kind == "branch":
                 output = Output(
@@ -406,6 +406,8 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             error = f"{type(e).__name__}: {e}"
             traceback.print_exc(file=log)
         elapsed = time.monotonic() - t0
+        # Failed instances are labelled too: that is when a label helps most.
+        label = render_label(*label_inputs, item.map_index) if label_inputs else None
         labelled = f" ({label})" if label else ""
         print(f"[{datetime.now(UTC).isoformat()}] {state} after {elapsed:.3f}s{labelled}", file=log)
     return AttemptResult(
