@@ -558,7 +558,7 @@ def _build_scheduler(
 
     return Scheduler(
         store,
-        LocalExecutor(settings.database_url, settings.parallelism),
+        LocalExecutor(settings.database_url, settings.parallelism, lease_timeout=settings.lease_timeout),
         logs_folder=str(settings.logs_folder),
         dag_folder=DagFolder(settings.dags_folder, settings.dag_file_timeout),
         poll_interval=settings.poll_interval,

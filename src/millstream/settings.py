@@ -22,6 +22,7 @@ class Settings:
     dag_refresh_interval: float  # seconds between checks of the DAG folder for changes
     poll_interval: float  # seconds between checks for triggers made by other processes
     paused_on_creation: bool
+    lease_timeout: float  # seconds without a heartbeat before a running attempt is lost
 
     @property
     def logs_folder(self) -> Path:
@@ -42,6 +43,7 @@ class Settings:
             dag_refresh_interval=float(env.get("MILLSTREAM_DAG_REFRESH_INTERVAL", "5")),
             poll_interval=float(env.get("MILLSTREAM_POLL_INTERVAL", "1")),
             paused_on_creation=_bool(env.get("MILLSTREAM_PAUSED_ON_CREATION", "true")),
+            lease_timeout=float(env.get("MILLSTREAM_LEASE_TIMEOUT", "30")),
         )
 
     def with_(self, **changes: object) -> Settings:

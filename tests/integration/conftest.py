@@ -46,10 +46,10 @@ class Harness:
         path.write_text(textwrap.dedent(source))
         return path
 
-    def start(self, *, parallelism: int = 2, timeout: float = 5.0) -> Scheduler:
+    def start(self, *, parallelism: int = 2, timeout: float = 5.0, lease_timeout: float = 30.0) -> Scheduler:
         self.scheduler = Scheduler(
             self.store,
-            LocalExecutor(self.url, parallelism),
+            LocalExecutor(self.url, parallelism, lease_timeout=lease_timeout),
             logs_folder=str(self.home / "logs"),
             dag_folder=DagFolder(self.dags, timeout),
             poll_interval=0.1,

@@ -7,6 +7,10 @@ from typing import Protocol
 from millstream.worker.item import Event, WorkItem
 
 
+class ExecutorBrokenError(RuntimeError):
+    """The executor cannot run anything (its workers keep dying): the scheduler stops."""
+
+
 class Executor(Protocol):
     """Accepts work items and reports Started / Finished events.
 

@@ -14,12 +14,14 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from millstream.executors.base import ExecutorBrokenError
 from millstream.worker.item import AttemptResult, Event, Finished, Started, WorkItem
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,19 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(db_url: str, tasks: Any, events: Any) -> None:
-    """Body of a worker process: take items, run them, report, forever."""
+def _beat(
+    events: Any, pid: int, key: tuple[int, str, int], try_number: int, every: float, stop: threading.Event
+) -> None:
+    while not stop.wait(every):
+        events.put(Heartbeat(pid, key, try_number))
+
+
+def _worker_main(db_url: str, tasks: Any, events: Any, heartbeat_every: float) -> None:
+    """Body of a worker process: take items, run them, report, forever.
+
+    While an attempt runs, a thread reports a heartbeat; a worker that stops beating (it
+    hangs, is paused, or the machine is gone) loses its lease and its attempt is retried.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
     from millstream.store import Store
@@ -60,8 +73,26 @@ def _worker_main(db_url: str, tasks: Any, events: Any) -> None:
         if item is _STOP:
             break
         events.put(Started(item, datetime.now(UTC), pid, HOSTNAME))
-        events.put(Finished(run_attempt(item, cache.resolve, reader)))
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=_beat, args=(events, pid, item.key, item.try_number, heartbeat_every, stop), daemon=True
+        )
+        beat.start()
+        try:
+            result = run_attempt(item, cache.resolve, reader)
+        finally:
+            stop.set()
+        events.put(Finished(result))
     store.dispose()
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A running attempt is alive (internal to the pool; the scheduler never sees it)."""
+
+    pid: int
+    key: tuple[int, str, int]
+    try_number: int
 
 
 @dataclass
@@ -69,6 +100,7 @@ class _Running:
     item: WorkItem
     pid: int
     deadline: float | None
+    last_beat: float
 
 
 class LocalExecutor:
@@ -76,8 +108,9 @@ class LocalExecutor:
     #: while the scheduler records what just finished.
     PREFETCH = 4
 
-    def __init__(self, db_url: str, parallelism: int | None = None) -> None:
+    def __init__(self, db_url: str, parallelism: int | None = None, lease_timeout: float = 30.0) -> None:
         self.db_url = db_url
+        self.lease_timeout = lease_timeout
         self.parallelism = parallelism or max(2, os.cpu_count() or 2)
         self.slots = self.parallelism * self.PREFETCH
         self._ctx = mp.get_context("spawn")
@@ -86,6 +119,8 @@ class LocalExecutor:
         self._procs: dict[int, BaseProcess] = {}
         self._running: dict[tuple[int, str, int], _Running] = {}
         self._submitted: dict[tuple[int, str, int], WorkItem] = {}
+        self._spawns: list[float] = []
+        self._lost: list[BaseProcess] = []  # workers whose lease expired; left alone, fenced off
 
     def start(self) -> None:
         self._tasks = self._ctx.Queue()
@@ -94,9 +129,16 @@ class LocalExecutor:
             self._spawn()
 
     def _spawn(self) -> None:
+        now = time.monotonic()
+        self._spawns = [t for t in self._spawns if now - t < 60] + [now]
+        if len(self._spawns) > 10 * self.parallelism:
+            raise ExecutorBrokenError(
+                f"worker processes keep dying ({len(self._spawns)} started in the last minute); "
+                "see the scheduler's stderr for why"
+            )
         p = self._ctx.Process(
             target=_worker_main,
-            args=(self.db_url, self._tasks, self._events),
+            args=(self.db_url, self._tasks, self._events, self.lease_timeout / 3),
             daemon=True,
             name="millstream-worker",
         )
@@ -121,7 +163,12 @@ class LocalExecutor:
                 out.append(self._events.get_nowait())
         except queue.Empty:
             pass
-        out = [ev for ev in out if not isinstance(ev, str)]  # drop wake-ups
+        for ev in out:
+            if isinstance(ev, Heartbeat):
+                r = self._running.get(ev.key)
+                if r is not None and r.pid == ev.pid and r.item.try_number == ev.try_number:
+                    r.last_beat = time.monotonic()
+        out = [ev for ev in out if not isinstance(ev, (str, Heartbeat))]  # internal: wake-ups, beats
         for ev in out:
             self._track(ev)
         out.extend(self._watchdog())
@@ -130,6 +177,7 @@ class LocalExecutor:
 
     def _watch_interval(self) -> float:
         deadlines = [r.deadline for r in self._running.values() if r.deadline is not None]
+        deadlines += [r.last_beat + self.lease_timeout for r in self._running.values()]
         soonest = min(deadlines, default=None)
         base = 1.0
         return base if soonest is None else max(0.0, min(base, soonest - time.monotonic()))
@@ -137,9 +185,8 @@ class LocalExecutor:
     def _track(self, ev: Event) -> None:
         if isinstance(ev, Started):
             timeout = ev.item.execution_timeout
-            self._running[ev.item.key] = _Running(
-                ev.item, ev.pid, time.monotonic() + timeout if timeout else None
-            )
+            now = time.monotonic()
+            self._running[ev.item.key] = _Running(ev.item, ev.pid, now + timeout if timeout else None, now)
         else:
             self._running.pop(ev.result.item.key, None)
             self._submitted.pop(ev.result.item.key, None)
@@ -158,6 +205,23 @@ class LocalExecutor:
                 self._kill(r.pid)
                 out.append(
                     self._failed(r, f"timed out: execution_timeout of {r.item.execution_timeout}s exceeded")
+                )
+        for _key, r in list(self._running.items()):
+            silent = now - r.last_beat
+            if silent > self.lease_timeout:
+                # Not killed: a paused worker may come back; its late report is fenced off by
+                # its try number, and a replacement takes its place in the pool meanwhile.
+                log.warning("lost %s: no heartbeat from pid %s for %.1fs", r.item.describe(), r.pid, silent)
+                proc = self._procs.pop(r.pid, None)
+                if proc is not None:
+                    self._lost.append(proc)
+                    self._spawn()
+                out.append(
+                    self._failed(
+                        r,
+                        f"lost: no heartbeat from worker pid {r.pid} for {silent:.1f}s "
+                        f"(lease timeout {self.lease_timeout:g}s)",
+                    )
                 )
         for pid, p in list(self._procs.items()):
             if not p.is_alive():
@@ -203,7 +267,11 @@ class LocalExecutor:
             if p.is_alive():
                 p.kill()
                 p.join(1)
+        for p in self._lost:
+            p.kill()
+            p.join(1)
         self._procs.clear()
+        self._lost.clear()
         self._tasks.cancel_join_thread()
         self._events.cancel_join_thread()
         self._tasks = None

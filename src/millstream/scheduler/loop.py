@@ -36,7 +36,7 @@ from millstream.core.model import UNMAPPED, DagSpec, TaskSpec
 from millstream.core.planner import Command, ExpandTask, FinishRun, RunPlanner, SetStates
 from millstream.core.states import IllegalTransition, RunState, TaskState
 from millstream.core.timetables import RunInfo, from_spec, parse_dates
-from millstream.executors.base import Executor
+from millstream.executors.base import Executor, ExecutorBrokenError
 from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.dagsync import record_parsed, sync_folder
 from millstream.scheduler.parsing import DagFolder, Parsed
@@ -148,6 +148,8 @@ class Scheduler:
             while not self._stop.is_set():
                 try:
                     self.step()
+                except ExecutorBrokenError:
+                    raise
                 except Exception:
                     # A failed step (say, the database went away) must not end the scheduler.
                     # Memory may be ahead of the rolled-back store, so rebuild it from there.
@@ -620,6 +622,8 @@ class Scheduler:
         run = self.runs.get(item.run_pk)
         if run is None or run.planner.states[item.task_id].get(item.map_index) is not S.QUEUED:
             return
+        if run.tries.get((item.task_id, item.map_index)) != item.try_number:
+            return  # a stale attempt starting late
         run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
         batch.started.append(
             {
@@ -640,10 +644,19 @@ class Scheduler:
         item = r.item
         run = self.runs.get(item.run_pk)
         if run is None:
+            log.warning("ignoring a stale report for %s (its run is no longer running)", item.describe())
             return None
         current = run.planner.states[item.task_id].get(item.map_index)
-        if current not in (S.RUNNING, S.QUEUED):
-            log.warning("ignoring a stale report for %s (instance is %s now)", item.describe(), current)
+        latest = run.tries.get((item.task_id, item.map_index))
+        if current not in (S.RUNNING, S.QUEUED) or latest != item.try_number:
+            # Fencing: a worker presumed dead that comes back reports on an attempt that was
+            # already given up; it must not overwrite what a newer attempt did.
+            log.warning(
+                "ignoring a stale report for %s (instance is %s at try %s now)",
+                item.describe(),
+                current,
+                latest,
+            )
             return None
         if current is S.QUEUED:  # its Started report was lost with a killed worker
             run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
