@@ -21,6 +21,7 @@ from millstream.scheduler.parsing import Parsed
 from millstream.store import Store
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
+from millstream.worker.callbacks import InlineCallbackRunner
 from millstream.worker.results import ResultReader
 from millstream.worker.runner import log_path, read_log
 
@@ -87,6 +88,7 @@ def run_dag_inline(
             paused_on_creation=True,  # only the triggered run: the timetable must not add its own
             max_map_length=max_map_length,
             listener=listener,
+            callbacks=InlineCallbackRunner(lambda fileloc, dag_id: dag),
         )
         spec = dag.to_spec()
         scheduler.record_parsed([Parsed(spec.fileloc, [spec])])

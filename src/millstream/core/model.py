@@ -86,6 +86,7 @@ class TaskSpec:
     is_setup: bool = False
     is_teardown: bool = False
     on_failure_fail_dagrun: bool = False  # a teardown whose failure fails the run
+    callbacks: tuple[str, ...] = ()  # names of the on_*_callback arguments that are set
     multiple_outputs: bool = False
     ignore_downstream_trigger_rules: bool = True
     doc: str | None = None
@@ -108,6 +109,7 @@ class TaskSpec:
         kw["trigger_rule"] = TriggerRule(kw.get("trigger_rule", "all_success"))
         kw["map_sources"] = tuple(MapSource.from_dict(m) for m in kw.get("map_sources", ()))
         kw["aligned"] = tuple(kw.get("aligned", ()))
+        kw["callbacks"] = tuple(kw.get("callbacks", ()))
         kw["inputs"] = tuple(InputRef(**m) for m in kw.get("inputs", ()))
         return cls(**kw)
 
@@ -128,6 +130,7 @@ class DagSpec:
     tags: tuple[str, ...] = ()
     description: str | None = None
     doc: str | None = None
+    callbacks: tuple[str, ...] = ()  # DAG-level on_success_callback / on_failure_callback set
 
     def __post_init__(self) -> None:
         # Lookups the planner needs on every event; derived, so never serialized.
@@ -181,6 +184,7 @@ class DagSpec:
             "tags": list(self.tags),
             "description": self.description,
             "doc": self.doc,
+            "callbacks": list(self.callbacks),
         }
 
     def to_json(self) -> str:
@@ -203,6 +207,7 @@ class DagSpec:
             tags=tuple(d.get("tags", ())),
             description=d.get("description"),
             doc=d.get("doc"),
+            callbacks=tuple(d.get("callbacks", ())),
         )
 
     @classmethod

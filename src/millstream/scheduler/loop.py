@@ -48,8 +48,9 @@ from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
 from millstream.store.tables import DEFAULT_POOL, task_instance
+from millstream.worker.callbacks import CallbackRequest, CallbackRunner, InlineCallbackRunner
 from millstream.worker.item import Event, Finished, Started, WorkItem
-from millstream.worker.runner import log_path
+from millstream.worker.runner import callbacks_log_path, log_path
 
 log = logging.getLogger("millstream.scheduler")
 
@@ -96,6 +97,7 @@ class Scheduler:
         paused_on_creation: bool = True,
         max_map_length: int = 100_000,
         listener: Callable[[str, dict[str, Any]], None] | None = None,
+        callbacks: CallbackRunner | InlineCallbackRunner | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -107,6 +109,7 @@ class Scheduler:
         self.paused_on_creation = paused_on_creation
         self.max_map_length = max_map_length
         self.listener = listener
+        self.callbacks = callbacks if callbacks is not None else CallbackRunner()
         self.runs: dict[int, ActiveRun] = {}
         # Ready instances per (run, task), in the order they became ready. Dispatch walks the
         # few (run, task) pairs, not the instances, so a task held back by a limit costs
@@ -579,6 +582,7 @@ class Scheduler:
                     log_path=log_path(self.logs_folder, run.dag_id, run.run_id, task_id, idx, try_number),
                     execution_timeout=task.execution_timeout,
                     run_version=run.clear_number,
+                    max_tries=run.planner.max_tries.get((task_id, idx), task.retries),
                 )
             )
         for item in items:
@@ -693,6 +697,8 @@ class Scheduler:
             else:
                 tries = item.try_number if r.retryable else 10**9
                 cmds = run.planner.attempt_failed(item.task_id, item.map_index, tries, now, r.error or "")
+                if not r.callbacks_done:
+                    self._task_callback_elsewhere(run, item, cmds, r.error or "")
         except IllegalTransition as e:
             log.error("dropping an impossible report for %s: %s", item.describe(), e)
             return None
@@ -741,10 +747,55 @@ class Scheduler:
                         self._push(run, cmd.task_id, idx)
             elif isinstance(cmd, FinishRun):
                 batch.run_states.append((run.pk, cmd.state, cmd.reason, self.clock()))
+                kind = "on_success_callback" if cmd.state is RunState.SUCCESS else "on_failure_callback"
+                if kind in run.spec.callbacks:
+                    self._callback(run, kind, reason=cmd.reason)
                 del self.runs[run.pk]
                 log.info("run %s of %s finished: %s (%s)", run.run_id, run.dag_id, cmd.state, cmd.reason)
                 finish = (run, cmd)
         return finish
+
+    # -- callbacks ------------------------------------------------------------------------------
+
+    def _callback(
+        self,
+        run: ActiveRun,
+        kind: str,
+        *,
+        task_id: str | None = None,
+        map_index: int = -1,
+        reason: str = "",
+        log_file: str | None = None,
+    ) -> None:
+        self.callbacks.submit(
+            CallbackRequest(
+                fileloc=run.spec.fileloc,
+                dag_id=run.dag_id,
+                kind=kind,
+                run_id=run.run_id,
+                log_path=log_file or callbacks_log_path(self.logs_folder, run.dag_id, run.run_id),
+                task_id=task_id,
+                map_index=map_index,
+                reason=reason,
+                logical_date=run.logical_date.isoformat() if run.logical_date else None,
+            )
+        )
+
+    def _task_callback_elsewhere(
+        self, run: ActiveRun, item: WorkItem, cmds: list[Command], error: str
+    ) -> None:
+        """The attempt ended outside its worker (timed out, lost): run its callback here."""
+        retried = any(isinstance(c, SetStates) and c.state is S.UP_FOR_RETRY for c in cmds)
+        kind = "on_retry_callback" if retried else "on_failure_callback"
+        if kind in run.spec.task(item.task_id).callbacks:
+            self._callback(
+                run,
+                kind,
+                task_id=item.task_id,
+                map_index=item.map_index,
+                reason=error,
+                log_file=item.log_path,
+            )
 
     # -- helpers for callers that drive the loop themselves (dags test, tests) ------------------
 

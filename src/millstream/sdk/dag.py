@@ -296,6 +296,9 @@ class DAG:
             tags=self.tags,
             description=self.description,
             doc=self.doc_md,
+            callbacks=tuple(
+                k for k in ("on_success_callback", "on_failure_callback") if getattr(self, k) is not None
+            ),
         )
 
     def test(

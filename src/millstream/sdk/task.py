@@ -57,6 +57,14 @@ TASK_DEFAULTS: dict[str, Any] = {
     "queue": None,
 }
 
+CALLBACKS = (
+    "on_success_callback",
+    "on_failure_callback",
+    "on_retry_callback",
+    "on_skipped_callback",
+    "on_execute_callback",
+)
+
 #: Airflow operator arguments accepted so that DAGs port unchanged, but not acted on.
 IGNORED_AIRFLOW_ARGS = frozenset(
     {
@@ -318,6 +326,7 @@ class Task:
             is_setup=self.is_setup,
             is_teardown=self.is_teardown,
             on_failure_fail_dagrun=self.on_failure_fail_dagrun,
+            callbacks=tuple(k for k in CALLBACKS if c.get(k)),
             multiple_outputs=bool(c["multiple_outputs"]),
             ignore_downstream_trigger_rules=bool(c["ignore_downstream_trigger_rules"]),
             doc=c["doc_md"] or c["doc"],

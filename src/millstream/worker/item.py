@@ -27,6 +27,7 @@ class WorkItem:
     log_path: str
     execution_timeout: float | None = None
     run_version: int = 0  # the run's clear_number: results cached under an older one are stale
+    max_tries: int = 0  # a failure at try_number <= max_tries is retried
 
     @property
     def key(self) -> tuple[int, str, int]:
@@ -52,6 +53,7 @@ class AttemptResult:
     label: str | None = None
     pid: int | None = None
     hostname: str | None = None
+    callbacks_done: bool = False  # the worker ran the task's callbacks for this outcome
 
 
 @dataclass(frozen=True)

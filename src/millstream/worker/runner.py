@@ -28,6 +28,7 @@ from millstream.sdk.context import CONTEXT_KEYS, set_current_context
 from millstream.sdk.dag import DAG
 from millstream.sdk.task import KWARGS_ARG, Task
 from millstream.sdk.xcom import NOTSET, ConcatArg, DagParam, MapArg, MappedArgument, XComArg, ZipArg
+from millstream.worker.callbacks import call_all
 from millstream.worker.item import AttemptResult, WorkItem
 from millstream.worker.results import (
     ConcatSequence,
@@ -362,6 +363,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
     started = datetime.now(UTC)
     t0 = time.monotonic()
     label_inputs: tuple[str | None, dict[str, Any], dict[str, Any]] | None = None
+    callback_ctx: tuple[Task, dict[str, Any]] | None = None
     with capture_to(item.log_path) as log:
         print(f"[{started.isoformat()}] starting {item.describe()} (pid {os.getpid()})", file=log)
         try:
@@ -370,8 +372,10 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             task = dag.get_task(item.task_id)
             ctx = build_context(item, dag, task, reader)
             resolver = _Resolver(item, task, reader)
+            callback_ctx = (task, ctx)
             args, kwargs = _call_kwargs(task, resolver, ctx)
             label_inputs = (task.config["map_index_template"], ctx, kwargs)
+            call_all(task.config["on_execute_callback"], ctx, "on_execute_callback", log)
             with set_current_context(ctx):
                 if task.kind == "bash":
                     command = (
@@ -405,6 +409,8 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             rows, output, state, retryable = [], None, "failed", True
             error = f"{type(e).__name__}: {e}"
             traceback.print_exc(file=log)
+        if callback_ctx is not None:
+            _task_callbacks(callback_ctx, state, error, retryable, item, log)
         elapsed = time.monotonic() - t0
         # Failed instances are labelled too: that is when a label helps most.
         label = render_label(*label_inputs, item.map_index) if label_inputs else None
@@ -422,7 +428,30 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
         label=label,
         pid=os.getpid(),
         hostname=HOSTNAME,
+        callbacks_done=callback_ctx is not None,
     )
+
+
+def _task_callbacks(
+    callback_ctx: tuple[Task, dict[str, Any]],
+    state: str,
+    error: str | None,
+    retryable: bool,
+    item: WorkItem,
+    log: TextIO,
+) -> None:
+    task, ctx = callback_ctx
+    if state == "success":
+        kind = "on_success_callback"
+    elif state == "skipped":
+        kind = "on_skipped_callback"
+    elif retryable and item.try_number <= item.max_tries:
+        kind = "on_retry_callback"
+    else:
+        kind = "on_failure_callback"
+    if error:
+        ctx = {**ctx, "exception": error}
+    call_all(task.config[kind], ctx, kind, log)
 
 
 def log_path(
@@ -433,6 +462,12 @@ def log_path(
         parts.append(f"map_index={map_index}")
     safe = [p.replace("/", "_").replace(":", "_").replace("+", "_") for p in parts]
     return str(Path(base, *safe, f"attempt={try_number}.log"))
+
+
+def callbacks_log_path(base: str | os.PathLike[str], dag_id: str, run_id: str) -> str:
+    """Where a run's DAG-level callbacks write (beside its task folders)."""
+    folder = Path(log_path(base, dag_id, run_id, "x", -1, 1)).parent.parent
+    return str(folder / "callbacks.log")
 
 
 def read_log(path: str) -> str:
