@@ -498,6 +498,68 @@ def _parse_date(value: str | None, option: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _mark_tasks(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    state: str,
+    map_index: int | None,
+    downstream: bool,
+    upstream: bool,
+) -> None:
+    from millstream.core.states import TaskState
+    from millstream.scheduler.wakeup import notify
+
+    env = Env(None)
+    marked = control.mark_task_instances(
+        env.store,
+        dag_id,
+        run_id,
+        task_id,
+        TaskState(state),
+        map_index=map_index,
+        downstream=downstream,
+        upstream=upstream,
+    )
+    notify(env.settings.home)
+    console.print(f"Marked {len(marked)} task instance(s) {styled(state)}")
+
+
+def _mark_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.argument("dag_id"),
+            click.argument("run_id"),
+            click.argument("task_id"),
+            click.option("--map-index", type=int, default=None, help="Only this instance of a mapped task."),
+            click.option("--downstream", "-D", is_flag=True, help="Also what depends on it."),
+            click.option("--upstream", "-U", is_flag=True, help="Also what it depends on."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+@tasks.command("mark-success")
+@_mark_options
+@handle_errors
+def tasks_mark_success(
+    dag_id: str, run_id: str, task_id: str, map_index: int | None, downstream: bool, upstream: bool
+) -> None:
+    """Mark a task's instances successful by hand; the run carries on."""
+    _mark_tasks(dag_id, run_id, task_id, "success", map_index, downstream, upstream)
+
+
+@tasks.command("mark-failed")
+@_mark_options
+@handle_errors
+def tasks_mark_failed(
+    dag_id: str, run_id: str, task_id: str, map_index: int | None, downstream: bool, upstream: bool
+) -> None:
+    """Mark a task's instances failed by hand; the run carries on."""
+    _mark_tasks(dag_id, run_id, task_id, "failed", map_index, downstream, upstream)
+
+
 # -- pools -----------------------------------------------------------------------------------
 
 

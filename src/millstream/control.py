@@ -274,3 +274,42 @@ def mark_run(store: Store, dag_id: str, run_id: str, state: RunState) -> int:
 
 
 _TERMINAL_TI = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+def mark_task_instances(
+    store: Store,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    state: TaskState,
+    *,
+    map_index: int | None = None,
+    downstream: bool = False,
+    upstream: bool = False,
+) -> list[Cleared]:
+    """Set task instances to success or failed by hand; the run carries on from there.
+
+    Queued or running instances are not interrupted, and what they report afterwards is
+    ignored. A finished run is reopened so that its state is decided again.
+    """
+    if state not in (TaskState.SUCCESS, TaskState.FAILED):
+        raise ParamValidationError(f"task instances can be marked success or failed, not {state}")
+    marked: list[Cleared] = []
+    with store.begin() as conn:
+        run = runs_q.get_run(conn, dag_id, run_id)
+        spec = dags_q.spec_for_version(conn, run["dag_version_id"])
+        if not spec.has_task(task_id):
+            raise NotFoundError(f"run {run_id!r} of DAG {dag_id!r} has no task {task_id!r}")
+        tasks = _closure(spec, {task_id}, downstream=downstream, upstream=upstream)
+        for r in ti_q.list_for_run(conn, run["id"]):
+            if r["task_id"] not in tasks or r["state"] == state.value:
+                continue
+            if map_index is not None and r["task_id"] == task_id and r["map_index"] != map_index:
+                continue
+            ti_q.set_states(
+                conn, run["id"], r["task_id"], [r["map_index"]], state, f"marked {state} by a user"
+            )
+            marked.append(Cleared(run_id, r["task_id"], r["map_index"], r["state"]))
+        if marked:
+            runs_q.mark_cleared(conn, run["id"])  # reopen, and tell schedulers to reload it
+    return marked

@@ -246,3 +246,32 @@ def test_mark_run_commands(cli):
     out = cli("dags", "mark-run-failed", "process_daily_files", "m1").stdout
     assert "Marked run m1 failed" in out
     assert "no run 'nope'" in cli("dags", "mark-run-success", "process_daily_files", "nope", ok=False).stderr
+
+
+def test_tasks_mark_commands(cli):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "millstream.cli",
+            "standalone",
+            "--trigger",
+            "process_daily_files",
+            "--exit-after-run",
+        ],
+        env={**os.environ, "MILLSTREAM_HOME": str(cli.home), "MILLSTREAM_DAGS_FOLDER": str(cli.dags)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    run_id = next(line.split("run ")[1] for line in p.stdout.splitlines() if line.startswith("Triggered"))
+    out = cli(
+        "tasks", "mark-failed", "process_daily_files", run_id, "process_file", "--map-index", "1"
+    ).stdout
+    assert "Marked 1 task instance(s) failed" in out
+    states = cli("tasks", "states", "process_daily_files", run_id).stdout
+    assert "marked failed by a user" in states
+    assert (
+        "has no task 'nope'"
+        in cli("tasks", "mark-success", "process_daily_files", run_id, "nope", ok=False).stderr
+    )

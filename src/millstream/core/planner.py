@@ -102,6 +102,7 @@ class RunPlanner:
         self.finished: RunState | None = None
         # A user marked the run: it ends in this state once its teardowns have run.
         self.marked_state = marked_state
+        self.marked_reason: str | None = None
         rows = task_instances if task_instances is not None else self.initial_task_instances()
         for task_id, map_index, state in rows:
             if task_id not in self.states:
@@ -231,6 +232,38 @@ class RunPlanner:
         self._set(task_id, [map_index], S.FAILED, why, out)
         self._settle([(task_id, map_index)], out)
         return out
+
+    def mark_run(self, state: RunState, reason: str) -> tuple[list[Command], list[tuple[str, int]]]:
+        """End a run by decision (a user's mark, dagrun_timeout): unfinished work is set to
+        ``state`` (marking failed: queued or running work fails, the rest is skipped);
+        teardowns still run, and the run ends in ``state`` once they are done.
+
+        Returns the commands and the instances that were queued or running, which the
+        shell should stop.
+        """
+        self.marked_state = state
+        self.marked_reason = reason
+        out: list[Command] = []
+        interrupted: list[tuple[str, int]] = []
+        changed: list[tuple[str, int | None]] = []
+        for task in self.spec.tasks:
+            if task.is_teardown:
+                continue
+            by_state: dict[TaskState, list[int]] = {}
+            for i, st in self.states[task.task_id].items():
+                if st in TERMINAL_TASK_STATES:
+                    continue
+                active = st in (S.QUEUED, S.RUNNING)
+                if active:
+                    interrupted.append((task.task_id, i))
+                new = S.SUCCESS if state is RunState.SUCCESS else (S.FAILED if active else S.SKIPPED)
+                by_state.setdefault(new, []).append(i)
+                self.retry_at.pop((task.task_id, i), None)
+            for new, idxs in by_state.items():
+                self._set(task.task_id, idxs, new, f"marked {new}: {reason}", out)
+                changed.append((task.task_id, None))
+        self._settle(changed, out)
+        return out, interrupted
 
     def due_retries(self, now: datetime) -> list[Command]:
         """Schedule every ``up_for_retry`` instance whose delay has passed."""
@@ -497,7 +530,7 @@ class RunPlanner:
         they say ``on_failure_fail_dagrun``; the work before a teardown counts as a leaf.
         """
         if self.marked_state is not None:
-            return self.marked_state, f"marked {self.marked_state} by a user"
+            return self.marked_state, self.marked_reason or f"marked {self.marked_state} by a user"
         bad = []
         for task in self.spec.tasks:
             c = self.counts[task.task_id]

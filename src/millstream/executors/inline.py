@@ -42,6 +42,9 @@ class InlineExecutor:
             out.append(Finished(run_attempt(item, self._resolve, self._reader)))
         return out
 
+    def cancel(self, key: tuple[int, str, int]) -> None:
+        self._queue = deque(i for i in self._queue if i.key != key)
+
     def wake(self) -> None:
         pass  # events() never blocks here
 

@@ -252,6 +252,15 @@ class LocalExecutor:
             AttemptResult(item=r.item, state="failed", started_at=now, ended_at=now, error=reason, pid=r.pid)
         )
 
+    def cancel(self, key: tuple[int, str, int]) -> None:
+        r = self._running.pop(key, None)
+        self._submitted.pop(key, None)
+        if r is not None:
+            log.warning("stopping %s: its run was stopped", r.item.describe())
+            self._kill(r.pid)
+            with open(r.item.log_path, "a", encoding="utf-8") as f:
+                f.write(f"[{datetime.now(UTC).isoformat()}] stopped: its run was stopped\n")
+
     def wake(self) -> None:
         if self._events is not None:
             self._events.put(_WAKE)

@@ -27,6 +27,7 @@ class WriteBatch:
     # Only the last state an instance reaches in this turn is written.
     states: dict[Key, tuple[TaskState, str, datetime | None]] = field(default_factory=dict)
     run_states: list[tuple[int, RunState, str, datetime]] = field(default_factory=list)
+    run_marks: list[tuple[int, RunState, str]] = field(default_factory=list)
 
     def set_state(
         self,
@@ -55,5 +56,7 @@ class WriteBatch:
                 for k, (state, reason, retry_at) in self.states.items()
             ],
         )
+        for run_pk, run_state, reason in self.run_marks:
+            runs_q.set_marked(conn, run_pk, run_state, reason)
         for run_pk, run_state, reason, end in self.run_states:
             runs_q.set_state(conn, run_pk, run_state, expected=RunState.RUNNING, reason=reason, end_date=end)

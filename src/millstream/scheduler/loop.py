@@ -79,6 +79,7 @@ class ActiveRun:
     conf: dict[str, Any]
     params: dict[str, Any]
     clear_number: int = 0
+    start_date: datetime | None = None
     # Attempts made per instance, mirrored from the store so dispatch needs no query.
     tries: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -174,6 +175,7 @@ class Scheduler:
         if mono >= self._next_poll or self._nudged.is_set():
             self._nudged.clear()
             self.sync_runs()
+            self.stop_timed_out_runs(now)
             self.refresh_pools()
             self.create_scheduled(now)
             self.start_queued(now)
@@ -314,6 +316,7 @@ class Scheduler:
                 running[row["dag_id"]] = running.get(row["dag_id"], 0) + 1
                 ti_q.create_for_run(conn, row["id"], spec)
                 run = self._active_run(row, spec, RunPlanner(spec, max_map_length=self.max_map_length))
+                run.start_date = now
                 self._persist(batch, run, run.planner.start())
                 started.append(run)
             batch.flush(conn)
@@ -338,6 +341,7 @@ class Scheduler:
             conf=dict(row["conf"] or {}),
             params=params,
             clear_number=row["clear_number"],
+            start_date=row["start_date"],
         )
         self.runs[run.pk] = run
         return run
@@ -410,6 +414,8 @@ class Scheduler:
             max_map_length=self.max_map_length,
             marked_state=RunState(row["marked_state"]) if row["marked_state"] else None,
         )
+        if row["marked_state"]:
+            planner.marked_reason = row["state_reason"]
         run = self._active_run(row, spec, planner)
         run.tries = ti_q.tries_of_run(conn, row["id"])
         cmds: list[Command] = []
@@ -436,6 +442,31 @@ class Scheduler:
                     )
         cmds += planner.start()
         self._persist(batch, run, cmds)
+
+    def stop_timed_out_runs(self, now: datetime) -> None:
+        """Fail runs that ran longer than their ``dagrun_timeout``; teardowns still run."""
+        late = [
+            run
+            for run in self.runs.values()
+            if run.spec.dagrun_timeout is not None
+            and run.start_date is not None
+            and run.planner.marked_state is None
+            and (now - run.start_date).total_seconds() > run.spec.dagrun_timeout
+        ]
+        if not late:
+            return
+        with self.store.begin() as conn:
+            batch = WriteBatch()
+            for run in late:
+                reason = f"dagrun_timeout of {run.spec.dagrun_timeout:g}s exceeded"
+                log.warning("run %s of %s: %s", run.run_id, run.dag_id, reason)
+                cmds, interrupted = run.planner.mark_run(RunState.FAILED, reason)
+                batch.run_marks.append((run.pk, RunState.FAILED, reason))
+                for task_id, idx in interrupted:
+                    self.executor.cancel((run.pk, task_id, idx))
+                self._persist(batch, run, cmds)
+            batch.flush(conn)
+        self._flush_ready()
 
     # -- 4. retries ---------------------------------------------------------------------------
 

@@ -163,3 +163,10 @@ def mark(conn: Connection, run_pk: int, state: RunState, *, finished: bool) -> N
     else:
         values["state_reason"] = f"marked {state} by a user; running its teardowns"
     conn.execute(dag_run.update().where(dag_run.c.id == run_pk).values(**values))
+
+
+def set_marked(conn: Connection, run_pk: int, state: RunState, reason: str) -> None:
+    """The scheduler decided the run's end (dagrun_timeout); it finishes after teardowns."""
+    conn.execute(
+        dag_run.update().where(dag_run.c.id == run_pk).values(marked_state=state.value, state_reason=reason)
+    )
