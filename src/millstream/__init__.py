@@ -23,7 +23,7 @@ from millstream.sdk.params import Param
 from millstream.sdk.setup_teardown import setup, teardown
 from millstream.sdk.task import chain, task
 from millstream.sdk.taskgroup import TaskGroup, task_group
-from millstream.sdk.xcom import XComArg
+from millstream.sdk.xcom import PokeReturnValue, XComArg
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,7 @@ __all__ = [
     "FailTask",
     "MillstreamError",
     "Param",
+    "PokeReturnValue",
     "PythonOperator",
     "SkipTask",
     "TaskGroup",

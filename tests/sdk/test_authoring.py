@@ -22,6 +22,7 @@ def test_public_api_is_pinned():
             "FailTask",
             "MillstreamError",
             "Param",
+            "PokeReturnValue",
             "PythonOperator",
             "SkipTask",
             "TaskGroup",

@@ -266,13 +266,25 @@ class RunPlanner:
         return out, interrupted
 
     def due_retries(self, now: datetime) -> list[Command]:
-        """Schedule every ``up_for_retry`` instance whose delay has passed."""
+        """Schedule every instance waiting for a retry or a sensor's next poke whose time has come."""
         out: list[Command] = []
         due = sorted(k for k, at in self.retry_at.items() if at <= now)
         for task_id, map_index in due:
             del self.retry_at[(task_id, map_index)]
-            if self.states[task_id].get(map_index) is S.UP_FOR_RETRY:
+            state = self.states[task_id].get(map_index)
+            if state is S.UP_FOR_RETRY:
                 self._set(task_id, [map_index], S.SCHEDULED, "retry delay passed", out)
+            elif state is S.UP_FOR_RESCHEDULE:
+                self._set(task_id, [map_index], S.SCHEDULED, "time for the next poke", out)
+        return out
+
+    def reschedule(self, task_id: str, map_index: int, at: datetime) -> list[Command]:
+        """A sensor in reschedule mode is not done yet: free its slot until ``at``."""
+        out: list[Command] = []
+        self.retry_at[(task_id, map_index)] = at
+        self._set(
+            task_id, [map_index], S.UP_FOR_RESCHEDULE, f"poke again at {at.isoformat()}", out, retry_at=at
+        )
         return out
 
     # -- internals ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ Key = tuple[int, str, int]
 class WriteBatch:
     started: list[dict[str, Any]] = field(default_factory=list)
     finished: list[dict[str, Any]] = field(default_factory=list)
+    rescheduled: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     expansions: list[tuple[int, DagSpec, str, int, TaskState]] = field(default_factory=list)
     # Only the last state an instance reaches in this turn is written.
@@ -43,6 +44,7 @@ class WriteBatch:
     def flush(self, conn: Connection) -> None:
         ti_q.start_many(conn, self.started)
         ti_q.finish_many(conn, self.finished)
+        ti_q.rescheduled_many(conn, self.rescheduled)
         if self.results:
             keys = {(r["run_pk"], r["task_id"], r["map_index"]) for r in self.results}
             results_q.delete_many(conn, [ti_q.key(*k) for k in keys])

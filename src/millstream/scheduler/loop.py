@@ -80,6 +80,7 @@ class ActiveRun:
     params: dict[str, Any]
     clear_number: int = 0
     start_date: datetime | None = None
+    sensor_starts: dict[tuple[str, int], datetime] = field(default_factory=dict)
     # Attempts made per instance, mirrored from the store so dispatch needs no query.
     tries: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -418,6 +419,7 @@ class Scheduler:
             planner.marked_reason = row["state_reason"]
         run = self._active_run(row, spec, planner)
         run.tries = ti_q.tries_of_run(conn, row["id"])
+        run.sensor_starts = ti_q.sensor_starts(conn, row["id"])
         cmds: list[Command] = []
         for task_id, by_index in planner.states.items():
             for idx, state in list(by_index.items()):
@@ -614,6 +616,7 @@ class Scheduler:
                     execution_timeout=task.execution_timeout,
                     run_version=run.clear_number,
                     max_tries=run.planner.max_tries.get((task_id, idx), task.retries),
+                    sensor_started_at=run.sensor_starts.get((task_id, idx)),
                 )
             )
         for item in items:
@@ -725,6 +728,12 @@ class Scheduler:
                 cmds = run.planner.record(
                     item.task_id, item.map_index, S.SKIPPED, reason=r.error or "skipped"
                 )
+            elif r.state == "reschedule" and r.reschedule_at is not None:
+                # A poke that found nothing frees the slot and does not use a try.
+                cmds = run.planner.reschedule(item.task_id, item.map_index, r.reschedule_at)
+                run.tries[(item.task_id, item.map_index)] = item.try_number - 1
+                run.sensor_starts.setdefault((item.task_id, item.map_index), r.started_at)
+                batch.rescheduled.append({**key, "p_first": r.started_at})
             else:
                 tries = item.try_number if r.retryable else 10**9
                 cmds = run.planner.attempt_failed(item.task_id, item.map_index, tries, now, r.error or "")

@@ -65,6 +65,16 @@ CALLBACKS = (
     "on_execute_callback",
 )
 
+#: Extra arguments of ``@task.sensor`` (names and meanings as in Airflow).
+SENSOR_DEFAULTS: dict[str, Any] = {
+    "poke_interval": 60.0,
+    "timeout": 7 * 24 * 3600.0,
+    "mode": "poke",
+    "soft_fail": False,
+    "exponential_backoff": False,
+    "max_wait": None,
+}
+
 #: Airflow operator arguments accepted so that DAGs port unchanged, but not acted on.
 IGNORED_AIRFLOW_ARGS = frozenset(
     {
@@ -97,15 +107,15 @@ def _seconds(value: Any, field: str) -> float | None:
     raise TypeError(f"{field} must be a timedelta or a number of seconds, got {type(value).__name__}")
 
 
-def _check_config(config: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _check_config(config: Mapping[str, Any], where: str, kind: str = "python") -> dict[str, Any]:
     out: dict[str, Any] = {}
+    known = {**TASK_DEFAULTS, **(SENSOR_DEFAULTS if kind == "sensor" else {})}
     for key, value in config.items():
         if key in IGNORED_AIRFLOW_ARGS:
             continue
-        if key not in TASK_DEFAULTS:
+        if key not in known:
             raise TypeError(
-                f"{where}: unknown task argument {key!r}; known arguments are "
-                f"{', '.join(sorted(TASK_DEFAULTS))}"
+                f"{where}: unknown task argument {key!r}; known arguments are {', '.join(sorted(known))}"
             )
         out[key] = value
     if "trigger_rule" in out:
@@ -118,6 +128,11 @@ def _check_config(config: Mapping[str, Any], where: str) -> dict[str, Any]:
             ) from None
     if "retries" in out and (not isinstance(out["retries"], int) or out["retries"] < 0):
         raise ValueError(f"{where}: retries must be a whole number >= 0, got {out['retries']!r}")
+    if "mode" in out and out["mode"] not in ("poke", "reschedule"):
+        raise ValueError(f"{where}: sensor mode must be 'poke' or 'reschedule', got {out['mode']!r}")
+    for key in ("poke_interval", "timeout", "max_wait"):
+        if key in out and out[key] is not None:
+            out[key] = _seconds(out[key], key)
     return out
 
 
@@ -167,9 +182,12 @@ class Task:
         self.op_args = tuple(op_args)
         self.op_kwargs = dict(op_kwargs or {})
         self.expand_kwargs = dict(expand_kwargs or {})
-        merged = {**self.dag.default_args, **(self.group.default_args if self.group else {})}
-        merged.update(config or {})
-        self.config = {**TASK_DEFAULTS, **_check_config(merged, f"task {full_id!r}")}
+        inherited = {**self.dag.default_args, **(self.group.default_args if self.group else {})}
+        if kind != "sensor":  # default_args may carry sensor settings meant for sensors only
+            inherited = {k: v for k, v in inherited.items() if k not in SENSOR_DEFAULTS}
+        merged = {**inherited, **(config or {})}
+        defaults = {**TASK_DEFAULTS, **(SENSOR_DEFAULTS if kind == "sensor" else {})}
+        self.config = {**defaults, **_check_config(merged, f"task {full_id!r}", kind)}
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         self.is_setup = False
@@ -445,7 +463,9 @@ class TaskDecorator:
 
     def override(self, **config: Any) -> TaskDecorator:
         """A copy with some task arguments changed (``task_id``, ``retries``, …)."""
-        _check_config({k: v for k, v in config.items() if k != "task_id"}, f"{self._name}.override()")
+        _check_config(
+            {k: v for k, v in config.items() if k != "task_id"}, f"{self._name}.override()", self.kind
+        )
         return TaskDecorator(
             self.function,
             kind=self.kind,
@@ -519,7 +539,7 @@ def _decorator(kind: str) -> Callable[..., Any]:
     def make(python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:
         if python_callable is not None and not callable(python_callable):
             raise TypeError(f"@task expects a function, got {python_callable!r}")
-        _check_config({k: v for k, v in config.items() if k != "task_id"}, "@task")
+        _check_config({k: v for k, v in config.items() if k != "task_id"}, "@task", kind)
         if python_callable is not None:
             return TaskDecorator(python_callable, kind=kind, config=config)
         return lambda fn: TaskDecorator(fn, kind=kind, config=config)
@@ -535,6 +555,7 @@ class _TaskNamespace:
         self.branch = _decorator("branch")
         self.short_circuit = _decorator("short_circuit")
         self.bash = _decorator("bash")
+        self.sensor = _decorator("sensor")
         self.python = self._python
 
     def __call__(self, python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:

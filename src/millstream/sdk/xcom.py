@@ -144,3 +144,14 @@ def find_xcom_args(value: Any) -> list[XComArg]:
         elif isinstance(v, dict):
             stack.extend(v.values())
     return found
+
+
+class PokeReturnValue:
+    """What a sensor may return: whether it is done, and the value to pass on if so."""
+
+    def __init__(self, is_done: bool, xcom_value: Any = None) -> None:
+        self.is_done = is_done
+        self.xcom_value = xcom_value
+
+    def __bool__(self) -> bool:
+        return bool(self.is_done)

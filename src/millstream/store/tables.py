@@ -129,6 +129,8 @@ task_instance = sa.Table(
     sa.Column("priority_weight", sa.Integer, nullable=False, server_default="1"),
     sa.Column("next_retry_at", UTCDateTime, nullable=True),
     sa.Column("label", sa.String(1000), nullable=True),
+    # When a sensor first poked: its timeout counts from here across reschedules.
+    sa.Column("sensor_started_at", UTCDateTime, nullable=True),
     sa.Column("state_reason", sa.Text, nullable=True),
     sa.Index("ix_task_instance_dag_id_state", "dag_id", "state"),
 )

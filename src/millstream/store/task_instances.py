@@ -193,10 +193,31 @@ def tries_of_run(conn: Connection, run_pk: int) -> dict[tuple[str, int], int]:
 def retry_times(conn: Connection, run_pk: int) -> dict[tuple[str, int], datetime]:
     rows = conn.execute(
         sa.select(ti.c.task_id, ti.c.map_index, ti.c.next_retry_at).where(
-            ti.c.run_pk == run_pk, ti.c.state == TaskState.UP_FOR_RETRY.value
+            ti.c.run_pk == run_pk,
+            ti.c.state.in_([TaskState.UP_FOR_RETRY.value, TaskState.UP_FOR_RESCHEDULE.value]),
         )
     )
     return {(r[0], r[1]): r[2] for r in rows if r[2] is not None}
+
+
+def sensor_starts(conn: Connection, run_pk: int) -> dict[tuple[str, int], datetime]:
+    rows = conn.execute(
+        sa.select(ti.c.task_id, ti.c.map_index, ti.c.sensor_started_at).where(
+            ti.c.run_pk == run_pk, ti.c.sensor_started_at.is_not(None)
+        )
+    )
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+_RESCHEDULED = _by_key(ti.update()).values(
+    try_number=ti.c.try_number - 1,
+    sensor_started_at=sa.func.coalesce(ti.c.sensor_started_at, bindparam("p_first")),
+)
+
+
+def rescheduled_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """A poke that was not done does not use a try; remember when the first poke was."""
+    _many(conn, _RESCHEDULED, rows)
 
 
 def list_for_run(conn: Connection, run_pk: int, task_id: str | None = None) -> list[sa.RowMapping]:

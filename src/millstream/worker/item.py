@@ -28,6 +28,7 @@ class WorkItem:
     execution_timeout: float | None = None
     run_version: int = 0  # the run's clear_number: results cached under an older one are stale
     max_tries: int = 0  # a failure at try_number <= max_tries is retried
+    sensor_started_at: datetime | None = None  # a rescheduled sensor's first poke
 
     @property
     def key(self) -> tuple[int, str, int]:
@@ -43,7 +44,7 @@ class AttemptResult:
     """The outcome of one attempt: state, results to store, and what the planner needs."""
 
     item: WorkItem
-    state: str  # success | failed | skipped
+    state: str  # success | failed | skipped | reschedule
     started_at: datetime
     ended_at: datetime
     results: list[tuple[str, str, int | None, str]] = field(default_factory=list)  # key, json, len, type
@@ -54,6 +55,7 @@ class AttemptResult:
     pid: int | None = None
     hostname: str | None = None
     callbacks_done: bool = False  # the worker ran the task's callbacks for this outcome
+    reschedule_at: datetime | None = None  # a sensor that is not done yet pokes again then
 
 
 @dataclass(frozen=True)

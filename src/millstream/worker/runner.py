@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,7 +27,16 @@ from millstream.errors import FailTask, SkipTask, TaskFlowError
 from millstream.sdk.context import CONTEXT_KEYS, set_current_context
 from millstream.sdk.dag import DAG
 from millstream.sdk.task import KWARGS_ARG, Task
-from millstream.sdk.xcom import NOTSET, ConcatArg, DagParam, MapArg, MappedArgument, XComArg, ZipArg
+from millstream.sdk.xcom import (
+    NOTSET,
+    ConcatArg,
+    DagParam,
+    MapArg,
+    MappedArgument,
+    PokeReturnValue,
+    XComArg,
+    ZipArg,
+)
 from millstream.worker.callbacks import call_all
 from millstream.worker.item import AttemptResult, WorkItem
 from millstream.worker.results import (
@@ -294,6 +303,54 @@ def render_label(
         return None
 
 
+class SensorTimeout(Exception):  # noqa: N818 - the name Airflow users know
+    """A sensor was not satisfied within its timeout."""
+
+
+class _Reschedule(Exception):  # noqa: N818 - control flow, not an error
+    def __init__(self, at: datetime) -> None:
+        super().__init__(at.isoformat())
+        self.at = at
+
+
+def sensor_interval(cfg: Mapping[str, Any], elapsed: float) -> float:
+    """Seconds until the next poke. With exponential backoff the interval doubles after
+    each poke (1, 2, 4 ... times poke_interval, with some jitter), computed from the time
+    already spent so that reschedule mode needs no counter, and capped by max_wait."""
+    base = float(cfg["poke_interval"])
+    if not cfg["exponential_backoff"] or base <= 0:
+        return base
+    import math
+    import random
+
+    pokes = int(math.log2(elapsed / base + 1)) if elapsed > 0 else 0
+    interval = base * 2**pokes * random.uniform(0.9, 1.1)
+    return min(interval, float(cfg["max_wait"])) if cfg["max_wait"] else interval
+
+
+def _run_sensor(task: Task, args: list[Any], kwargs: dict[str, Any], item: WorkItem, log: TextIO) -> Any:
+    cfg = task.config
+    assert task.python_callable is not None
+    first = item.sensor_started_at or datetime.now(UTC)
+    while True:
+        result = task.python_callable(*args, **kwargs)
+        done = bool(result.is_done) if isinstance(result, PokeReturnValue) else bool(result)
+        now = datetime.now(UTC)
+        if done:
+            print("sensor condition met", file=log)
+            return result.xcom_value if isinstance(result, PokeReturnValue) else None
+        elapsed = (now - first).total_seconds()
+        if elapsed >= cfg["timeout"]:
+            raise SensorTimeout(
+                f"sensor {task.task_id!r} not satisfied after {elapsed:.1f}s (timeout {cfg['timeout']:g}s)"
+            )
+        wait = min(sensor_interval(cfg, elapsed), cfg["timeout"] - elapsed)
+        print(f"[{now.isoformat()}] not yet; poking again in {wait:.1f}s", file=log)
+        if cfg["mode"] == "reschedule":
+            raise _Reschedule(now + timedelta(seconds=wait))
+        time.sleep(wait)
+
+
 def _run_bash(command: str, env: Mapping[str, str] | None, log: TextIO) -> str:
     proc = subprocess.Popen(
         ["bash", "-c", command],
@@ -364,6 +421,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
     t0 = time.monotonic()
     label_inputs: tuple[str | None, dict[str, Any], dict[str, Any]] | None = None
     callback_ctx: tuple[Task, dict[str, Any]] | None = None
+    reschedule_at: datetime | None = None
     with capture_to(item.log_path) as log:
         print(f"[{started.isoformat()}] starting {item.describe()} (pid {os.getpid()})", file=log)
         try:
@@ -384,6 +442,8 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                         else kwargs["bash_command"]
                     )
                     value = _run_bash(str(command), None if task.python_callable else kwargs.get("env"), log)
+                elif task.kind == "sensor":
+                    value = _run_sensor(task, args, kwargs, item, log)
                 else:
                     assert task.python_callable is not None
                     value = task.python_callable(*args, **kwargs)
@@ -397,6 +457,14 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                 if not value:
                     print("condition is falsy: skipping downstream tasks", file=log)
             state, error, retryable = "success", None, True
+        except _Reschedule as e:
+            rows, output, state, error, retryable = [], None, "reschedule", None, True
+            reschedule_at = e.at
+        except SensorTimeout as e:
+            soft = bool(callback_ctx and callback_ctx[0].config.get("soft_fail"))
+            rows, output, error, retryable = [], None, str(e), False
+            state = "skipped" if soft else "failed"
+            print(f"{error}; {'skipping (soft_fail)' if soft else 'failing'}", file=log)
         except SkipTask as e:
             rows, output, state, error, retryable = [], None, "skipped", str(e) or "skipped", False
             print(f"task skipped: {error}", file=log)
@@ -409,7 +477,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             rows, output, state, retryable = [], None, "failed", True
             error = f"{type(e).__name__}: {e}"
             traceback.print_exc(file=log)
-        if callback_ctx is not None:
+        if callback_ctx is not None and state != "reschedule":
             _task_callbacks(callback_ctx, state, error, retryable, item, log)
         elapsed = time.monotonic() - t0
         # Failed instances are labelled too: that is when a label helps most.
@@ -429,6 +497,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
         pid=os.getpid(),
         hostname=HOSTNAME,
         callbacks_done=callback_ctx is not None,
+        reschedule_at=reschedule_at,
     )
 
 
