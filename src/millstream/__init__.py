@@ -17,6 +17,7 @@ from millstream.errors import (
 )
 from millstream.sdk.context import get_current_context
 from millstream.sdk.dag import DAG, dag
+from millstream.sdk.deadlines import DeadlineAlert, DeadlineReference
 from millstream.sdk.loader_api import load_dags
 from millstream.sdk.operators import BashOperator, EmptyOperator, PythonOperator
 from millstream.sdk.params import Param
@@ -34,6 +35,8 @@ __all__ = [
     "BashOperator",
     "CronDataIntervalTimetable",
     "CronTriggerTimetable",
+    "DeadlineAlert",
+    "DeadlineReference",
     "EmptyOperator",
     "FailTask",
     "MillstreamError",

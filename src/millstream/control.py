@@ -196,24 +196,48 @@ def clear(
         for run in runs:
             spec = dags_q.spec_for_version(conn, run["dag_version_id"])
             roots = {t for t in spec.task_ids if pattern is None or pattern.search(t)}
-            tasks = _with_setups_and_teardowns(
-                spec, _closure(spec, roots, downstream=downstream, upstream=upstream)
+            selected += clear_run(
+                conn,
+                run,
+                spec,
+                roots,
+                map_index=map_index,
+                downstream=downstream,
+                upstream=upstream,
+                states=_FAILED if only_failed else _FINISHED,
+                dry_run=dry_run,
             )
-            rows = [r for r in ti_q.list_for_run(conn, run["id"]) if r["task_id"] in tasks]
-            picked = []
-            for r in rows:
-                if map_index is not None and r["task_id"] in roots and r["map_index"] != map_index:
-                    continue
-                if r["state"] not in _CLEARABLE or r["state"] in ("none", "scheduled"):
-                    continue
-                if only_failed and r["state"] not in ("failed", "upstream_failed"):
-                    continue
-                picked.append(r)
-            selected.extend(Cleared(run["run_id"], r["task_id"], r["map_index"], r["state"]) for r in picked)
-            if dry_run or not picked:
-                continue
-            _reset(conn, run, spec, picked, whole={t for t in tasks if map_index is None or t not in roots})
     return selected
+
+
+_FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed", "up_for_retry"})
+_FAILED = frozenset({"failed", "upstream_failed"})
+
+
+def clear_run(
+    conn: Connection,
+    run: sa.RowMapping,
+    spec: DagSpec,
+    roots: set[str],
+    *,
+    map_index: int | None = None,
+    downstream: bool = False,
+    upstream: bool = False,
+    states: frozenset[str] = _FINISHED,
+    dry_run: bool = False,
+) -> list[Cleared]:
+    """Clear, in one run, the instances of ``roots`` (and their closure) in ``states``."""
+    tasks = _with_setups_and_teardowns(spec, _closure(spec, roots, downstream=downstream, upstream=upstream))
+    picked = []
+    for r in ti_q.list_for_run(conn, run["id"]):
+        if r["task_id"] not in tasks or r["state"] not in states:
+            continue
+        if map_index is not None and r["task_id"] in roots and r["map_index"] != map_index:
+            continue
+        picked.append(r)
+    if picked and not dry_run:
+        _reset(conn, run, spec, picked, whole={t for t in tasks if map_index is None or t not in roots})
+    return [Cleared(run["run_id"], r["task_id"], r["map_index"], r["state"]) for r in picked]
 
 
 def _reset(

@@ -18,6 +18,8 @@ def test_public_api_is_pinned():
             "BashOperator",
             "CronDataIntervalTimetable",
             "CronTriggerTimetable",
+            "DeadlineAlert",
+            "DeadlineReference",
             "EmptyOperator",
             "FailTask",
             "MillstreamError",

@@ -87,6 +87,7 @@ class TaskSpec:
     is_teardown: bool = False
     on_failure_fail_dagrun: bool = False  # a teardown whose failure fails the run
     callbacks: tuple[str, ...] = ()  # names of the on_*_callback arguments that are set
+    deadline: Mapping[str, Any] | None = None  # {"reference": ..., "seconds": ...}
     multiple_outputs: bool = False
     ignore_downstream_trigger_rules: bool = True
     doc: str | None = None
@@ -131,6 +132,9 @@ class DagSpec:
     description: str | None = None
     doc: str | None = None
     callbacks: tuple[str, ...] = ()  # DAG-level on_success_callback / on_failure_callback set
+    retries: int = 0  # run-level retries: a failed run is rerun this many times
+    retry_strategy: str = "failed_only"  # failed_only: failed work and what follows; all: everything
+    deadline: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # Lookups the planner needs on every event; derived, so never serialized.
@@ -185,6 +189,9 @@ class DagSpec:
             "description": self.description,
             "doc": self.doc,
             "callbacks": list(self.callbacks),
+            "retries": self.retries,
+            "retry_strategy": self.retry_strategy,
+            "deadline": dict(self.deadline) if self.deadline else None,
         }
 
     def to_json(self) -> str:
@@ -208,6 +215,9 @@ class DagSpec:
             description=d.get("description"),
             doc=d.get("doc"),
             callbacks=tuple(d.get("callbacks", ())),
+            retries=d.get("retries", 0),
+            retry_strategy=d.get("retry_strategy", "failed_only"),
+            deadline=d.get("deadline"),
         )
 
     @classmethod

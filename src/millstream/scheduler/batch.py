@@ -29,6 +29,7 @@ class WriteBatch:
     states: dict[Key, tuple[TaskState, str, datetime | None]] = field(default_factory=dict)
     run_states: list[tuple[int, RunState, str, datetime]] = field(default_factory=list)
     run_marks: list[tuple[int, RunState, str]] = field(default_factory=list)
+    run_retries: list[Any] = field(default_factory=list)  # ActiveRuns to retry as a whole
 
     def set_state(
         self,

@@ -32,9 +32,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from millstream import control
 from millstream.core.model import UNMAPPED, DagSpec, TaskSpec
 from millstream.core.planner import Command, ExpandTask, FinishRun, RunPlanner, SetStates
-from millstream.core.states import IllegalTransition, RunState, TaskState
+from millstream.core.states import TERMINAL_TASK_STATES, IllegalTransition, RunState, TaskState
 from millstream.core.timetables import RunInfo, from_spec, parse_dates
 from millstream.executors.base import Executor, ExecutorBrokenError
 from millstream.scheduler.batch import WriteBatch
@@ -81,6 +82,8 @@ class ActiveRun:
     clear_number: int = 0
     start_date: datetime | None = None
     sensor_starts: dict[tuple[str, int], datetime] = field(default_factory=dict)
+    attempt: int = 1
+    deadlines_fired: set[str] = field(default_factory=set)
     # Attempts made per instance, mirrored from the store so dispatch needs no query.
     tries: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -121,7 +124,10 @@ class Scheduler:
         self._pending_ready: list[tuple[int, str, int]] = []  # pushed after the commit
         self.pools: dict[str, int] = {DEFAULT_POOL: 128}
         self._pool_warned: set[tuple[int, str]] = set()
-        self._unapplied: list[Event] = []  # reports whose transaction failed, retried next turn
+        self._unapplied: list[Event] = []
+        self._to_reload: list[
+            int
+        ] = []  # runs retried as a whole, reloaded after the commit  # reports whose transaction failed, retried next turn
         self._seq = itertools.count()
         self._next_poll = 0.0
         self._parsed: queue.Queue[tuple[list[Parsed], list[str]]] = queue.Queue()
@@ -177,6 +183,7 @@ class Scheduler:
             self._nudged.clear()
             self.sync_runs()
             self.stop_timed_out_runs(now)
+            self.call_deadlines(now)
             self.refresh_pools()
             self.create_scheduled(now)
             self.start_queued(now)
@@ -320,7 +327,7 @@ class Scheduler:
                 run.start_date = now
                 self._persist(batch, run, run.planner.start())
                 started.append(run)
-            batch.flush(conn)
+            self._commit_batch(conn, batch)
         for run in started:
             self._emit("run_started", dag_id=run.dag_id, run_id=run.run_id)
         self._flush_ready()
@@ -343,6 +350,8 @@ class Scheduler:
             params=params,
             clear_number=row["clear_number"],
             start_date=row["start_date"],
+            attempt=row["attempt"],
+            deadlines_fired=set(row["deadlines_fired"] or ()),
         )
         self.runs[run.pk] = run
         return run
@@ -379,7 +388,7 @@ class Scheduler:
                 self._load_run(conn, batch, row, reset_orphans=reset_orphans, now=now)
                 if reset_orphans:
                     log.info("recovered run %s of %s", row["run_id"], row["dag_id"])
-            batch.flush(conn)
+            self._commit_batch(conn, batch)
         self._flush_ready()
 
     def sync_runs(self) -> None:
@@ -389,8 +398,10 @@ class Scheduler:
         for pk in [pk for pk in self.runs if pk not in current]:
             del self.runs[pk]  # finished outside this scheduler (marked by a user)
         stale = [pk for pk, n in current.items() if pk not in self.runs or self.runs[pk].clear_number != n]
-        if not stale:
-            return
+        if stale:
+            self._reload_runs(stale)
+
+    def _reload_runs(self, stale: list[int]) -> None:
         now = self.clock()
         with self.store.begin() as conn:
             batch = WriteBatch()
@@ -399,7 +410,7 @@ class Scheduler:
                 if row["state"] == RunState.RUNNING.value:
                     self._load_run(conn, batch, row, reset_orphans=False, now=now)
                     log.info("reloaded run %s of %s (cleared)", row["run_id"], row["dag_id"])
-            batch.flush(conn)
+            self._commit_batch(conn, batch)
         self._flush_ready()
 
     def _load_run(
@@ -445,6 +456,42 @@ class Scheduler:
         cmds += planner.start()
         self._persist(batch, run, cmds)
 
+    def call_deadlines(self, now: datetime) -> None:
+        """Call deadline callbacks of runs and tasks not finished in time (once each)."""
+        fired: list[tuple[ActiveRun, str]] = []
+        for run in self.runs.values():
+            reference = {"logical_date": run.logical_date, "run_start": run.start_date}
+            targets: list[tuple[str, Any, bool]] = []
+            if run.spec.deadline:
+                targets.append(("run", run.spec.deadline, True))
+            for task in run.spec.tasks:
+                if task.deadline:
+                    unfinished = any(
+                        st not in TERMINAL_TASK_STATES for st in run.planner.states[task.task_id].values()
+                    )
+                    targets.append((task.task_id, task.deadline, unfinished))
+            for name, deadline, unfinished in targets:
+                ref = reference.get(deadline["reference"])
+                if name in run.deadlines_fired or not unfinished or ref is None:
+                    continue
+                if now >= ref + timedelta(seconds=deadline["seconds"]):
+                    run.deadlines_fired.add(name)
+                    fired.append((run, name))
+        if not fired:
+            return
+        with self.store.begin() as conn:
+            for run, _ in fired:
+                runs_q.set_deadlines_fired(conn, run.pk, sorted(run.deadlines_fired))
+        for run, name in fired:
+            what = "the run" if name == "run" else f"task {name!r}"
+            log.warning("deadline missed by %s of %s in run %s", what, run.dag_id, run.run_id)
+            self._callback(
+                run,
+                "deadline",
+                task_id=None if name == "run" else name,
+                reason=f"deadline missed: {what} not finished in time",
+            )
+
     def stop_timed_out_runs(self, now: datetime) -> None:
         """Fail runs that ran longer than their ``dagrun_timeout``; teardowns still run."""
         late = [
@@ -467,7 +514,7 @@ class Scheduler:
                 for task_id, idx in interrupted:
                     self.executor.cancel((run.pk, task_id, idx))
                 self._persist(batch, run, cmds)
-            batch.flush(conn)
+            self._commit_batch(conn, batch)
         self._flush_ready()
 
     # -- 4. retries ---------------------------------------------------------------------------
@@ -485,7 +532,7 @@ class Scheduler:
             batch = WriteBatch()
             for run, cmds in due:
                 self._persist(batch, run, cmds)
-            batch.flush(conn)
+            self._commit_batch(conn, batch)
         self._flush_ready()
 
     # -- 5. dispatch ----------------------------------------------------------------------------
@@ -493,7 +540,39 @@ class Scheduler:
     def _push(self, run: ActiveRun, task_id: str, map_index: int) -> None:
         self._pending_ready.append((run.pk, task_id, map_index))
 
+    def _commit_batch(self, conn: Connection, batch: WriteBatch) -> None:
+        """Write a turn's batch; runs that failed with run-level retries left are cleared for
+        their next attempt in the same transaction (reloaded after the commit)."""
+        batch.flush(conn)
+        for run in batch.run_retries:
+            row = runs_q.get_run_by_pk(conn, run.pk)
+            if run.spec.retry_strategy == "all":
+                roots, states = set(run.spec.task_ids), None
+            else:
+                roots = {
+                    t
+                    for t, by in run.planner.states.items()
+                    if any(s in (S.FAILED, S.UPSTREAM_FAILED) for s in by.values())
+                }
+                states = frozenset({"failed", "upstream_failed", "skipped", "up_for_retry", "removed"})
+            cleared = control.clear_run(
+                conn, row, run.spec, roots, downstream=True, **({"states": states} if states else {})
+            )
+            runs_q.next_attempt(conn, run.pk)
+            log.warning(
+                "run %s of %s failed; run retry %d/%d clears %d task instance(s)",
+                run.run_id,
+                run.dag_id,
+                run.attempt,
+                run.spec.retries,
+                len(cleared),
+            )
+            self._to_reload.append(run.pk)
+
     def _flush_ready(self) -> None:
+        if self._to_reload:
+            pks, self._to_reload = self._to_reload, []
+            self._reload_runs(pks)
         for run_pk, task_id, idx in self._pending_ready:
             key = (run_pk, task_id)
             if key not in self._ready:
@@ -641,7 +720,7 @@ class Scheduler:
                         done = self._apply_finished(batch, ev, now)
                         if done is not None:
                             finished_runs.append(done)
-                batch.flush(conn)
+                self._commit_batch(conn, batch)
         except Exception:
             # Workers told us once; keep their reports until the store takes them.
             self._unapplied = events
@@ -786,6 +865,13 @@ class Scheduler:
                     for idx in range(cmd.length):
                         self._push(run, cmd.task_id, idx)
             elif isinstance(cmd, FinishRun):
+                if (
+                    cmd.state is RunState.FAILED
+                    and run.attempt <= run.spec.retries
+                    and run.planner.marked_state is None
+                ):
+                    batch.run_retries.append(run)  # retried as a whole instead of finishing
+                    continue
                 batch.run_states.append((run.pk, cmd.state, cmd.reason, self.clock()))
                 kind = "on_success_callback" if cmd.state is RunState.SUCCESS else "on_failure_callback"
                 if kind in run.spec.callbacks:

@@ -28,6 +28,7 @@ from millstream.core.timetables import ScheduleError as CoreScheduleError
 from millstream.errors import CycleError, DagDefinitionError, DuplicateTaskIdError, ScheduleError
 from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
+from millstream.sdk.deadlines import DeadlineAlert
 from millstream.sdk.params import Param, params_to_dict
 from millstream.sdk.xcom import DagParam
 
@@ -134,6 +135,9 @@ class DAG:
         description: str | None = None,
         doc_md: str | None = None,
         timezone: str | None = None,
+        retries: int = 0,
+        retry_strategy: str = "failed_only",
+        deadline: DeadlineAlert | None = None,
         **airflow_only: Any,
     ) -> None:
         self.filename, self.lineno = caller_location()
@@ -183,6 +187,16 @@ class DAG:
         self.on_failure_callback = on_failure_callback
         self.description = description
         self.doc_md = doc_md
+        if retry_strategy not in ("failed_only", "all"):
+            raise DagDefinitionError(
+                f"DAG {dag_id!r}: retry_strategy must be 'failed_only' or 'all', got {retry_strategy!r}",
+                filename=self.filename,
+                lineno=self.lineno,
+            )
+        self.retries = retries
+        self.retry_strategy = retry_strategy
+        self.deadline = deadline
+        self.deadline_callback = deadline.callback if deadline else None
         self.tasks: dict[str, Task] = {}
         self.task_group_ids: set[str] = set()
         collector = _collector.get()
@@ -299,6 +313,9 @@ class DAG:
             callbacks=tuple(
                 k for k in ("on_success_callback", "on_failure_callback") if getattr(self, k) is not None
             ),
+            retries=self.retries,
+            retry_strategy=self.retry_strategy,
+            deadline=self.deadline.to_dict() if self.deadline else None,
         )
 
     def test(

@@ -55,6 +55,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "doc": None,
     "doc_md": None,
     "queue": None,
+    "deadline": None,
 }
 
 CALLBACKS = (
@@ -209,6 +210,10 @@ class Task:
     # -- wiring -------------------------------------------------------------------------
 
     @property
+    def deadline_callback(self) -> Any:
+        return self.config["deadline"].callback if self.config["deadline"] else None
+
+    @property
     def output(self) -> XComArg:
         return XComArg(self)
 
@@ -345,6 +350,7 @@ class Task:
             is_teardown=self.is_teardown,
             on_failure_fail_dagrun=self.on_failure_fail_dagrun,
             callbacks=tuple(k for k in CALLBACKS if c.get(k)),
+            deadline=c["deadline"].to_dict() if c["deadline"] else None,
             multiple_outputs=bool(c["multiple_outputs"]),
             ignore_downstream_trigger_rules=bool(c["ignore_downstream_trigger_rules"]),
             doc=c["doc_md"] or c["doc"],

@@ -170,3 +170,22 @@ def set_marked(conn: Connection, run_pk: int, state: RunState, reason: str) -> N
     conn.execute(
         dag_run.update().where(dag_run.c.id == run_pk).values(marked_state=state.value, state_reason=reason)
     )
+
+
+def next_attempt(conn: Connection, run_pk: int) -> None:
+    """Start the next run-level attempt of a run whose failed work was cleared."""
+    conn.execute(
+        dag_run.update()
+        .where(dag_run.c.id == run_pk)
+        .values(
+            attempt=dag_run.c.attempt + 1,
+            state=RunState.RUNNING.value,
+            end_date=None,
+            state_reason="retrying the run",
+            clear_number=dag_run.c.clear_number + 1,
+        )
+    )
+
+
+def set_deadlines_fired(conn: Connection, run_pk: int, names: list[str]) -> None:
+    conn.execute(dag_run.update().where(dag_run.c.id == run_pk).values(deadlines_fired=names))

@@ -106,6 +106,10 @@ dag_run = sa.Table(
     sa.Column("clear_number", sa.Integer, nullable=False, server_default="0"),
     # Set when a user marks a running run: it ends in this state once teardowns have run.
     sa.Column("marked_state", sa.String(20), nullable=True),
+    # Run-level retries: which attempt of the whole run this is (1 = the first).
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
+    # Deadline callbacks already called (``run``, or a task id), so a restart never repeats them.
+    sa.Column("deadlines_fired", sa.JSON, nullable=True),
     sa.UniqueConstraint("dag_id", "run_id"),
     sa.Index("ix_dag_run_state_dag_id", "state", "dag_id"),
 )
