@@ -38,5 +38,9 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/run.py
 
+## chaos: the long crash harness: 1 000 task instances, 20 SIGKILLs of the scheduler, then of workers
+chaos: $(DEV_STAMP)
+	MILLSTREAM_CHAOS_LONG=1 $(BIN)/pytest -s -q --timeout 1200 tests/integration/test_chaos.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -98,6 +98,7 @@ class RunPlanner:
         self.retry_at: dict[tuple[str, int], datetime] = dict(retry_at or {})
         # Instances cleared by a user get their retries again: tries allowed so far.
         self.max_tries: dict[tuple[str, int], int] = dict(max_tries or {})
+        self._immediate: set[tuple[str, int]] = set()  # interrupted attempts: retry without delay
         self.unfinished = 0
         self.finished: RunState | None = None
         # A user marked the run: it ends in this state once its teardowns have run.
@@ -216,12 +217,18 @@ class RunPlanner:
         out: list[Command] = []
         limit = self.max_tries.get((task_id, map_index), task.retries)
         if try_number <= limit:
-            delay = retry_delay(
-                base=task.retry_delay,
-                try_number=try_number,
-                backoff=task.retry_exponential_backoff,
-                max_delay=task.max_retry_delay,
-                key=f"{self.spec.dag_id}.{task_id}.{map_index}",
+            immediate = (task_id, map_index) in self._immediate
+            self._immediate.discard((task_id, map_index))
+            delay = (
+                0.0
+                if immediate
+                else retry_delay(
+                    base=task.retry_delay,
+                    try_number=try_number,
+                    backoff=task.retry_exponential_backoff,
+                    max_delay=task.max_retry_delay,
+                    key=f"{self.spec.dag_id}.{task_id}.{map_index}",
+                )
             )
             at = now + timedelta(seconds=delay)
             self.retry_at[(task_id, map_index)] = at
@@ -232,6 +239,15 @@ class RunPlanner:
         self._set(task_id, [map_index], S.FAILED, why, out)
         self._settle([(task_id, map_index)], out)
         return out
+
+    def interrupted(self, task_id: str, map_index: int, try_number: int) -> int:
+        """An attempt was cut short by the scheduler's own crash: allow one more try and
+        retry it at once. Returns the tries now allowed."""
+        task = self.spec.task(task_id)
+        allowed = max(self.max_tries.get((task_id, map_index), task.retries), try_number)
+        self.max_tries[(task_id, map_index)] = allowed
+        self._immediate.add((task_id, map_index))
+        return allowed
 
     def mark_run(self, state: RunState, reason: str) -> tuple[list[Command], list[tuple[str, int]]]:
         """End a run by decision (a user's mark, dagrun_timeout): unfinished work is set to

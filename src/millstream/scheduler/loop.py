@@ -450,8 +450,11 @@ class Scheduler:
                         task_id, idx, S.SCHEDULED, reason="requeued after scheduler restart"
                     )
                 elif reset_orphans and state is S.RUNNING:
+                    # Our crash, not the task's failure: run it again without using a retry.
+                    allowed = planner.interrupted(task_id, idx, run.tries[(task_id, idx)])
+                    ti_q.set_attempt(conn, run.pk, task_id, idx, expected=[S.RUNNING], max_tries=allowed)
                     cmds += planner.attempt_failed(
-                        task_id, idx, run.tries[(task_id, idx)], now, "the scheduler restarted while it ran"
+                        task_id, idx, run.tries[(task_id, idx)], now, "interrupted by a scheduler restart"
                     )
         cmds += planner.start()
         self._persist(batch, run, cmds)
