@@ -99,3 +99,80 @@ def test_marking_a_failed_task_success_lets_the_run_carry_on(harness, tmp_path):
     wait_for(lambda: out.exists(), 30, "downstream to run")
     assert harness.wait_run("markable", "k1") == "success"
     assert [json.loads(x) for x in out.read_text().splitlines()] == ["downstream ran"]
+
+
+def test_clear_variants_select_what_they_say(harness):
+    harness.write_dag(
+        "abc.py",
+        """
+        from millstream import dag, task
+
+        @dag
+        def abc():
+            @task
+            def a():
+                return 1
+
+            @task
+            def b(x):
+                raise RuntimeError("b fails")
+
+            @task
+            def c(y):
+                return y
+
+            c(b(a()))
+
+        abc()
+        """,
+    )
+    harness.start()
+    from datetime import UTC, datetime
+
+    r1 = harness.trigger("abc", run_id="r1", logical_date=datetime(2025, 1, 1, tzinfo=UTC))
+    r2 = harness.trigger("abc", run_id="r2", logical_date=datetime(2025, 2, 1, tzinfo=UTC))
+    assert harness.wait_run("abc", r1) == "failed" and harness.wait_run("abc", r2) == "failed"
+
+    def picked(**kw):
+        return sorted((c.run_id, c.task_id) for c in control.clear(harness.store, "abc", dry_run=True, **kw))
+
+    assert picked(run_id="r1", only_failed=True) == [("r1", "b"), ("r1", "c")]
+    assert picked(run_id="r1", task_regex="^c$", upstream=True) == [("r1", "a"), ("r1", "b"), ("r1", "c")]
+    assert picked(run_id="r1", task_regex="^a$", downstream=True) == [("r1", "a"), ("r1", "b"), ("r1", "c")]
+    assert picked(task_regex="^a$", start_date=datetime(2025, 1, 15, tzinfo=UTC)) == [("r2", "a")]
+    # A dry run changed nothing.
+    assert harness.tis("abc", "r1")["b"]["state"] == "failed"
+
+
+def test_a_retry_does_not_start_before_its_delay(harness, tmp_path):
+    harness.write_dag(
+        "delayed.py",
+        """
+        from datetime import timedelta
+        from millstream import dag, task
+
+        @dag
+        def delayed():
+            @task(retries=1, retry_delay=timedelta(seconds=1))
+            def flaky(ti=None):
+                if ti.try_number == 1:
+                    raise RuntimeError("first try fails")
+
+            flaky()
+
+        delayed()
+        """,
+    )
+    harness.start()
+    run_id = harness.trigger("delayed")
+    assert harness.wait_run("delayed", run_id) == "success"
+    logs = sorted((harness.home / "logs").rglob("task_id=flaky/attempt=*.log"))
+    assert len(logs) == 2
+    from datetime import datetime
+
+    def stamp(line: str) -> datetime:
+        return datetime.fromisoformat(line[1 : line.index("]")])
+
+    first_end = stamp(logs[0].read_text().splitlines()[-1])
+    second_start = stamp(logs[1].read_text().splitlines()[0])
+    assert (second_start - first_end).total_seconds() >= 1.0
