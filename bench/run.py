@@ -10,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import bench_backfill  # noqa: E402
 import bench_foundation  # noqa: E402
 import bench_mapping  # noqa: E402
 from common import RESULTS  # noqa: E402
@@ -19,6 +20,7 @@ def main() -> None:
     print(f"{'benchmark':<60} {'value':>10} {'unit':<6} {'target':<14} verdict")
     bench_foundation.main()
     bench_mapping.main()
+    bench_backfill.main()
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(RESULTS, indent=2))

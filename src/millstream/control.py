@@ -14,10 +14,11 @@ from sqlalchemy import Connection
 
 from millstream.core.model import DagSpec
 from millstream.core.states import RunState, TaskState
-from millstream.core.timetables import from_spec
-from millstream.errors import NotFoundError, ParamValidationError
+from millstream.core.timetables import from_spec, parse_dates, runs_between
+from millstream.errors import ConflictError, NotFoundError, ParamValidationError
 from millstream.sdk.params import resolve_params
 from millstream.store import Store
+from millstream.store import backfills as backfills_q
 from millstream.store import dags as dags_q
 from millstream.store import results as results_q
 from millstream.store import runs as runs_q
@@ -337,3 +338,171 @@ def mark_task_instances(
         if marked:
             runs_q.mark_cleared(conn, run["id"])  # reopen, and tell schedulers to reload it
     return marked
+
+
+# -- backfills -----------------------------------------------------------------------------------
+
+REPROCESS = ("none", "failed", "completed")
+
+
+@dataclass(frozen=True)
+class BackfillItem:
+    """One interval of a backfill and what the backfill does with it."""
+
+    logical_date: datetime
+    interval_start: datetime
+    interval_end: datetime
+    action: str  # create | rerun | skip
+    existing_run_id: str | None = None
+    existing_state: str | None = None
+
+
+def plan_backfill(
+    conn: Connection, dag_id: str, from_date: datetime, to_date: datetime, reprocess: str
+) -> tuple[int, DagSpec, list[BackfillItem]]:
+    """What a backfill would do: every interval, and the fate of runs that already exist."""
+    version_id, spec = dags_q.latest_spec(conn, dag_id)
+    if reprocess not in REPROCESS:
+        raise ParamValidationError(
+            f"--reprocess-behavior must be one of {', '.join(REPROCESS)}, got {reprocess!r}"
+        )
+    if from_date > to_date:
+        raise ParamValidationError(
+            f"--from-date {from_date.isoformat()} is after --to-date {to_date.isoformat()}"
+        )
+    timetable = from_spec(spec.timetable)
+    if not timetable.periodic:
+        raise ParamValidationError(
+            f"DAG {dag_id!r} has no time schedule ({timetable.summary}); a backfill needs a cron, preset or "
+            "timedelta schedule"
+        )
+    start, end = parse_dates(spec.start_date, spec.end_date)
+    if start is not None and from_date < start:
+        raise ParamValidationError(
+            f"--from-date {from_date.isoformat()} is before the DAG's start_date {start.isoformat()}"
+        )
+    if end is not None and to_date > end:
+        raise ParamValidationError(
+            f"--to-date {to_date.isoformat()} is after the DAG's end_date {end.isoformat()}"
+        )
+    infos = runs_between(timetable, from_date, to_date)
+    if not infos:
+        raise ParamValidationError(
+            f"DAG {dag_id!r} has no run between {from_date.isoformat()} and {to_date.isoformat()}"
+        )
+    existing = {r["logical_date"]: r for r in runs_q.runs_between(conn, dag_id, from_date, to_date)}
+    items = []
+    for info in infos:
+        run = existing.get(info.logical_date)
+        if run is None:
+            action = "create"
+        elif run["state"] in ("queued", "running"):
+            action = "skip"
+        elif reprocess == "completed" or (reprocess == "failed" and run["state"] == "failed"):
+            action = "rerun"
+        else:
+            action = "skip"
+        items.append(
+            BackfillItem(
+                info.logical_date,
+                info.interval_start,
+                info.interval_end,
+                action,
+                run["run_id"] if run else None,
+                run["state"] if run else None,
+            )
+        )
+    return version_id, spec, items
+
+
+def create_backfill(
+    store: Store,
+    dag_id: str,
+    from_date: datetime,
+    to_date: datetime,
+    *,
+    reprocess: str = "none",
+    max_active_runs: int = 10,
+    run_backwards: bool = False,
+    conf: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> tuple[int | None, list[BackfillItem]]:
+    """Create a backfill the scheduler works through (or, with ``dry_run``, only plan it).
+
+    Runs that do not exist are created; existing ones follow ``reprocess``: ``none`` leaves
+    them alone, ``failed`` reruns the failed ones, ``completed`` reruns every finished one.
+    Runs start oldest first (newest first with ``run_backwards``), at most
+    ``max_active_runs`` at a time, next to (not instead of) the DAG's scheduled runs.
+    """
+    now = now or datetime.now(UTC)
+    from_date, to_date = _utc(from_date), _utc(to_date)
+    if max_active_runs < 1:
+        raise ParamValidationError(f"--max-active-runs must be 1 or more, got {max_active_runs}")
+    with store.begin() as conn:
+        version_id, spec, items = plan_backfill(conn, dag_id, from_date, to_date, reprocess)
+        resolve_params(spec.params, conf)
+        if dry_run:
+            return None, items
+        backfill_id = backfills_q.create(
+            conn,
+            dag_id=dag_id,
+            from_date=from_date,
+            to_date=to_date,
+            reprocess_behavior=reprocess,
+            max_active_runs=max_active_runs,
+            run_backwards=run_backwards,
+            conf=dict(conf or {}),
+            state="running",
+            created_at=now,
+        )
+        ordered = list(reversed(items)) if run_backwards else items
+        for order, item in enumerate(ordered):
+            if item.action == "create":
+                pk = runs_q.create_run(
+                    conn,
+                    dag_id=dag_id,
+                    run_id=f"backfill__{item.logical_date.isoformat()}",
+                    version_id=version_id,
+                    run_type="backfill",
+                    logical_date=item.logical_date,
+                    interval=(item.interval_start, item.interval_end),
+                    run_after=now,
+                    conf=dict(conf or {}),
+                    now=now,
+                )
+            elif item.action == "rerun":
+                run = runs_q.get_run(conn, dag_id, item.existing_run_id or "")
+                pk = run["id"]
+                run_spec = dags_q.spec_for_version(conn, run["dag_version_id"])
+                clear_run(conn, run, run_spec, set(run_spec.task_ids))
+                runs_q.requeue(conn, pk)
+            else:
+                continue
+            runs_q.assign_backfill(conn, pk, backfill_id, order)
+    return backfill_id, items
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def set_backfill_state(store: Store, backfill_id: int, action: str, now: datetime | None = None) -> str:
+    """pause | resume | cancel. Returns the new state."""
+    now = now or datetime.now(UTC)
+    with store.begin() as conn:
+        b = backfills_q.get(conn, backfill_id)
+        state = b["state"]
+        if state in ("completed", "cancelled"):
+            raise ConflictError(f"backfill {backfill_id} is {state}; it cannot be {action}d")
+        if action == "pause":
+            new = "paused"
+        elif action == "resume":
+            new = "running"
+        elif action == "cancel":
+            new = "cancelled"
+            backfills_q.fail_queued(conn, backfill_id, "backfill cancelled", now)
+        else:
+            raise ParamValidationError(f"unknown backfill action {action!r}")
+        backfills_q.set_state(conn, backfill_id, new, completed_at=now if new == "cancelled" else None)
+        return new

@@ -275,3 +275,82 @@ def test_tasks_mark_commands(cli):
         "has no task 'nope'"
         in cli("tasks", "mark-success", "process_daily_files", run_id, "nope", ok=False).stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--dag-id", "nope", "--from-date", "2025-01-01", "--to-date", "2025-01-02"],
+            "no DAG with id 'nope'",
+        ),
+        (
+            ["--dag-id", "daily_report", "--from-date", "2025-02-01", "--to-date", "2025-01-02"],
+            "is after --to-date",
+        ),
+        (
+            ["--dag-id", "daily_report", "--from-date", "2024-01-01", "--to-date", "2025-01-02"],
+            "is before the DAG's start_date",
+        ),
+        (
+            ["--dag-id", "temp_workspace", "--from-date", "2025-01-01", "--to-date", "2025-01-02"],
+            "has no time schedule",
+        ),
+        (
+            ["--dag-id", "daily_report", "--from-date", "yesterday", "--to-date", "2025-01-02"],
+            "is not a date",
+        ),
+        (
+            [
+                "--dag-id",
+                "daily_report",
+                "--from-date",
+                "2025-01-01",
+                "--to-date",
+                "2025-01-02",
+                "--conf",
+                "[1]",
+            ],
+            "--conf must be a JSON object",
+        ),
+    ],
+)
+def test_backfill_errors_are_one_line_and_create_nothing(cli, args, message):
+    for name in ("daily_report.py", "temp_workspace.py"):
+        shutil.copy(EXAMPLES / name, cli.dags)
+    p = cli("backfill", "create", *args, "--detach", ok=False)
+    assert p.returncode == 1 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert "daily_report" not in cli("backfill", "list").stdout
+
+
+def test_backfill_dry_run_list_show_and_state_errors(cli):
+    shutil.copy(EXAMPLES / "daily_report.py", cli.dags)
+    dry = cli(
+        "backfill",
+        "create",
+        "--dag-id",
+        "daily_report",
+        "--from-date",
+        "2025-01-01",
+        "--to-date",
+        "2025-01-03",
+        "--dry-run",
+    ).stdout
+    assert "Dry run: 3 to create, 0 to rerun, 0 to skip" in dry and "2025-01-02 00:00:00" in dry
+    created = cli(
+        "backfill",
+        "create",
+        "--dag-id",
+        "daily_report",
+        "--from-date",
+        "2025-01-01",
+        "--to-date",
+        "2025-01-03",
+        "--detach",
+    ).stdout
+    assert "Backfill 1 of daily_report: 3 run(s)" in created
+    assert "running" in cli("backfill", "show", "1").stdout
+    assert "Backfill 1: paused" in cli("backfill", "pause", "1").stdout
+    assert "Backfill 1: cancelled" in cli("backfill", "cancel", "1").stdout
+    assert "cannot be resumed" in cli("backfill", "resume", "1", ok=False).stderr
+    assert "no backfill 9" in cli("backfill", "show", "9", ok=False).stderr

@@ -107,3 +107,76 @@ def test_ticks_strictly_increase_and_never_repeat(expr, tz, start):
         )
         seen.append(last.logical_date)
     assert all(a < b for a, b in zip(seen, seen[1:]))
+
+
+def test_runs_between_covers_the_range_inclusively():
+    from millstream.core.timetables import runs_between
+
+    infos = runs_between(
+        CronTriggerTimetable("@daily"), datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 31, tzinfo=UTC)
+    )
+    assert len(infos) == 31 and infos[0].logical_date.day == 1 and infos[-1].logical_date.day == 31
+    monthly = runs_between(
+        CronDataIntervalTimetable("@monthly"),
+        datetime(2025, 1, 1, tzinfo=UTC),
+        datetime(2025, 12, 31, tzinfo=UTC),
+    )
+    # Month ends: each interval runs to the first of the next month, whatever the month's length.
+    assert [(i.interval_end - i.interval_start).days for i in monthly] == [
+        31,
+        28,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ]
+
+
+@given(
+    st.sampled_from(
+        ["Europe/Amsterdam", "America/New_York", "Australia/Sydney", "America/Sao_Paulo", "Asia/Tehran"]
+    ),
+    st.sampled_from(["30 2 * * *", "0 0 * * *", "15 1 * * *", "0 3 * * *"]),
+    st.dates(min_value=datetime(2024, 1, 1).date(), max_value=datetime(2027, 12, 1).date()),
+)
+def test_daily_schedules_tick_once_per_local_day_across_dst(tz, expr, day):
+    from zoneinfo import ZoneInfo
+
+    from millstream.core.timetables import runs_between
+
+    zone = ZoneInfo(tz)
+    start = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+    infos = runs_between(CronTriggerTimetable(expr, tz), start, start + timedelta(days=40))
+    local_days = [i.logical_date.astimezone(zone).date() for i in infos]
+    # Neither skipped (a day without a run) nor duplicated (a day with two), even when the
+    # clock jumps over or repeats the scheduled local time.
+    assert len(local_days) == len(set(local_days))
+    assert all((b - a).days == 1 for a, b in zip(local_days, local_days[1:]))
+
+
+def test_a_wall_clock_time_that_occurs_twice_runs_once():
+    from millstream.core.timetables import runs_between
+
+    # 02:30 happens twice in Amsterdam on 27 October 2024 (clocks go back at 03:00).
+    tt = CronTriggerTimetable("30 2 * * *", "Europe/Amsterdam")
+    infos = runs_between(tt, datetime(2024, 10, 26, tzinfo=UTC), datetime(2024, 10, 29, tzinfo=UTC))
+    assert [i.logical_date.isoformat() for i in infos] == [
+        "2024-10-26T00:30:00+00:00",
+        "2024-10-27T00:30:00+00:00",
+        "2024-10-28T01:30:00+00:00",
+    ]
+    # Hourly with data intervals: the interval that contains the repeated hour spans two
+    # real hours, so every moment is covered exactly once.
+    hourly = runs_between(
+        CronDataIntervalTimetable("0 * * * *", "Europe/Amsterdam"),
+        datetime(2024, 10, 26, 22, tzinfo=UTC),
+        datetime(2024, 10, 27, 4, tzinfo=UTC),
+    )
+    for a, b in zip(hourly, hourly[1:]):
+        assert a.interval_end == b.interval_start

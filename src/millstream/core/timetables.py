@@ -123,9 +123,15 @@ class _CronBase(Timetable):
         self.summary = expr
 
     def _ticks_after(self, t: datetime) -> datetime:
-        # croniter works in the zone of its start time, which makes DST-correct ticks.
-        it = croniter(self.expr, t.astimezone(self.tz))
+        # croniter works in the zone of its start time, which makes DST-correct ticks. When
+        # the clocks go back, a wall-clock time occurs twice and croniter yields both: the
+        # second is the same cron slot again, so it is skipped (no duplicate run; with data
+        # intervals, the interval before simply spans the extra hour).
+        local = t.astimezone(self.tz)
+        it = croniter(self.expr, local)
         nxt: datetime = it.get_next(datetime)
+        while nxt.replace(tzinfo=None) == local.replace(tzinfo=None):
+            nxt = it.get_next(datetime)
         return nxt.astimezone(UTC)
 
     def _tick_at_or_after(self, t: datetime) -> datetime:
@@ -252,3 +258,20 @@ def from_spec(spec: Mapping[str, Any]) -> Timetable:
 
 def parse_dates(spec_start: str | None, spec_end: str | None) -> tuple[datetime | None, datetime | None]:
     return _parse_dt(spec_start), _parse_dt(spec_end)
+
+
+def runs_between(timetable: Timetable, start: datetime, end: datetime) -> list[RunInfo]:
+    """Every run the timetable has with a logical date in [start, end], oldest first
+    (what a backfill over that range covers)."""
+    if not timetable.periodic:
+        return []
+    out: list[RunInfo] = []
+    last: RunInfo | None = None
+    far = end + timedelta(days=366 * 100)  # "now" far ahead: every interval counts as due
+    while True:
+        info = timetable.next_run(last=last, now=far, start=start, end=end, catchup=True)
+        if info is None or info.logical_date > end:
+            return out
+        if info.logical_date >= start:
+            out.append(info)
+        last = info

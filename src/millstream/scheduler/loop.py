@@ -43,6 +43,7 @@ from millstream.scheduler.dagsync import record_parsed, sync_folder
 from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.sdk.params import resolve_params
 from millstream.store import Store
+from millstream.store import backfills as backfills_q
 from millstream.store import dags as dags_q
 from millstream.store import pools as pools_q
 from millstream.store import results as results_q
@@ -84,6 +85,7 @@ class ActiveRun:
     sensor_starts: dict[tuple[str, int], datetime] = field(default_factory=dict)
     attempt: int = 1
     deadlines_fired: set[str] = field(default_factory=set)
+    prev_success: tuple[datetime | None, datetime | None] = (None, None)
     # Attempts made per instance, mirrored from the store so dispatch needs no query.
     tries: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -187,6 +189,7 @@ class Scheduler:
             self.refresh_pools()
             self.create_scheduled(now)
             self.start_queued(now)
+            self.update_backfills(now)
             self._next_poll = mono + self.poll_interval
         self.retry_due(now)
         self.dispatch()
@@ -309,30 +312,58 @@ class Scheduler:
     # -- 3. starting runs -------------------------------------------------------------------
 
     def start_queued(self, now: datetime) -> None:
+        """Start queued runs within their limits: a DAG's ``max_active_runs`` for live runs,
+        a backfill's own ``max_active_runs`` for its runs (so neither starves the other)."""
         started: list[ActiveRun] = []
         with self.store.begin() as conn:
             batch = WriteBatch()
             running = runs_q.count_active(conn)
-            for row in runs_q.runs_in_state(conn, RunState.QUEUED):
+            backfills = {b["id"]: b for b in backfills_q.in_state(conn, "running")}
+            running_bf = runs_q.count_active_backfill_runs(conn)
+            for row in runs_q.queued_in_order(conn):
                 spec = dags_q.spec_for_version(conn, row["dag_version_id"])
-                if running.get(row["dag_id"], 0) >= spec.max_active_runs:
+                bf = row["backfill_id"]
+                if bf is not None:
+                    if bf not in backfills or running_bf.get(bf, 0) >= backfills[bf]["max_active_runs"]:
+                        continue
+                elif running.get(row["dag_id"], 0) >= spec.max_active_runs:
                     continue
                 if not runs_q.set_state(
                     conn, row["id"], RunState.RUNNING, expected=RunState.QUEUED, start_date=now
                 ):
                     continue  # another scheduler took it
-                running[row["dag_id"]] = running.get(row["dag_id"], 0) + 1
-                ti_q.create_for_run(conn, row["id"], spec)
-                run = self._active_run(row, spec, RunPlanner(spec, max_map_length=self.max_map_length))
+                if bf is not None:
+                    running_bf[bf] = running_bf.get(bf, 0) + 1
+                else:
+                    running[row["dag_id"]] = running.get(row["dag_id"], 0) + 1
+                if ti_q.count_for_run(conn, row["id"]):
+                    # A run queued again (a backfill reprocessing it): continue from its rows.
+                    row = runs_q.get_run_by_pk(conn, row["id"])
+                    self._load_run(conn, batch, row, reset_orphans=False, now=now)
+                    run = self.runs[row["id"]]
+                else:
+                    ti_q.create_for_run(conn, row["id"], spec)
+                    run = self._active_run(
+                        conn, row, spec, RunPlanner(spec, max_map_length=self.max_map_length)
+                    )
+                    self._persist(batch, run, run.planner.start())
                 run.start_date = now
-                self._persist(batch, run, run.planner.start())
                 started.append(run)
             self._commit_batch(conn, batch)
         for run in started:
             self._emit("run_started", dag_id=run.dag_id, run_id=run.run_id)
         self._flush_ready()
 
-    def _active_run(self, row: Any, spec: DagSpec, planner: RunPlanner) -> ActiveRun:
+    def update_backfills(self, now: datetime) -> None:
+        """A backfill whose runs have all finished is complete."""
+        with self.store.begin() as conn:
+            for b in backfills_q.in_state(conn, "running", "paused"):
+                progress = backfills_q.progress(conn, b["id"])
+                if not progress["queued"] and not progress["running"]:
+                    backfills_q.set_state(conn, b["id"], "completed", completed_at=now)
+                    log.info("backfill %s of %s completed: %s", b["id"], b["dag_id"], progress)
+
+    def _active_run(self, conn: Connection, row: Any, spec: DagSpec, planner: RunPlanner) -> ActiveRun:
         try:
             params = resolve_params(spec.params, row["conf"])
         except Exception:  # noqa: BLE001 - validated at trigger time; a later DAG change is tolerated
@@ -352,6 +383,7 @@ class Scheduler:
             start_date=row["start_date"],
             attempt=row["attempt"],
             deadlines_fired=set(row["deadlines_fired"] or ()),
+            prev_success=runs_q.previous_success_interval(conn, row["dag_id"], row["logical_date"]),
         )
         self.runs[run.pk] = run
         return run
@@ -428,7 +460,7 @@ class Scheduler:
         )
         if row["marked_state"]:
             planner.marked_reason = row["state_reason"]
-        run = self._active_run(row, spec, planner)
+        run = self._active_run(conn, row, spec, planner)
         run.tries = ti_q.tries_of_run(conn, row["id"])
         run.sensor_starts = ti_q.sensor_starts(conn, row["id"])
         cmds: list[Command] = []
@@ -699,6 +731,7 @@ class Scheduler:
                     run_version=run.clear_number,
                     max_tries=run.planner.max_tries.get((task_id, idx), task.retries),
                     sensor_started_at=run.sensor_starts.get((task_id, idx)),
+                    prev_success_interval=run.prev_success,
                 )
             )
         for item in items:
@@ -729,6 +762,8 @@ class Scheduler:
             self._unapplied = events
             raise
         self._flush_ready()
+        if finished_runs:
+            self._nudged.set()  # a slot under max_active_runs opened: start what is queued now
         for finished_run, finish in finished_runs:
             self._emit(
                 "run_finished",

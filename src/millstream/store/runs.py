@@ -87,12 +87,65 @@ def runs_in_state(conn: Connection, state: RunState) -> list[sa.RowMapping]:
 
 
 def count_active(conn: Connection) -> dict[str, int]:
+    """Running runs per DAG, backfill runs excluded (a backfill has its own limit)."""
     rows = conn.execute(
         sa.select(dag_run.c.dag_id, sa.func.count())
-        .where(dag_run.c.state == RunState.RUNNING.value)
+        .where(dag_run.c.state == RunState.RUNNING.value, dag_run.c.backfill_id.is_(None))
         .group_by(dag_run.c.dag_id)
     )
     return {r[0]: r[1] for r in rows}
+
+
+def count_active_backfill_runs(conn: Connection) -> dict[int, int]:
+    rows = conn.execute(
+        sa.select(dag_run.c.backfill_id, sa.func.count())
+        .where(dag_run.c.state == RunState.RUNNING.value, dag_run.c.backfill_id.is_not(None))
+        .group_by(dag_run.c.backfill_id)
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def queued_in_order(conn: Connection) -> list[sa.RowMapping]:
+    """Queued runs: live ones first, then backfills' in their own order."""
+    return list(
+        conn.execute(
+            sa.select(dag_run)
+            .where(dag_run.c.state == RunState.QUEUED.value)
+            .order_by(dag_run.c.backfill_id.is_not(None), dag_run.c.backfill_order, dag_run.c.id)
+        ).mappings()
+    )
+
+
+def runs_between(conn: Connection, dag_id: str, start: datetime, end: datetime) -> list[sa.RowMapping]:
+    return list(
+        conn.execute(
+            sa.select(dag_run).where(
+                dag_run.c.dag_id == dag_id, dag_run.c.logical_date >= start, dag_run.c.logical_date <= end
+            )
+        ).mappings()
+    )
+
+
+def requeue(conn: Connection, run_pk: int) -> None:
+    """A finished run goes back in line (its instances were cleared)."""
+    conn.execute(
+        dag_run.update()
+        .where(dag_run.c.id == run_pk)
+        .values(
+            state=RunState.QUEUED.value,
+            end_date=None,
+            marked_state=None,
+            attempt=1,
+            state_reason="queued by a backfill",
+            clear_number=dag_run.c.clear_number + 1,
+        )
+    )
+
+
+def assign_backfill(conn: Connection, run_pk: int, backfill_id: int, order: int) -> None:
+    conn.execute(
+        dag_run.update().where(dag_run.c.id == run_pk).values(backfill_id=backfill_id, backfill_order=order)
+    )
 
 
 def set_state(
@@ -189,3 +242,22 @@ def next_attempt(conn: Connection, run_pk: int) -> None:
 
 def set_deadlines_fired(conn: Connection, run_pk: int, names: list[str]) -> None:
     conn.execute(dag_run.update().where(dag_run.c.id == run_pk).values(deadlines_fired=names))
+
+
+def previous_success_interval(
+    conn: Connection, dag_id: str, logical_date: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """The data interval of the latest successful run before ``logical_date``."""
+    if logical_date is None:
+        return (None, None)
+    row = conn.execute(
+        sa.select(dag_run.c.data_interval_start, dag_run.c.data_interval_end)
+        .where(
+            dag_run.c.dag_id == dag_id,
+            dag_run.c.state == RunState.SUCCESS.value,
+            dag_run.c.logical_date < logical_date,
+        )
+        .order_by(dag_run.c.logical_date.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row else (None, None)

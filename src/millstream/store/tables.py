@@ -110,8 +110,12 @@ dag_run = sa.Table(
     sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
     # Deadline callbacks already called (``run``, or a task id), so a restart never repeats them.
     sa.Column("deadlines_fired", sa.JSON, nullable=True),
+    # Runs created or reprocessed by a backfill, and their place in its order.
+    sa.Column("backfill_id", sa.Integer, nullable=True),
+    sa.Column("backfill_order", sa.Integer, nullable=True),
     sa.UniqueConstraint("dag_id", "run_id"),
     sa.Index("ix_dag_run_state_dag_id", "state", "dag_id"),
+    sa.Index("ix_dag_run_backfill_id_state", "backfill_id", "state"),
 )
 
 task_instance = sa.Table(
@@ -159,4 +163,20 @@ pool = sa.Table(
     sa.Column("name", sa.String(250), primary_key=True),
     sa.Column("slots", sa.Integer, nullable=False),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
+)
+
+backfill = sa.Table(
+    "backfill",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("from_date", UTCDateTime, nullable=False),
+    sa.Column("to_date", UTCDateTime, nullable=False),
+    sa.Column("reprocess_behavior", sa.String(20), nullable=False),  # none | failed | completed
+    sa.Column("max_active_runs", sa.Integer, nullable=False),
+    sa.Column("run_backwards", sa.Boolean, nullable=False),
+    sa.Column("conf", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # running | paused | cancelled | completed
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("completed_at", UTCDateTime, nullable=True),
 )

@@ -162,6 +162,12 @@ def states_of_run(conn: Connection, run_pk: int) -> list[tuple[str, int, TaskSta
     return [(r[0], r[1], TaskState(r[2])) for r in rows]
 
 
+def count_for_run(conn: Connection, run_pk: int) -> int:
+    return int(
+        conn.execute(sa.select(sa.func.count()).select_from(ti).where(ti.c.run_pk == run_pk)).scalar_one()
+    )
+
+
 def count(conn: Connection, run_pk: int, task_id: str) -> int:
     return int(
         conn.execute(

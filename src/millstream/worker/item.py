@@ -29,6 +29,7 @@ class WorkItem:
     run_version: int = 0  # the run's clear_number: results cached under an older one are stale
     max_tries: int = 0  # a failure at try_number <= max_tries is retried
     sensor_started_at: datetime | None = None  # a rescheduled sensor's first poke
+    prev_success_interval: tuple[datetime | None, datetime | None] = (None, None)
 
     @property
     def key(self) -> tuple[int, str, int]:

@@ -221,6 +221,8 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
         "ts": ld.isoformat() if ld else None,
         "data_interval_start": item.data_interval_start,
         "data_interval_end": item.data_interval_end,
+        "prev_data_interval_start_success": item.prev_success_interval[0],
+        "prev_data_interval_end_success": item.prev_success_interval[1],
         "params": dict(item.params),
         "conf": dict(item.conf),
         "triggering_asset_events": {},
