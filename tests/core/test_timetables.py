@@ -180,3 +180,19 @@ def test_a_wall_clock_time_that_occurs_twice_runs_once():
     )
     for a, b in zip(hourly, hourly[1:]):
         assert a.interval_end == b.interval_start
+
+
+def test_cron_trigger_with_an_interval_covers_the_time_before_the_tick():
+    from millstream import DAG
+
+    tt = CronTriggerTimetable("0 6 * * *", timezone="UTC", interval=timedelta(days=1))
+    info = tt.next_run(last=None, now=NOW, start=START, end=None, catchup=True)
+    assert info.logical_date == datetime(2025, 1, 1, 6, tzinfo=UTC)
+    assert (
+        info.interval_start == datetime(2024, 12, 31, 6, tzinfo=UTC)
+        and info.interval_end == info.logical_date
+    )
+    spec = DAG("d", schedule=tt, start_date=START).to_spec()
+    from millstream.core.timetables import from_spec
+
+    assert from_spec(spec.timetable).next_run(last=None, now=NOW, start=START, end=None, catchup=True) == info

@@ -320,3 +320,16 @@ def test_context_knows_the_previous_successful_interval(harness, tmp_path):
         ("2025-01-02", "2025-01-01T00:00:00+00:00"),
         ("2025-01-03", "2025-01-02T00:00:00+00:00"),
     ]
+
+
+def test_run_backwards_starts_with_the_newest_interval(harness, tmp_path):
+    write_daily(harness, tmp_path)
+    harness.start()
+    harness.wait_parsed("daily")
+    bid, _ = control.create_backfill(
+        harness.store, "daily", D(1), D(5), max_active_runs=1, run_backwards=True
+    )
+    harness.scheduler.nudge()
+    wait_backfill(harness, bid)
+    runs = sorted(runs_of(harness, bid), key=lambda r: r["start_date"])
+    assert [r["logical_date"].day for r in runs] == [5, 4, 3, 2, 1]

@@ -117,10 +117,10 @@ class ContinuousTimetable(Timetable):
 class _CronBase(Timetable):
     periodic = True
 
-    def __init__(self, expr: str, tz: str = "UTC") -> None:
-        self.expr = validate_cron(expr)
-        self.tz = ZoneInfo(tz)
-        self.summary = expr
+    def __init__(self, cron: str, timezone: str = "UTC") -> None:
+        self.expr = validate_cron(cron)
+        self.tz = ZoneInfo(timezone)
+        self.summary = cron
 
     def _ticks_after(self, t: datetime) -> datetime:
         # croniter works in the zone of its start time, which makes DST-correct ticks. When
@@ -144,7 +144,14 @@ class _CronBase(Timetable):
 
 
 class CronTriggerTimetable(_CronBase):
-    """Run at each cron tick; the logical date is the tick (Airflow 3's default)."""
+    """Run at each cron tick; the logical date is the tick (Airflow 3's default).
+
+    ``interval`` gives each run the data interval that ends at its tick (empty by default).
+    """
+
+    def __init__(self, cron: str, timezone: str = "UTC", *, interval: timedelta = timedelta(0)) -> None:
+        super().__init__(cron, timezone)
+        self.interval = interval
 
     def next_run(self, *, last, now, start, end, catchup):  # type: ignore[no-untyped-def]
         if last is not None:
@@ -159,7 +166,7 @@ class CronTriggerTimetable(_CronBase):
             tick = max(tick, self._tick_at_or_before(now))
         if end is not None and tick > end:
             return None
-        return RunInfo(tick, tick, tick, tick)
+        return RunInfo(tick, tick - self.interval, tick, tick)
 
 
 class CronDataIntervalTimetable(_CronBase):
@@ -246,7 +253,9 @@ def from_spec(spec: Mapping[str, Any]) -> Timetable:
     if kind == "continuous":
         return ContinuousTimetable()
     if kind == "cron":
-        return CronTriggerTimetable(spec["expr"], spec.get("tz", "UTC"))
+        return CronTriggerTimetable(
+            spec["expr"], spec.get("tz", "UTC"), interval=timedelta(seconds=spec.get("interval", 0))
+        )
     if kind == "cron_interval":
         return CronDataIntervalTimetable(spec["expr"], spec.get("tz", "UTC"))
     if kind == "delta":

@@ -84,7 +84,10 @@ def schedule_to_spec(schedule: Any, tz: str) -> dict[str, Any]:
     if isinstance(schedule, CronDataIntervalTimetable):
         return {"type": "cron_interval", "expr": schedule.summary, "tz": schedule.tz.key}
     if isinstance(schedule, CronTriggerTimetable):
-        return {"type": "cron", "expr": schedule.summary, "tz": schedule.tz.key}
+        spec: dict[str, Any] = {"type": "cron", "expr": schedule.summary, "tz": schedule.tz.key}
+        if schedule.interval:
+            spec["interval"] = schedule.interval.total_seconds()
+        return spec
     if isinstance(schedule, DeltaTimetable):
         return {"type": "delta_interval", "seconds": schedule.delta.total_seconds()}
     if isinstance(schedule, DeltaTriggerTimetable):
