@@ -256,17 +256,25 @@ class Scheduler:
     # -- 2. timetables ----------------------------------------------------------------------
 
     def create_scheduled(self, now: datetime) -> None:
-        with self.store.begin() as conn:
-            active = runs_q.count_active(conn)
+        with self.store.read() as conn:
+            candidates = []
             for row in dags_q.list_dags(conn):
                 if row["is_paused"] or not row["latest_version_id"]:
                     continue
-                version_id = row["latest_version_id"]
-                spec = dags_q.spec_for_version(conn, version_id)
+                spec = dags_q.spec_for_version(conn, row["latest_version_id"])
                 timetable = from_spec(spec.timetable)
                 if not timetable.periodic and spec.timetable.get("type") not in ("once", "continuous"):
                     continue
-                self._create_due_runs(conn, spec, version_id, now, active.get(spec.dag_id, 0))
+                due = row["next_run_after"]
+                if due is not None and due > now and row["next_run_logical_date"] is not None:
+                    continue  # known not to be due yet: no write this turn
+                candidates.append((row, spec))
+        if not candidates:
+            return
+        with self.store.begin() as conn:
+            active = runs_q.count_active(conn)
+            for row, spec in candidates:
+                self._create_due_runs(conn, spec, row["latest_version_id"], now, active.get(spec.dag_id, 0))
 
     def _create_due_runs(
         self, conn: Connection, spec: DagSpec, version_id: int, now: datetime, active: int
@@ -356,12 +364,18 @@ class Scheduler:
 
     def update_backfills(self, now: datetime) -> None:
         """A backfill whose runs have all finished is complete."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
+            finished = []
             for b in backfills_q.in_state(conn, "running", "paused"):
                 progress = backfills_q.progress(conn, b["id"])
                 if not progress["queued"] and not progress["running"]:
-                    backfills_q.set_state(conn, b["id"], "completed", completed_at=now)
-                    log.info("backfill %s of %s completed: %s", b["id"], b["dag_id"], progress)
+                    finished.append((b, progress))
+        if not finished:
+            return  # the usual case: no write transaction every poll
+        with self.store.begin() as conn:
+            for b, progress in finished:
+                backfills_q.set_state(conn, b["id"], "completed", completed_at=now)
+                log.info("backfill %s of %s completed: %s", b["id"], b["dag_id"], progress)
 
     def _active_run(self, conn: Connection, row: Any, spec: DagSpec, planner: RunPlanner) -> ActiveRun:
         try:

@@ -60,6 +60,9 @@ def sync_parsed(
             tags=list(spec.tags),
             last_parsed_at=now,
         )
+        if latest is None or latest.fingerprint != fp:
+            # A new version may have a new schedule: the next run is worked out again.
+            values.update(next_run_logical_date=None, next_run_after=None)
         if row is None:
             conn.execute(dag.insert().values(dag_id=spec.dag_id, is_paused=paused_on_create, **values))
         else:
@@ -134,7 +137,12 @@ def list_dags(conn: Connection, *, active_only: bool = True) -> list[sa.RowMappi
 
 def set_paused(conn: Connection, dag_id: str, paused: bool) -> None:
     get_dag(conn, dag_id)
-    conn.execute(dag.update().where(dag.c.dag_id == dag_id).values(is_paused=paused))
+    # Unpausing works the next run out again (catchup=False: only the latest interval).
+    conn.execute(
+        dag.update()
+        .where(dag.c.dag_id == dag_id)
+        .values(is_paused=paused, next_run_logical_date=None, next_run_after=None)
+    )
 
 
 def set_next_run(
