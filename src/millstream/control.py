@@ -251,14 +251,23 @@ def _reset(
         task = spec.task(task_id)
         sources = {t for src in task.map_sources for t in src.task_ids()} | set(task.aligned)
         if task.is_mapped and task_id in whole and sources & set(by_task):
-            # What it maps over runs again, so it expands again.
+            # What it maps over runs again, so it expands again; not while some of its
+            # instances still run (their reports would be mistaken for the new attempts').
+            active = [
+                r for r in ti_q.list_for_run(conn, run["id"], task_id) if r["state"] in ("queued", "running")
+            ]
+            if active:
+                raise ConflictError(
+                    f"cannot clear {task_id!r} together with what it maps over while {len(active)} of its "
+                    "instances are still running; wait for them, or clear without --upstream/--downstream"
+                )
             ti_q.collapse_to_placeholder(conn, run["id"], spec, task_id)
             results_q.delete_task(conn, run["id"], task_id)
             continue
         keys = [ti_q.key(run["id"], task_id, r["map_index"]) for r in rows]
         ti_q.clear_many(conn, keys, [r["try_number"] + task.retries for r in rows])
         results_q.delete_many(conn, keys)
-    runs_q.mark_cleared(conn, run["id"])
+    runs_q.mark_cleared(conn, run["id"], now=datetime.now(UTC))
 
 
 def mark_run(store: Store, dag_id: str, run_id: str, state: RunState) -> int:

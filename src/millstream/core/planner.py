@@ -210,13 +210,20 @@ class RunPlanner:
         return out
 
     def attempt_failed(
-        self, task_id: str, map_index: int, try_number: int, now: datetime, error: str = ""
+        self,
+        task_id: str,
+        map_index: int,
+        try_number: int,
+        now: datetime,
+        error: str = "",
+        *,
+        retryable: bool = True,
     ) -> list[Command]:
         """An attempt raised: retry after the task's delay if tries are left, else fail."""
         task = self.spec.task(task_id)
         out: list[Command] = []
         limit = self.max_tries.get((task_id, map_index), task.retries)
-        if try_number <= limit:
+        if retryable and try_number <= limit:
             immediate = (task_id, map_index) in self._immediate
             self._immediate.discard((task_id, map_index))
             delay = (

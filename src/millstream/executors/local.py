@@ -120,6 +120,8 @@ class LocalExecutor:
         self._running: dict[tuple[int, str, int], _Running] = {}
         self._submitted: dict[tuple[int, str, int], WorkItem] = {}
         self._spawns: list[float] = []
+        self._retiring = 0
+        self._cancelled: set[tuple[tuple[int, str, int], int]] = set()
         self._lost: list[BaseProcess] = []  # workers whose lease expired; left alone, fenced off
 
     def start(self) -> None:
@@ -163,6 +165,7 @@ class LocalExecutor:
                 out.append(self._events.get_nowait())
         except queue.Empty:
             pass
+        out = self._screen(out)
         for ev in out:
             if isinstance(ev, Heartbeat):
                 r = self._running.get(ev.key)
@@ -174,6 +177,30 @@ class LocalExecutor:
         out.extend(self._watchdog())
         del deadline
         return out
+
+    def _screen(self, events: list[Any]) -> list[Any]:
+        """Deal with workers that come back after losing their lease, and with attempts
+        that were cancelled while still waiting in the queue."""
+        kept = []
+        for ev in events:
+            pid = ev.pid if isinstance(ev, (Started, Heartbeat)) else None
+            if isinstance(ev, Finished):
+                pid = ev.result.pid
+            lost = next((p for p in self._lost if p.pid == pid), None)
+            if lost is not None:
+                # Back from the dead: it is a worker again, and one worker too many (a
+                # replacement took its place), so one worker is asked to retire.
+                self._lost.remove(lost)
+                self._procs[lost.pid] = lost  # type: ignore[index]
+                self._retiring += 1
+                self._tasks.put(_STOP)
+            if isinstance(ev, Started) and (ev.item.key, ev.item.try_number) in self._cancelled:
+                self._cancelled.discard((ev.item.key, ev.item.try_number))
+                log.warning("stopping %s as it starts: its run was stopped", ev.item.describe())
+                self._kill(ev.pid)
+                continue
+            kept.append(ev)
+        return kept
 
     def _watch_interval(self) -> float:
         deadlines = [r.deadline for r in self._running.values() if r.deadline is not None]
@@ -188,8 +215,15 @@ class LocalExecutor:
             now = time.monotonic()
             self._running[ev.item.key] = _Running(ev.item, ev.pid, now + timeout if timeout else None, now)
         else:
-            self._running.pop(ev.result.item.key, None)
-            self._submitted.pop(ev.result.item.key, None)
+            # Only the attempt it is about: a lost worker's late report must not unregister
+            # the retry that replaced it.
+            item = ev.result.item
+            r = self._running.get(item.key)
+            if r is not None and r.item.try_number == item.try_number:
+                del self._running[item.key]
+            sub = self._submitted.get(item.key)
+            if sub is not None and sub.try_number == item.try_number:
+                del self._submitted[item.key]
 
     def _watchdog(self) -> list[Event]:
         """Kill overrunning attempts; replace dead workers and fail what they held."""
@@ -224,6 +258,10 @@ class LocalExecutor:
                     )
                 )
         for pid, p in list(self._procs.items()):
+            if not p.is_alive() and p.exitcode == 0 and self._retiring:
+                del self._procs[pid]  # retired on purpose (see _screen)
+                self._retiring -= 1
+                continue
             if not p.is_alive():
                 del self._procs[pid]
                 for _key, r in list(self._running.items()):
@@ -254,7 +292,9 @@ class LocalExecutor:
 
     def cancel(self, key: tuple[int, str, int]) -> None:
         r = self._running.pop(key, None)
-        self._submitted.pop(key, None)
+        waiting = self._submitted.pop(key, None)
+        if r is None and waiting is not None:
+            self._cancelled.add((key, waiting.try_number))  # still in the queue: stop it as it starts
         if r is not None:
             log.warning("stopping %s: its run was stopped", r.item.describe())
             self._kill(r.pid)

@@ -30,6 +30,8 @@ class WriteBatch:
     run_states: list[tuple[int, RunState, str, datetime]] = field(default_factory=list)
     run_marks: list[tuple[int, RunState, str]] = field(default_factory=list)
     run_retries: list[Any] = field(default_factory=list)  # ActiveRuns to retry as a whole
+    # Runs whose planner decided what is written, with the clear_number it decided from.
+    runs: dict[int, int] = field(default_factory=dict)
 
     def set_state(
         self,

@@ -66,6 +66,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class StaleRunsError(RuntimeError):
+    """Runs were cleared or marked since the planner last loaded them."""
+
+    def __init__(self, run_pks: list[int]) -> None:
+        super().__init__(f"runs {run_pks} changed outside the scheduler")
+        self.run_pks = run_pks
+
+
 @dataclass
 class ActiveRun:
     """What the scheduler keeps in memory about a running run."""
@@ -163,6 +171,11 @@ class Scheduler:
                     self.step()
                 except ExecutorBrokenError:
                     raise
+                except StaleRunsError as e:
+                    # Expected after a user's clear or mark: nothing was written; rebuild
+                    # from the store (reports of this turn are kept and applied again).
+                    log.info("runs %s changed outside the scheduler; reloading", e.run_pks)
+                    self._reload_safely()
                 except Exception:
                     # A failed step (say, the database went away) must not end the scheduler.
                     # Memory may be ahead of the rolled-back store, so rebuild it from there.
@@ -281,7 +294,7 @@ class Scheduler:
     ) -> None:
         timetable = from_spec(spec.timetable)
         start, end = parse_dates(spec.start_date, spec.end_date)
-        queued = len(runs_q.list_runs(conn, spec.dag_id, state=RunState.QUEUED.value))
+        queued = runs_q.count_queued_live(conn, spec.dag_id)
         budget = spec.max_active_runs - active - queued
         if spec.timetable.get("type") == "continuous":
             budget = min(budget, 1 - active - queued)
@@ -589,9 +602,20 @@ class Scheduler:
     def _push(self, run: ActiveRun, task_id: str, map_index: int) -> None:
         self._pending_ready.append((run.pk, task_id, map_index))
 
+    def _check_not_stale(self, conn: Connection, expected: dict[int, int]) -> None:
+        """A user who cleared or marked a run changed its rows behind our planner's back:
+        writing what the planner decided would undo that. Roll back and reload instead."""
+        if not expected:
+            return
+        current = runs_q.clear_numbers(conn, list(expected))
+        stale = [pk for pk, n in expected.items() if current.get(pk, n) != n]
+        if stale:
+            raise StaleRunsError(stale)
+
     def _commit_batch(self, conn: Connection, batch: WriteBatch) -> None:
         """Write a turn's batch; runs that failed with run-level retries left are cleared for
         their next attempt in the same transaction (reloaded after the commit)."""
+        self._check_not_stale(conn, batch.runs)
         batch.flush(conn)
         for run in batch.run_retries:
             row = runs_q.get_run_by_pk(conn, run.pk)
@@ -720,6 +744,7 @@ class Scheduler:
             return
         items: list[WorkItem] = []
         with self.store.begin() as conn:
+            self._check_not_stale(conn, {run.pk: run.clear_number for run, _, _ in chosen})
             ti_q.queue_many(conn, [ti_q.key(run.pk, task_id, idx) for run, task_id, idx in chosen])
         for run, task_id, idx in chosen:
             try_number = run.tries.get((task_id, idx), 0) + 1
@@ -794,6 +819,7 @@ class Scheduler:
         if run.tries.get((item.task_id, item.map_index)) != item.try_number:
             return  # a stale attempt starting late
         run.planner.record(item.task_id, item.map_index, S.RUNNING, reason="started")
+        batch.runs[run.pk] = run.clear_number
         batch.started.append(
             {
                 **ti_q.key(item.run_pk, item.task_id, item.map_index),
@@ -866,8 +892,10 @@ class Scheduler:
                 run.sensor_starts.setdefault((item.task_id, item.map_index), r.started_at)
                 batch.rescheduled.append({**key, "p_first": r.started_at})
             else:
-                tries = item.try_number if r.retryable else 10**9
-                cmds = run.planner.attempt_failed(item.task_id, item.map_index, tries, now, r.error or "")
+                cmds = run.planner.attempt_failed(
+                    item.task_id, item.map_index, item.try_number, now, r.error or "", retryable=r.retryable
+                )
+
                 if not r.callbacks_done:
                     self._task_callback_elsewhere(run, item, cmds, r.error or "")
         except IllegalTransition as e:
@@ -889,6 +917,7 @@ class Scheduler:
         self, batch: WriteBatch, run: ActiveRun, cmds: list[Command]
     ) -> tuple[ActiveRun, FinishRun] | None:
         """Queue the planner's commands for writing; ready instances are pushed after the commit."""
+        batch.runs[run.pk] = run.clear_number
         finish = None
         for cmd in cmds:
             if isinstance(cmd, SetStates):

@@ -136,6 +136,7 @@ def requeue(conn: Connection, run_pk: int) -> None:
             end_date=None,
             marked_state=None,
             attempt=1,
+            start_date=None,
             state_reason="queued by a backfill",
             clear_number=dag_run.c.clear_number + 1,
         )
@@ -186,17 +187,37 @@ def last_scheduled_run(conn: Connection, dag_id: str) -> sa.RowMapping | None:
     )
 
 
-def mark_cleared(conn: Connection, run_pk: int) -> None:
-    """A run with cleared instances runs again; schedulers see the new clear_number."""
-    conn.execute(
-        dag_run.update()
-        .where(dag_run.c.id == run_pk)
-        .values(
-            state=RunState.RUNNING.value,
-            end_date=None,
-            state_reason="cleared",
-            clear_number=dag_run.c.clear_number + 1,
-        )
+def mark_cleared(conn: Connection, run_pk: int, now: datetime | None = None) -> None:
+    """A run with cleared instances runs again, from now (its dagrun_timeout counts anew,
+    an earlier mark no longer applies); schedulers see the new clear_number."""
+    values: dict[str, Any] = dict(
+        state=RunState.RUNNING.value,
+        end_date=None,
+        marked_state=None,
+        state_reason="cleared",
+        clear_number=dag_run.c.clear_number + 1,
+    )
+    if now is not None:
+        values["start_date"] = now
+    conn.execute(dag_run.update().where(dag_run.c.id == run_pk).values(**values))
+
+
+def clear_numbers(conn: Connection, run_pks: list[int]) -> dict[int, int]:
+    rows = conn.execute(sa.select(dag_run.c.id, dag_run.c.clear_number).where(dag_run.c.id.in_(run_pks)))
+    return {r[0]: r[1] for r in rows}
+
+
+def count_queued_live(conn: Connection, dag_id: str) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(dag_run)
+            .where(
+                dag_run.c.dag_id == dag_id,
+                dag_run.c.state == RunState.QUEUED.value,
+                dag_run.c.backfill_id.is_(None),
+            )
+        ).scalar_one()
     )
 
 

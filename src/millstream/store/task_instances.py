@@ -257,6 +257,7 @@ _CLEAR = _by_key(ti.update()).values(
     next_retry_at=None,
     end_date=None,
     duration=None,
+    sensor_started_at=None,
 )
 
 

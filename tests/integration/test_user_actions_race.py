@@ -1,0 +1,161 @@
+"""What a user does to a run (mark, clear) wins over what the scheduler had in mind."""
+
+import json
+import textwrap
+
+import pytest
+
+from millstream import control
+from millstream.core.states import RunState
+from millstream.errors import ConflictError
+
+from .conftest import wait_for
+
+GATED = """
+import json, time
+from datetime import timedelta
+from pathlib import Path
+from millstream import dag, task
+
+GATE = Path({gate!r})
+LOG = Path({log!r})
+
+def note(x):
+    with LOG.open("a") as f:
+        f.write(json.dumps(x) + "\\n")
+
+@dag(dagrun_timeout=timedelta(seconds={timeout}))
+def gated():
+    @task
+    def a():
+        note("a-start")
+        deadline = time.monotonic() + 30
+        while not GATE.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        note("a-end")
+
+    @task
+    def b():
+        note("b")
+
+    @task
+    def c():
+        note("c")
+
+    a() >> b() >> c()
+
+gated()
+"""
+
+
+def notes(path):
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def write(harness, tmp_path, timeout=3600):
+    gate, log = tmp_path / "gate", tmp_path / "log.jsonl"
+    harness.write_dag(
+        "gated.py", textwrap.dedent(GATED.format(gate=str(gate), log=str(log), timeout=timeout))
+    )
+    return gate, log
+
+
+def test_a_report_arriving_after_the_user_marked_the_run_does_not_undo_the_mark(harness, tmp_path):
+    gate, log = write(harness, tmp_path)
+    harness.start()
+    run_id = harness.trigger("gated", run_id="g1")
+    wait_for(lambda: "a-start" in notes(log), 30, "a to start")
+    control.mark_run(harness.store, "gated", "g1", RunState.FAILED)
+    gate.touch()  # a's success report races with the scheduler noticing the mark
+    wait_for(lambda: "a-end" in notes(log), 30, "a to end")
+    assert harness.wait_run("gated", run_id) == "failed"
+    harness.scheduler.nudge()
+    harness.scheduler.step(max_wait=0.2)
+    tis = harness.tis("gated", "g1")
+    assert (tis["a"]["state"], tis["b"]["state"], tis["c"]["state"]) == ("failed", "skipped", "skipped")
+    assert "b" not in notes(log)
+
+
+def test_a_cleared_run_gets_a_fresh_dagrun_timeout_and_forgets_its_mark(harness, tmp_path):
+    gate, log = write(harness, tmp_path, timeout=2)
+    harness.start()
+    run_id = harness.trigger("gated", run_id="t1")
+    assert harness.wait_run("gated", run_id, timeout=60) == "failed"  # a never finished in time
+    gate.touch()
+    control.clear(harness.store, "gated", run_id="t1")
+    harness.scheduler.nudge()
+    assert harness.wait_run("gated", run_id, timeout=60) == "success"
+    assert notes(log).count("c") == 1
+
+
+def test_clearing_a_mapped_task_with_its_source_while_instances_run_is_refused(harness, tmp_path):
+    gate = tmp_path / "gate"
+    harness.write_dag(
+        "m.py",
+        f"""
+        import time
+        from pathlib import Path
+        from millstream import dag, task
+
+        @dag
+        def m():
+            @task
+            def items():
+                return [1, 2]
+
+            @task
+            def each(x):
+                if x == 2:
+                    return x  # finishes at once; instance 0 keeps running
+                deadline = time.monotonic() + 30
+                while not Path({str(gate)!r}).exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+
+            each.expand(x=items())
+
+        m()
+        """,
+    )
+    harness.start()
+    run_id = harness.trigger("m", run_id="m1")
+    wait_for(
+        lambda: (
+            (t := harness.tis("m", "m1")).get("each[0]", {}).get("state") == "running"
+            and t.get("each[1]", {}).get("state") == "success"
+        ),
+        30,
+        "each[0] running, each[1] done",
+    )
+    with pytest.raises(ConflictError, match="instances are still running"):
+        control.clear(harness.store, "m", run_id="m1", task_regex="^items$", downstream=True)
+    gate.touch()
+    assert harness.wait_run("m", run_id) == "success"
+
+
+def test_clearing_a_sensor_restarts_its_timeout(harness, tmp_path):
+    flag = tmp_path / "flag"
+    harness.write_dag(
+        "s.py",
+        f"""
+        from pathlib import Path
+        from millstream import dag, task
+
+        @dag
+        def s():
+            @task.sensor(poke_interval=0.1, timeout=1, mode="reschedule")
+            def wait():
+                return Path({str(flag)!r}).exists()
+
+            wait()
+
+        s()
+        """,
+    )
+    harness.start()
+    run_id = harness.trigger("s", run_id="s1")
+    assert harness.wait_run("s", run_id, timeout=60) == "failed"
+    flag.touch()
+    control.clear(harness.store, "s", run_id="s1")
+    assert harness.tis("s", "s1")["wait"]["sensor_started_at"] is None
+    harness.scheduler.nudge()
+    assert harness.wait_run("s", run_id, timeout=60) == "success"
