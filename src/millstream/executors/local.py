@@ -1,9 +1,15 @@
 """A pool of long-lived worker processes that keep DAG modules imported.
 
 Each worker imports a DAG file once and reuses it for every task of that file (until
-the file changes), so a trivial task costs well under a millisecond of overhead. The
-pool watches its workers: one that dies or overruns its task's ``execution_timeout`` is
-killed and replaced, and its attempt reported failed with the reason.
+the file changes), so a trivial task costs well under a millisecond of overhead.
+
+Every worker has its own two pipes, one for work and one for reports; nothing is shared
+between workers. So a worker that dies at any instant (SIGKILL, OOM killer, ``os._exit``)
+cannot leave a lock behind that blocks the others, and the pool knows exactly what that
+worker held: the attempt it had started is reported failed, the ones it had not started
+yet go to another worker. A worker that overruns its task's ``execution_timeout``, or
+stops sending heartbeats for the lease timeout (hung, paused, swapped out), is killed and
+replaced the same way.
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import queue
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -27,7 +34,15 @@ from millstream.worker.item import AttemptResult, Event, Finished, Started, Work
 log = logging.getLogger(__name__)
 
 _STOP = None
-_WAKE = "wake"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A running attempt is alive (internal to the pool; the scheduler never sees it)."""
+
+    pid: int
+    key: tuple[int, str, int]
+    try_number: int
 
 
 def _die_with_parent() -> None:
@@ -44,18 +59,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def _beat(
-    events: Any, pid: int, key: tuple[int, str, int], try_number: int, every: float, stop: threading.Event
-) -> None:
-    while not stop.wait(every):
-        events.put(Heartbeat(pid, key, try_number))
+def _worker_main(db_url: str, work: Connection, reports: Connection, heartbeat_every: float) -> None:
+    """Body of a worker process: take items, run them, report, until told to stop.
 
-
-def _worker_main(db_url: str, tasks: Any, events: Any, heartbeat_every: float) -> None:
-    """Body of a worker process: take items, run them, report, forever.
-
-    While an attempt runs, a thread reports a heartbeat; a worker that stops beating (it
-    hangs, is paused, or the machine is gone) loses its lease and its attempt is retried.
+    Reports are sent synchronously (``Connection.send``), so the pool has the Started
+    report before the task's code runs. While an attempt runs, a thread sends heartbeats.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
@@ -68,43 +76,56 @@ def _worker_main(db_url: str, tasks: Any, events: Any, heartbeat_every: float) -
     reader = ResultReader(store)
     cache = DagCache()
     pid = os.getpid()
+    lock = threading.Lock()  # the heartbeat thread and this one share the report pipe
+
+    def report(ev: object) -> None:
+        with lock:
+            reports.send(ev)
+
+    def beat(item: WorkItem, stop: threading.Event) -> None:
+        while not stop.wait(heartbeat_every):
+            report(Heartbeat(pid, item.key, item.try_number))
+
     while True:
-        item = tasks.get()
+        try:
+            item = work.recv()
+        except EOFError:
+            break  # the pool is gone
         if item is _STOP:
             break
-        events.put(Started(item, datetime.now(UTC), pid, HOSTNAME))
+        report(Started(item, datetime.now(UTC), pid, HOSTNAME))
         stop = threading.Event()
-        beat = threading.Thread(
-            target=_beat, args=(events, pid, item.key, item.try_number, heartbeat_every, stop), daemon=True
-        )
-        beat.start()
+        threading.Thread(target=beat, args=(item, stop), daemon=True).start()
         try:
             result = run_attempt(item, cache.resolve, reader)
         finally:
             stop.set()
-        events.put(Finished(result))
+        report(Finished(result))
     store.dispose()
 
 
-@dataclass(frozen=True)
-class Heartbeat:
-    """A running attempt is alive (internal to the pool; the scheduler never sees it)."""
-
-    pid: int
-    key: tuple[int, str, int]
-    try_number: int
-
-
 @dataclass
-class _Running:
-    item: WorkItem
-    pid: int
-    deadline: float | None
-    last_beat: float
+class _Worker:
+    proc: BaseProcess
+    work: Connection  # parent's sending end
+    reports: Connection  # parent's receiving end
+    waiting: deque[WorkItem] = field(default_factory=deque)  # sent, not started yet
+    current: WorkItem | None = None  # started
+    started_at: float = 0.0
+    last_beat: float = 0.0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.pid is not None
+        return self.proc.pid
+
+    @property
+    def load(self) -> int:
+        return len(self.waiting) + (self.current is not None)
 
 
 class LocalExecutor:
-    #: Items handed to the pool per worker process: a small backlog keeps every worker busy
+    #: Items handed to each worker ahead of time: a small backlog keeps every worker busy
     #: while the scheduler records what just finished.
     PREFETCH = 4
 
@@ -114,23 +135,21 @@ class LocalExecutor:
         self.parallelism = parallelism or max(2, os.cpu_count() or 2)
         self.slots = self.parallelism * self.PREFETCH
         self._ctx = mp.get_context("spawn")
-        self._tasks: Any = None
-        self._events: Any = None
-        self._procs: dict[int, BaseProcess] = {}
-        self._running: dict[tuple[int, str, int], _Running] = {}
-        self._submitted: dict[tuple[int, str, int], WorkItem] = {}
+        self._workers: dict[int, _Worker] = {}
         self._spawns: list[float] = []
-        self._retiring = 0
         self._cancelled: set[tuple[tuple[int, str, int], int]] = set()
-        self._lost: list[BaseProcess] = []  # workers whose lease expired; left alone, fenced off
+        self._wake_r: Connection | None = None
+        self._wake_w: Connection | None = None
+        self._wake_lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks = self._ctx.Queue()
-        self._events = self._ctx.Queue()
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         for _ in range(self.parallelism):
             self._spawn()
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> _Worker:
         now = time.monotonic()
         self._spawns = [t for t in self._spawns if now - t < 60] + [now]
         if len(self._spawns) > 10 * self.parallelism:
@@ -138,189 +157,194 @@ class LocalExecutor:
                 f"worker processes keep dying ({len(self._spawns)} started in the last minute); "
                 "see the scheduler's stderr for why"
             )
+        work_r, work_w = self._ctx.Pipe(duplex=False)
+        rep_r, rep_w = self._ctx.Pipe(duplex=False)
         p = self._ctx.Process(
             target=_worker_main,
-            args=(self.db_url, self._tasks, self._events, self.lease_timeout / 3),
+            args=(self.db_url, work_r, rep_w, self.lease_timeout / 3),
             daemon=True,
             name="millstream-worker",
         )
         p.start()
-        assert p.pid is not None
-        self._procs[p.pid] = p
+        work_r.close()
+        rep_w.close()
+        w = _Worker(p, work_w, rep_r)
+        self._workers[w.pid] = w
+        return w
+
+    def shutdown(self) -> None:
+        for w in self._workers.values():
+            try:
+                w.work.send(_STOP)
+            except OSError:
+                pass
+        end = time.monotonic() + 5
+        for w in self._workers.values():
+            w.proc.join(max(0.0, end - time.monotonic()))
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(1)
+            w.work.close()
+            w.reports.close()
+        self._workers.clear()
+
+    # -- work in -------------------------------------------------------------------------------
 
     def submit(self, item: WorkItem) -> None:
-        self._submitted[item.key] = item
-        self._tasks.put(item)
+        self._assign(item)
+
+    def _assign(self, item: WorkItem) -> None:
+        w = min(self._workers.values(), key=lambda w: w.load)
+        w.waiting.append(item)
+        w.work.send(item)
 
     def in_flight(self) -> int:
-        return len(self._submitted)
+        return sum(w.load for w in self._workers.values())
+
+    def cancel(self, key: tuple[int, str, int]) -> None:
+        for w in list(self._workers.values()):
+            if w.current is not None and w.current.key == key:
+                log.warning("stopping %s: its run was stopped", w.current.describe())
+                _note(w.current, "stopped: its run was stopped")
+                w.current = None
+                self._replace(w, kill=True)
+                return
+            for item in w.waiting:
+                if item.key == key:
+                    # Already in that worker's pipe: stop it the moment it starts.
+                    self._cancelled.add((key, item.try_number))
+                    return
+
+    def wake(self) -> None:
+        if self._wake_w is not None:
+            with self._wake_lock:
+                self._wake_w.send(b"!")
+
+    # -- reports out ---------------------------------------------------------------------------
 
     def events(self, timeout: float) -> list[Event]:
+        assert self._wake_r is not None
+        conns = [w.reports for w in self._workers.values()] + [self._wake_r]
+        ready = wait(conns, timeout=min(timeout, self._watch_interval()))
         out: list[Event] = []
-        deadline = time.monotonic() + timeout
-        wait = min(timeout, self._watch_interval())
-        try:
-            out.append(self._events.get(timeout=max(wait, 0)))
-            while True:
-                out.append(self._events.get_nowait())
-        except queue.Empty:
-            pass
-        out = self._screen(out)
-        for ev in out:
-            if isinstance(ev, Heartbeat):
-                r = self._running.get(ev.key)
-                if r is not None and r.pid == ev.pid and r.item.try_number == ev.try_number:
-                    r.last_beat = time.monotonic()
-        out = [ev for ev in out if not isinstance(ev, (str, Heartbeat))]  # internal: wake-ups, beats
-        for ev in out:
-            self._track(ev)
+        by_conn = {w.reports: w for w in self._workers.values()}
+        for conn in ready:
+            if conn is self._wake_r:
+                while self._wake_r.poll():
+                    self._wake_r.recv()
+                continue
+            w = by_conn[conn]  # type: ignore[index]
+            try:
+                while conn.poll():
+                    ev = conn.recv()  # type: ignore[union-attr]
+                    out.extend(self._track(w, ev))
+            except (EOFError, OSError):
+                pass  # the worker died; the watchdog below deals with it
         out.extend(self._watchdog())
-        del deadline
         return out
 
-    def _screen(self, events: list[Any]) -> list[Any]:
-        """Deal with workers that come back after losing their lease, and with attempts
-        that were cancelled while still waiting in the queue."""
-        kept = []
-        for ev in events:
-            pid = ev.pid if isinstance(ev, (Started, Heartbeat)) else None
-            if isinstance(ev, Finished):
-                pid = ev.result.pid
-            lost = next((p for p in self._lost if p.pid == pid), None)
-            if lost is not None:
-                # Back from the dead: it is a worker again, and one worker too many (a
-                # replacement took its place), so one worker is asked to retire.
-                self._lost.remove(lost)
-                self._procs[lost.pid] = lost  # type: ignore[index]
-                self._retiring += 1
-                self._tasks.put(_STOP)
-            if isinstance(ev, Started) and (ev.item.key, ev.item.try_number) in self._cancelled:
-                self._cancelled.discard((ev.item.key, ev.item.try_number))
-                log.warning("stopping %s as it starts: its run was stopped", ev.item.describe())
-                self._kill(ev.pid)
-                continue
-            kept.append(ev)
-        return kept
+    def _track(self, w: _Worker, ev: Any) -> list[Event]:
+        now = time.monotonic()
+        if isinstance(ev, Heartbeat):
+            if w.current is not None and w.current.key == ev.key and w.current.try_number == ev.try_number:
+                w.last_beat = now
+            return []
+        if isinstance(ev, Started):
+            item = ev.item
+            for queued in list(w.waiting):
+                if queued.key == item.key and queued.try_number == item.try_number:
+                    w.waiting.remove(queued)
+                    break
+            w.current, w.started_at, w.last_beat = item, now, now
+            if (item.key, item.try_number) in self._cancelled:
+                self._cancelled.discard((item.key, item.try_number))
+                log.warning("stopping %s as it starts: its run was stopped", item.describe())
+                w.current = None
+                self._replace(w, kill=True)
+                return []
+            return [ev]
+        if isinstance(ev, Finished):
+            item = ev.result.item
+            if (
+                w.current is not None
+                and w.current.key == item.key
+                and w.current.try_number == item.try_number
+            ):
+                w.current = None
+            return [ev]
+        return []
 
     def _watch_interval(self) -> float:
-        deadlines = [r.deadline for r in self._running.values() if r.deadline is not None]
-        deadlines += [r.last_beat + self.lease_timeout for r in self._running.values()]
+        deadlines = []
+        for w in self._workers.values():
+            if w.current is None:
+                continue
+            deadlines.append(w.last_beat + self.lease_timeout)
+            if w.current.execution_timeout:
+                deadlines.append(w.started_at + w.current.execution_timeout)
         soonest = min(deadlines, default=None)
-        base = 1.0
-        return base if soonest is None else max(0.0, min(base, soonest - time.monotonic()))
-
-    def _track(self, ev: Event) -> None:
-        if isinstance(ev, Started):
-            timeout = ev.item.execution_timeout
-            now = time.monotonic()
-            self._running[ev.item.key] = _Running(ev.item, ev.pid, now + timeout if timeout else None, now)
-        else:
-            # Only the attempt it is about: a lost worker's late report must not unregister
-            # the retry that replaced it.
-            item = ev.result.item
-            r = self._running.get(item.key)
-            if r is not None and r.item.try_number == item.try_number:
-                del self._running[item.key]
-            sub = self._submitted.get(item.key)
-            if sub is not None and sub.try_number == item.try_number:
-                del self._submitted[item.key]
+        return 1.0 if soonest is None else max(0.0, min(1.0, soonest - time.monotonic()))
 
     def _watchdog(self) -> list[Event]:
-        """Kill overrunning attempts; replace dead workers and fail what they held."""
+        """Fail what overran, went silent or lost its worker; replace those workers."""
         out: list[Event] = []
         now = time.monotonic()
-        for _key, r in list(self._running.items()):
-            if r.deadline is not None and now > r.deadline:
+        for w in list(self._workers.values()):
+            item = w.current
+            if not w.proc.is_alive():
+                if item is not None:
+                    out.append(
+                        self._failed(item, f"worker process {w.pid} died (exit code {w.proc.exitcode})")
+                    )
+                    w.current = None
+                self._replace(w, kill=False)
+            elif item is not None and item.execution_timeout and now - w.started_at > item.execution_timeout:
                 log.warning(
-                    "killing %s: execution_timeout of %ss exceeded",
-                    r.item.describe(),
-                    r.item.execution_timeout,
+                    "killing %s: execution_timeout of %ss exceeded", item.describe(), item.execution_timeout
                 )
-                self._kill(r.pid)
                 out.append(
-                    self._failed(r, f"timed out: execution_timeout of {r.item.execution_timeout}s exceeded")
+                    self._failed(item, f"timed out: execution_timeout of {item.execution_timeout}s exceeded")
                 )
-        for _key, r in list(self._running.items()):
-            silent = now - r.last_beat
-            if silent > self.lease_timeout:
-                # Not killed: a paused worker may come back; its late report is fenced off by
-                # its try number, and a replacement takes its place in the pool meanwhile.
-                log.warning("lost %s: no heartbeat from pid %s for %.1fs", r.item.describe(), r.pid, silent)
-                proc = self._procs.pop(r.pid, None)
-                if proc is not None:
-                    self._lost.append(proc)
-                    self._spawn()
+                w.current = None
+                self._replace(w, kill=True)
+            elif item is not None and now - w.last_beat > self.lease_timeout:
+                silent = now - w.last_beat
+                log.warning("lost %s: no heartbeat from pid %s for %.1fs", item.describe(), w.pid, silent)
                 out.append(
                     self._failed(
-                        r,
-                        f"lost: no heartbeat from worker pid {r.pid} for {silent:.1f}s "
+                        item,
+                        f"lost: no heartbeat from worker pid {w.pid} for {silent:.1f}s "
                         f"(lease timeout {self.lease_timeout:g}s)",
                     )
                 )
-        for pid, p in list(self._procs.items()):
-            if not p.is_alive() and p.exitcode == 0 and self._retiring:
-                del self._procs[pid]  # retired on purpose (see _screen)
-                self._retiring -= 1
-                continue
-            if not p.is_alive():
-                del self._procs[pid]
-                for _key, r in list(self._running.items()):
-                    if r.pid == pid:
-                        out.append(self._failed(r, f"worker process {pid} died (exit code {p.exitcode})"))
-                self._spawn()
+                w.current = None
+                # A silent worker cannot be trusted with what it still holds: it is killed,
+                # and should anything it did still arrive, the scheduler's try-number fence
+                # would drop it.
+                self._replace(w, kill=True)
         return out
 
-    def _kill(self, pid: int) -> None:
-        p = self._procs.pop(pid, None)
-        if p is not None:
-            p.kill()
-            p.join(5)
-            self._spawn()
+    def _replace(self, w: _Worker, *, kill: bool) -> None:
+        """Retire a worker: what it had not started goes to the others (or a replacement)."""
+        if kill and w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join(5)
+        self._workers.pop(w.pid, None)
+        w.work.close()
+        w.reports.close()
+        self._spawn()
+        for item in w.waiting:
+            self._assign(item)
 
-    def _failed(self, r: _Running, reason: str) -> Finished:
-        self._running.pop(r.item.key, None)
-        self._submitted.pop(r.item.key, None)
-        try:
-            with open(r.item.log_path, "a", encoding="utf-8") as f:
-                f.write(f"[{datetime.now(UTC).isoformat()}] {reason}\n")
-        except OSError:
-            pass
+    def _failed(self, item: WorkItem, reason: str) -> Finished:
+        _note(item, reason)
         now = datetime.now(UTC)
-        return Finished(
-            AttemptResult(item=r.item, state="failed", started_at=now, ended_at=now, error=reason, pid=r.pid)
-        )
+        return Finished(AttemptResult(item=item, state="failed", started_at=now, ended_at=now, error=reason))
 
-    def cancel(self, key: tuple[int, str, int]) -> None:
-        r = self._running.pop(key, None)
-        waiting = self._submitted.pop(key, None)
-        if r is None and waiting is not None:
-            self._cancelled.add((key, waiting.try_number))  # still in the queue: stop it as it starts
-        if r is not None:
-            log.warning("stopping %s: its run was stopped", r.item.describe())
-            self._kill(r.pid)
-            with open(r.item.log_path, "a", encoding="utf-8") as f:
-                f.write(f"[{datetime.now(UTC).isoformat()}] stopped: its run was stopped\n")
 
-    def wake(self) -> None:
-        if self._events is not None:
-            self._events.put(_WAKE)
-
-    def shutdown(self) -> None:
-        if self._tasks is None:
-            return
-        for _ in self._procs:
-            self._tasks.put(_STOP)
-        end = time.monotonic() + 5
-        for p in self._procs.values():
-            p.join(max(0.0, end - time.monotonic()))
-            if p.is_alive():
-                p.kill()
-                p.join(1)
-        for p in self._lost:
-            p.kill()
-            p.join(1)
-        self._procs.clear()
-        self._lost.clear()
-        self._tasks.cancel_join_thread()
-        self._events.cancel_join_thread()
-        self._tasks = None
+def _note(item: WorkItem, text: str) -> None:
+    try:
+        with open(item.log_path, "a", encoding="utf-8") as f:
+            f.write(f"[{datetime.now(UTC).isoformat()}] {text}\n")
+    except OSError:
+        pass
