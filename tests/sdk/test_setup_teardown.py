@@ -253,3 +253,16 @@ def test_decorated_dag_with_setup_and_teardown():
             work(c)
 
     assert pipeline().test().state is RunState.SUCCESS
+
+
+def test_a_mapped_setup_keeps_its_role():
+    @setup
+    def make(n):
+        return n
+
+    with DAG("d") as d:
+        s = make.expand(n=[1, 2])
+        with s >> delete():
+            work()
+    assert d.to_spec().task("make").is_setup
+    assert d.test().state is RunState.SUCCESS

@@ -501,15 +501,7 @@ class TaskDecorator:
                 filename=filename,
                 lineno=lineno,
             )
-        task = Task(
-            task_id=self._name,
-            python_callable=self.function,
-            kind=self.kind,
-            op_kwargs=self.partial_kwargs,
-            expand_kwargs=mapped,
-            config=self._config(),
-        )
-        return XComArg(task)
+        return self._mapped(mapped)
 
     def expand_kwargs(self, value: Any) -> XComArg:
         """One task instance per dict of arguments: ``[{"a": 1, "b": 2}, {"a": 3, "b": 4}]``."""
@@ -530,13 +522,17 @@ class TaskDecorator:
                 filename=filename,
                 lineno=lineno,
             )
+        return self._mapped({KWARGS_ARG: value})
+
+    def _mapped(self, expand: dict[str, Any]) -> XComArg:
         task = Task(
             task_id=self._name,
             python_callable=self.function,
             kind=self.kind,
             op_kwargs=self.partial_kwargs,
-            expand_kwargs={KWARGS_ARG: value},
+            expand_kwargs=expand,
             config=self._config(),
+            role=self.role,
         )
         return XComArg(task)
 
