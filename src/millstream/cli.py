@@ -316,7 +316,11 @@ def dags_pause(dag_id: str) -> None:
 @handle_errors
 def dags_unpause(dag_id: str) -> None:
     """Resume creating scheduled runs of DAG_ID."""
-    control.set_paused(Env(None).store, dag_id, False)
+    env = Env(None)
+    control.set_paused(env.store, dag_id, False)
+    from millstream.scheduler.wakeup import notify
+
+    notify(env.settings.home)
     console.print(f"Unpaused {dag_id}")
 
 
@@ -591,8 +595,12 @@ def pools_set(name: str, slots: int, description: str | None) -> None:
     """Create pool NAME or change its number of SLOTS."""
     from millstream.store import pools as pools_q
 
-    with Env(None).store.begin() as conn:
+    env = Env(None)
+    with env.store.begin() as conn:
         pools_q.set_pool(conn, name, slots, description)
+    from millstream.scheduler.wakeup import notify
+
+    notify(env.settings.home)
     console.print(f"Pool {name}: {slots} slots")
 
 

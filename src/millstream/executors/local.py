@@ -127,7 +127,7 @@ class _Worker:
 class LocalExecutor:
     #: Items handed to each worker ahead of time: a small backlog keeps every worker busy
     #: while the scheduler records what just finished.
-    PREFETCH = 4
+    PREFETCH = 16
 
     def __init__(self, db_url: str, parallelism: int | None = None, lease_timeout: float = 30.0) -> None:
         self.db_url = db_url

@@ -140,6 +140,8 @@ class Scheduler:
         ] = []  # runs retried as a whole, reloaded after the commit  # reports whose transaction failed, retried next turn
         self._seq = itertools.count()
         self._next_poll = 0.0
+        self._next_due: datetime | None = None  # the earliest time a scheduled run is due
+        self.idle_poll_interval = max(poll_interval, 5.0)
         self._parsed: queue.Queue[tuple[list[Parsed], list[str]]] = queue.Queue()
         self._stop = threading.Event()
         self._nudged = threading.Event()
@@ -203,13 +205,24 @@ class Scheduler:
             self.create_scheduled(now)
             self.start_queued(now)
             self.update_backfills(now)
-            self._next_poll = mono + self.poll_interval
+            self._next_poll = mono + self._poll_gap(now)
         self.retry_due(now)
         self.dispatch()
         wait = self._wait_time(now)
         if max_wait is not None:
             wait = min(wait, max_wait)
         self.apply(self.executor.events(wait))
+
+    def _poll_gap(self, now: datetime) -> float:
+        """Seconds to the next look at the store. Busy: ``poll_interval``. Idle: up to
+        ``idle_poll_interval``, but never past the next scheduled run; anything a user does
+        (trigger, clear, mark, backfill, pools) and any DAG file change wakes us at once."""
+        if self.runs:
+            return self.poll_interval
+        gap = self.idle_poll_interval
+        if self._next_due is not None:
+            gap = min(gap, (self._next_due - now).total_seconds())
+        return max(self.poll_interval, gap)
 
     def _wait_time(self, now: datetime) -> float:
         deadlines = [self._next_poll]
@@ -269,6 +282,7 @@ class Scheduler:
     # -- 2. timetables ----------------------------------------------------------------------
 
     def create_scheduled(self, now: datetime) -> None:
+        self._next_due = None
         with self.store.read() as conn:
             candidates = []
             for row in dags_q.list_dags(conn):
@@ -280,6 +294,7 @@ class Scheduler:
                     continue
                 due = row["next_run_after"]
                 if due is not None and due > now and row["next_run_logical_date"] is not None:
+                    self._note_due(due)
                     continue  # known not to be due yet: no write this turn
                 candidates.append((row, spec))
         if not candidates:
@@ -288,6 +303,10 @@ class Scheduler:
             active = runs_q.count_active(conn)
             for row, spec in candidates:
                 self._create_due_runs(conn, spec, row["latest_version_id"], now, active.get(spec.dag_id, 0))
+
+    def _note_due(self, at: datetime) -> None:
+        if self._next_due is None or at < self._next_due:
+            self._next_due = at
 
     def _create_due_runs(
         self, conn: Connection, spec: DagSpec, version_id: int, now: datetime, active: int
@@ -312,6 +331,8 @@ class Scheduler:
             dags_q.set_next_run(
                 conn, spec.dag_id, info.logical_date if info else None, info.run_after if info else None
             )
+            if info is not None:
+                self._note_due(info.run_after)
             if info is None or info.run_after > now:
                 return
             run_id = f"scheduled__{info.logical_date.isoformat()}"
@@ -336,6 +357,9 @@ class Scheduler:
         """Start queued runs within their limits: a DAG's ``max_active_runs`` for live runs,
         a backfill's own ``max_active_runs`` for its runs (so neither starves the other)."""
         started: list[ActiveRun] = []
+        with self.store.read() as conn:
+            if not runs_q.any_queued(conn):
+                return  # the usual case: no write transaction every poll
         with self.store.begin() as conn:
             batch = WriteBatch()
             running = runs_q.count_active(conn)

@@ -282,3 +282,10 @@ def previous_success_interval(
         .limit(1)
     ).first()
     return (row[0], row[1]) if row else (None, None)
+
+
+def any_queued(conn: Connection) -> bool:
+    return (
+        conn.execute(sa.select(dag_run.c.id).where(dag_run.c.state == RunState.QUEUED.value).limit(1)).first()
+        is not None
+    )
