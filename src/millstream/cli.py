@@ -741,13 +741,16 @@ def _print_backfill(env: Env, backfill_id: int) -> None:
     with env.store.read() as conn:
         b = backfills_q.get(conn, backfill_id)
         p = backfills_q.progress(conn, backfill_id)
-        failed = [
-            r["run_id"]
-            for r in runs_q.list_runs(conn, b["dag_id"], state="failed", limit=100000)
-            if r["backfill_id"] == backfill_id
-        ]
+        failed = backfills_q.failed_run_ids(conn, backfill_id, limit=20)
     table = Table("backfill", "dag", "range", "state", "done", "failed", "running", "pending", box=None)
-    table.add_row(
+    table.add_row(*_backfill_cells(b, p))
+    console.print(table)
+    for run_id in failed:
+        console.print(f"  failed: {run_id}")
+
+
+def _backfill_cells(b: Any, p: dict[str, int]) -> list[str]:
+    return [
         str(b["id"]),
         b["dag_id"],
         f"{fmt_dt(b['from_date'])} .. {fmt_dt(b['to_date'])}",
@@ -756,10 +759,7 @@ def _print_backfill(env: Env, backfill_id: int) -> None:
         str(p["failed"]),
         str(p["running"]),
         str(p["queued"]),
-    )
-    console.print(table)
-    for run_id in failed[:20]:
-        console.print(f"  failed: {run_id}")
+    ]
 
 
 @backfill.command("list")
@@ -773,17 +773,7 @@ def backfill_list(dag_id: str | None) -> None:
     table = Table("id", "dag", "range", "state", "done", "failed", "running", "pending", box=None)
     with env.store.read() as conn:
         for b in backfills_q.list_all(conn, dag_id):
-            p = backfills_q.progress(conn, b["id"])
-            table.add_row(
-                str(b["id"]),
-                b["dag_id"],
-                f"{fmt_dt(b['from_date'])} .. {fmt_dt(b['to_date'])}",
-                styled(b["state"]),
-                str(p["success"]),
-                str(p["failed"]),
-                str(p["running"]),
-                str(p["queued"]),
-            )
+            table.add_row(*_backfill_cells(b, backfills_q.progress(conn, b["id"])))
     console.print(table)
 
 

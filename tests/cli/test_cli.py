@@ -38,6 +38,27 @@ def cli(tmp_path):
     return run
 
 
+def run_reference_once(cli) -> str:
+    """`standalone --trigger` the reference DAG to its end; returns the run id."""
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "millstream.cli",
+            "standalone",
+            "--trigger",
+            "process_daily_files",
+            "--exit-after-run",
+        ],
+        env={**os.environ, "MILLSTREAM_HOME": str(cli.home), "MILLSTREAM_DAGS_FOLDER": str(cli.dags)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    return next(line.split("run ")[1] for line in p.stdout.splitlines() if line.startswith("Triggered"))
+
+
 def test_help_lists_every_command(cli):
     out = cli("--help").stdout
     for cmd in ("db", "dags", "tasks", "scheduler", "standalone"):
@@ -183,22 +204,7 @@ def test_pools_set_list_delete_and_errors(cli):
 
 
 def test_tasks_clear_shows_what_it_will_clear_and_asks(cli):
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "millstream.cli",
-            "standalone",
-            "--trigger",
-            "process_daily_files",
-            "--exit-after-run",
-        ],
-        env={**os.environ, "MILLSTREAM_HOME": str(cli.home), "MILLSTREAM_DAGS_FOLDER": str(cli.dags)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    run_id = next(line.split("run ")[1] for line in p.stdout.splitlines() if line.startswith("Triggered"))
+    run_id = run_reference_once(cli)
     env = {**os.environ, "MILLSTREAM_HOME": str(cli.home), "MILLSTREAM_DAGS_FOLDER": str(cli.dags)}
     args = [
         sys.executable,
@@ -249,22 +255,7 @@ def test_mark_run_commands(cli):
 
 
 def test_tasks_mark_commands(cli):
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "millstream.cli",
-            "standalone",
-            "--trigger",
-            "process_daily_files",
-            "--exit-after-run",
-        ],
-        env={**os.environ, "MILLSTREAM_HOME": str(cli.home), "MILLSTREAM_DAGS_FOLDER": str(cli.dags)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    run_id = next(line.split("run ")[1] for line in p.stdout.splitlines() if line.startswith("Triggered"))
+    run_id = run_reference_once(cli)
     out = cli(
         "tasks", "mark-failed", "process_daily_files", run_id, "process_file", "--map-index", "1"
     ).stdout

@@ -61,3 +61,13 @@ def fail_queued(conn: Connection, backfill_id: int, reason: str, now: datetime) 
         .where(dag_run.c.backfill_id == backfill_id, dag_run.c.state == RunState.QUEUED.value)
         .values(state=RunState.FAILED.value, state_reason=reason, end_date=now)
     ).rowcount
+
+
+def failed_run_ids(conn: Connection, backfill_id: int, limit: int) -> list[str]:
+    rows = conn.execute(
+        sa.select(dag_run.c.run_id)
+        .where(dag_run.c.backfill_id == backfill_id, dag_run.c.state == RunState.FAILED.value)
+        .order_by(dag_run.c.backfill_order)
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
