@@ -952,4 +952,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["UTC", "main"]
+__all__ = ["main"]

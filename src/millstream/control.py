@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from millstream.core.model import DagSpec
-from millstream.core.states import RunState, TaskState
+from millstream.core.states import TERMINAL_TASK_STATES, RunState, TaskState
 from millstream.core.timetables import from_spec, parse_dates, runs_between
 from millstream.errors import ConflictError, NotFoundError, ParamValidationError
 from millstream.sdk.params import resolve_params
@@ -205,14 +205,15 @@ def clear(
                 map_index=map_index,
                 downstream=downstream,
                 upstream=upstream,
-                states=_FAILED if only_failed else _FINISHED,
+                states=FAILED_STATES if only_failed else FINISHED_STATES,
                 dry_run=dry_run,
             )
     return selected
 
 
-_FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed", "up_for_retry"})
-_FAILED = frozenset({"failed", "upstream_failed"})
+#: What a clear may reset: finished instances, and those waiting for a retry.
+FINISHED_STATES = frozenset({s.value for s in TERMINAL_TASK_STATES} | {TaskState.UP_FOR_RETRY.value})
+FAILED_STATES = frozenset({TaskState.FAILED.value, TaskState.UPSTREAM_FAILED.value})
 
 
 def clear_run(
@@ -224,7 +225,7 @@ def clear_run(
     map_index: int | None = None,
     downstream: bool = False,
     upstream: bool = False,
-    states: frozenset[str] = _FINISHED,
+    states: frozenset[str] = FINISHED_STATES,
     dry_run: bool = False,
 ) -> list[Cleared]:
     """Clear, in one run, the instances of ``roots`` (and their closure) in ``states``."""
@@ -290,7 +291,7 @@ def mark_run(store: Store, dag_id: str, run_id: str, state: RunState) -> int:
         teardown_pending = False
         for r in ti_q.list_for_run(conn, run["id"]):
             task = spec.task(r["task_id"]) if spec.has_task(r["task_id"]) else None
-            if r["state"] in _TERMINAL_TI:
+            if TaskState(r["state"]) in TERMINAL_TASK_STATES:
                 continue
             if task is not None and task.is_teardown:
                 teardown_pending = True
@@ -305,9 +306,6 @@ def mark_run(store: Store, dag_id: str, run_id: str, state: RunState) -> int:
             changed += 1
         runs_q.mark(conn, run["id"], state, finished=not teardown_pending)
         return changed
-
-
-_TERMINAL_TI = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
 def mark_task_instances(

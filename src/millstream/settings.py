@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -45,6 +45,3 @@ class Settings:
             paused_on_creation=_bool(env.get("MILLSTREAM_PAUSED_ON_CREATION", "true")),
             lease_timeout=float(env.get("MILLSTREAM_LEASE_TIMEOUT", "30")),
         )
-
-    def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from millstream import control
-from millstream.core.model import UNMAPPED, DagSpec, TaskSpec
+from millstream.core.model import DagSpec, TaskSpec
 from millstream.core.planner import Command, ExpandTask, FinishRun, RunPlanner, SetStates
 from millstream.core.states import TERMINAL_TASK_STATES, IllegalTransition, RunState, TaskState
 from millstream.core.timetables import RunInfo, from_spec, parse_dates
@@ -651,7 +651,7 @@ class Scheduler:
                     for t, by in run.planner.states.items()
                     if any(s in (S.FAILED, S.UPSTREAM_FAILED) for s in by.values())
                 }
-                states = frozenset({"failed", "upstream_failed", "skipped", "up_for_retry", "removed"})
+                states = control.FINISHED_STATES - {S.SUCCESS.value}  # reuse what succeeded
             cleared = control.clear_run(
                 conn, row, run.spec, roots, downstream=True, **({"states": states} if states else {})
             )
@@ -1036,6 +1036,3 @@ class Scheduler:
             if self.clock() > deadline:
                 raise TimeoutError("scheduler did not reach the expected state in time")
             self.step(max_wait=0.05)
-
-
-__all__ = ["UNMAPPED", "ActiveRun", "Scheduler"]

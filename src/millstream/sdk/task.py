@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from millstream.core.model import InputRef, MapSource, TaskSpec
 from millstream.core.trigger_rules import TriggerRule
-from millstream.errors import DagDefinitionError, DuplicateTaskIdError
+from millstream.errors import DagDefinitionError
 from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
 from millstream.sdk.taskgroup import TaskGroup, current_group
-from millstream.sdk.xcom import NOTSET, ConcatArg, DagParam, MapArg, XComArg, ZipArg, find_xcom_args
+from millstream.sdk.xcom import NOTSET, ConcatArg, MapArg, XComArg, ZipArg, find_xcom_args
 
 if TYPE_CHECKING:
     from millstream.sdk.dag import DAG
@@ -582,13 +582,3 @@ def chain(*elements: Any) -> None:
                 a >> right
         else:
             left >> right
-
-
-def resolve_dag_params(value: Any, params: Mapping[str, Any]) -> Any:
-    """Replace ``DagParam`` placeholders by the run's param values."""
-    if isinstance(value, DagParam):
-        return params.get(value.name, value.default)
-    return value
-
-
-__all__ = ["DuplicateTaskIdError", "Task", "TaskDecorator", "chain", "task"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -120,7 +119,3 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(cfg).get_current_head()
     assert head is not None
     return head
-
-
-def default_url(home: str | os.PathLike[str]) -> str:
-    return f"sqlite:///{Path(home) / 'millstream.db'}"

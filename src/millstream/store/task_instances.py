@@ -246,10 +246,6 @@ def get(conn: Connection, run_pk: int, task_id: str, map_index: int) -> sa.RowMa
     return row
 
 
-def in_states(conn: Connection, states: Iterable[TaskState]) -> list[sa.RowMapping]:
-    return list(conn.execute(sa.select(ti).where(ti.c.state.in_([s.value for s in states]))).mappings())
-
-
 _CLEAR = _by_key(ti.update()).values(
     state=TaskState.NONE.value,
     state_reason="cleared",

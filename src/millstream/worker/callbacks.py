@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,10 +159,6 @@ def _main() -> None:
 
     req = CallbackRequest(**json.loads(sys.stdin.read()))
     run_request(req, DagCache().resolve)
-
-
-def requests_summary(reqs: Iterable[CallbackRequest]) -> str:
-    return ", ".join(f"{r.kind}:{r.task_id or r.dag_id}" for r in reqs)
 
 
 if __name__ == "__main__":
