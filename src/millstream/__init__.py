@@ -15,6 +15,17 @@ from millstream.errors import (
     MillstreamError,
     SkipTask,
 )
+from millstream.sdk.asset_decorator import asset
+from millstream.sdk.assets import (
+    Asset,
+    AssetAlias,
+    AssetAll,
+    AssetAny,
+    AssetOrTimeSchedule,
+    AssetTrigger,
+    FileArrivalWatcher,
+    Metadata,
+)
 from millstream.sdk.context import get_current_context
 from millstream.sdk.dag import DAG, dag
 from millstream.sdk.deadlines import DeadlineAlert, DeadlineReference
@@ -32,6 +43,12 @@ __all__ = [
     "DAG",
     "AirflowFailException",
     "AirflowSkipException",
+    "Asset",
+    "AssetAlias",
+    "AssetAll",
+    "AssetAny",
+    "AssetOrTimeSchedule",
+    "AssetTrigger",
     "BashOperator",
     "CronDataIntervalTimetable",
     "CronTriggerTimetable",
@@ -39,6 +56,8 @@ __all__ = [
     "DeadlineReference",
     "EmptyOperator",
     "FailTask",
+    "FileArrivalWatcher",
+    "Metadata",
     "MillstreamError",
     "Param",
     "PokeReturnValue",
@@ -47,6 +66,7 @@ __all__ = [
     "TaskGroup",
     "TriggerRule",
     "XComArg",
+    "asset",
     "chain",
     "dag",
     "get_current_context",

@@ -18,6 +18,7 @@ from millstream.core.timetables import from_spec, parse_dates, runs_between
 from millstream.errors import ConflictError, NotFoundError, ParamValidationError
 from millstream.sdk.params import resolve_params
 from millstream.store import Store
+from millstream.store import assets as assets_q
 from millstream.store import backfills as backfills_q
 from millstream.store import dags as dags_q
 from millstream.store import results as results_q
@@ -25,16 +26,16 @@ from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
 
 
-def parse_conf(text: str | None) -> dict[str, Any]:
+def parse_conf(text: str | None, what: str = "--conf") -> dict[str, Any]:
     """``--conf`` must be a JSON object; say so clearly if it is not."""
     if not text:
         return {}
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ParamValidationError(f"--conf is not valid JSON: {e.msg} at position {e.pos}") from None
+        raise ParamValidationError(f"{what} is not valid JSON: {e.msg} at position {e.pos}") from None
     if not isinstance(value, dict):
-        raise ParamValidationError(f"--conf must be a JSON object, got {type(value).__name__}")
+        raise ParamValidationError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
 
 
@@ -73,6 +74,25 @@ def trigger(
             now=now,
         )
     return run_id
+
+
+def emit_asset_event(
+    store: Store, name: str, *, extra: Mapping[str, Any] | None = None, now: datetime | None = None
+) -> int:
+    """Record an event for a known asset from outside (CLI, API): it queues runs of the
+    DAGs scheduled on it exactly as a task's success would. Returns the event id."""
+    if extra is not None and not isinstance(extra, Mapping):
+        raise ParamValidationError(f"extra must be a JSON object, got {type(extra).__name__}")
+    with store.begin() as conn:
+        row = assets_q.get_asset(conn, name)
+        return assets_q.record_event(
+            conn, asset_name=row["name"], now=now or datetime.now(UTC), extra=extra, source="external"
+        )
+
+
+def parse_extra(text: str | None) -> dict[str, Any]:
+    """``--extra`` must be a JSON object."""
+    return parse_conf(text, what="--extra")
 
 
 def set_paused(store: Store, dag_id: str, paused: bool) -> None:

@@ -90,6 +90,8 @@ class TaskSpec:
     deadline: Mapping[str, Any] | None = None  # {"reference": ..., "seconds": ...}
     multiple_outputs: bool = False
     ignore_downstream_trigger_rules: bool = True
+    outlets: tuple[str, ...] = ()  # asset keys (``asset:NAME``, ``alias:NAME``) it updates
+    inlets: tuple[str, ...] = ()  # asset keys whose events it may read
     doc: str | None = None
     lineno: int | None = None
 
@@ -112,6 +114,8 @@ class TaskSpec:
         kw["aligned"] = tuple(kw.get("aligned", ()))
         kw["callbacks"] = tuple(kw.get("callbacks", ()))
         kw["inputs"] = tuple(InputRef(**m) for m in kw.get("inputs", ()))
+        kw["outlets"] = tuple(kw.get("outlets", ()))
+        kw["inlets"] = tuple(kw.get("inlets", ()))
         return cls(**kw)
 
 
@@ -135,6 +139,10 @@ class DagSpec:
     retries: int = 0  # run-level retries: a failed run is rerun this many times
     retry_strategy: str = "failed_only"  # failed_only: failed work and what follows; all: everything
     deadline: Mapping[str, Any] | None = None
+    # Runs when its assets update: {"condition": <core.assets condition>, "policy": ...}.
+    asset_trigger: Mapping[str, Any] | None = None
+    # Every asset the DAG mentions (schedule, outlets, inlets): name, uri, group, extra, watchers.
+    assets: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         # Lookups the planner needs on every event; derived, so never serialized.
@@ -192,6 +200,8 @@ class DagSpec:
             "retries": self.retries,
             "retry_strategy": self.retry_strategy,
             "deadline": dict(self.deadline) if self.deadline else None,
+            "asset_trigger": dict(self.asset_trigger) if self.asset_trigger else None,
+            "assets": [dict(a) for a in self.assets],
         }
 
     def to_json(self) -> str:
@@ -218,6 +228,8 @@ class DagSpec:
             retries=d.get("retries", 0),
             retry_strategy=d.get("retry_strategy", "failed_only"),
             deadline=d.get("deadline"),
+            asset_trigger=d.get("asset_trigger"),
+            assets=tuple(d.get("assets", ())),
         )
 
     @classmethod

@@ -4,13 +4,14 @@ statements in one transaction (instead of a round trip per task instance)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
 from millstream.core.model import DagSpec
 from millstream.core.states import RunState, TaskState
+from millstream.store import assets as assets_q
 from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
@@ -30,6 +31,7 @@ class WriteBatch:
     run_states: list[tuple[int, RunState, str, datetime]] = field(default_factory=list)
     run_marks: list[tuple[int, RunState, str]] = field(default_factory=list)
     run_retries: list[Any] = field(default_factory=list)  # ActiveRuns to retry as a whole
+    asset_events: list[dict[str, Any]] = field(default_factory=list)  # from succeeded outlets
     # Runs whose planner decided what is written, with the clear_number it decided from.
     runs: dict[int, int] = field(default_factory=dict)
 
@@ -61,6 +63,8 @@ class WriteBatch:
                 for k, (state, reason, retry_at) in self.states.items()
             ],
         )
+        for ev in self.asset_events:
+            assets_q.record_event(conn, now=datetime.now(UTC), **ev)
         for run_pk, run_state, reason in self.run_marks:
             runs_q.set_marked(conn, run_pk, run_state, reason)
         for run_pk, run_state, reason, end in self.run_states:

@@ -38,9 +38,11 @@ from millstream.core.planner import Command, ExpandTask, FinishRun, RunPlanner, 
 from millstream.core.states import TERMINAL_TASK_STATES, IllegalTransition, RunState, TaskState
 from millstream.core.timetables import RunInfo, from_spec, parse_dates
 from millstream.executors.base import Executor, ExecutorBrokenError
+from millstream.scheduler import asset_runs
 from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.dagsync import record_parsed, sync_folder
 from millstream.scheduler.parsing import DagFolder, Parsed
+from millstream.scheduler.watchers import Arrival, WatcherThread, record_arrivals
 from millstream.sdk.params import resolve_params
 from millstream.store import Store
 from millstream.store import backfills as backfills_q
@@ -145,6 +147,8 @@ class Scheduler:
         self._parsed: queue.Queue[tuple[list[Parsed], list[str]]] = queue.Queue()
         self._stop = threading.Event()
         self._nudged = threading.Event()
+        self.watchers = WatcherThread(store, self.nudge, refresh_interval=dag_refresh_interval)
+        self._arrivals: list[Arrival] = []  # settled files not yet recorded
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -166,6 +170,7 @@ class Scheduler:
                 target=self._watch_dag_files, name="millstream-dag-watcher", daemon=True
             )
             watcher.start()
+        self.watchers.start()
         try:
             self.recover()
             while not self._stop.is_set():
@@ -188,6 +193,7 @@ class Scheduler:
             self._stop.set()
             if watcher is not None:
                 watcher.join(timeout=5)
+            self.watchers.stop()
             self.executor.shutdown()
             log.info("scheduler stopped")
 
@@ -196,6 +202,7 @@ class Scheduler:
         now = self.clock()
         mono = now.timestamp()
         self.record_dag_files()
+        self.record_watched(now)
         if mono >= self._next_poll or self._nudged.is_set():
             self._nudged.clear()
             self.sync_runs()
@@ -203,6 +210,7 @@ class Scheduler:
             self.call_deadlines(now)
             self.refresh_pools()
             self.create_scheduled(now)
+            self.create_asset_runs(now)
             self.start_queued(now)
             self.update_backfills(now)
             self._next_poll = mono + self._poll_gap(now)
@@ -275,6 +283,19 @@ class Scheduler:
             record_parsed(
                 self.store, parsed, paused_on_creation=self.paused_on_creation, files=files, folder=folder
             )
+
+    def record_watched(self, now: datetime) -> None:
+        """Step 1b: record the files the watchers saw settle as asset events."""
+        while True:
+            try:
+                self._arrivals.append(self.watchers.arrivals.get_nowait())
+            except queue.Empty:
+                break
+        if self._arrivals:
+            n = record_arrivals(self.store, self._arrivals, now)  # kept if this raises
+            self._arrivals = []
+            if n:
+                self._nudged.set()
 
     def record_parsed(self, parsed: Iterable[Parsed]) -> None:
         record_parsed(self.store, parsed, paused_on_creation=self.paused_on_creation, now=self.clock())
@@ -350,6 +371,16 @@ class Scheduler:
             )
             log.info("created run %s of %s", run_id, spec.dag_id)
             budget -= 1
+
+    def create_asset_runs(self, now: datetime) -> None:
+        """Runs of DAGs whose asset condition their queued events meet."""
+        with self.store.read() as conn:
+            if not asset_runs.has_work(conn):
+                return
+        with self.store.begin() as conn:
+            created = asset_runs.create_asset_triggered(conn, now)
+        for r in created:
+            self._emit("run_created", dag_id=r.dag_id, run_id=r.run_id, event_ids=list(r.event_ids))
 
     # -- 3. starting runs -------------------------------------------------------------------
 
@@ -825,7 +856,7 @@ class Scheduler:
             self._unapplied = events
             raise
         self._flush_ready()
-        if finished_runs:
+        if finished_runs or batch.asset_events:
             self._nudged.set()  # a slot under max_active_runs opened: start what is queued now
         for finished_run, finish in finished_runs:
             self._emit(
@@ -904,6 +935,17 @@ class Scheduler:
                 )
                 cmds = run.planner.record(
                     item.task_id, item.map_index, S.SUCCESS, output=r.output, reason="succeeded"
+                )
+                batch.asset_events.extend(
+                    {
+                        **ev,
+                        "source": "task",
+                        "source_dag_id": run.dag_id,
+                        "source_task_id": item.task_id,
+                        "source_run_id": run.run_id,
+                        "source_map_index": item.map_index,
+                    }
+                    for ev in r.asset_events
                 )
             elif r.state == "skipped":
                 cmds = run.planner.record(

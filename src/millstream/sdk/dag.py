@@ -28,6 +28,7 @@ from millstream.core.timetables import ScheduleError as CoreScheduleError
 from millstream.errors import CycleError, DagDefinitionError, DuplicateTaskIdError, ScheduleError
 from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
+from millstream.sdk.assets import Asset, split_schedule
 from millstream.sdk.deadlines import DeadlineAlert
 from millstream.sdk.params import Param, params_to_dict
 from millstream.sdk.xcom import DagParam
@@ -172,8 +173,9 @@ class DAG:
         self.start_date, zone = _as_utc(start_date, "start_date")
         self.end_date, _ = _as_utc(end_date, "end_date")
         self.timezone = timezone or zone
+        time_schedule, self.asset_trigger = split_schedule(schedule)
         try:
-            self.timetable_spec = schedule_to_spec(schedule, self.timezone)
+            self.timetable_spec = schedule_to_spec(time_schedule, self.timezone)
         except CoreScheduleError as e:
             raise DagDefinitionError(
                 f"DAG {dag_id!r}: schedule: {e}", filename=self.filename, lineno=self.lineno
@@ -319,7 +321,30 @@ class DAG:
             retries=self.retries,
             retry_strategy=self.retry_strategy,
             deadline=self.deadline.to_dict() if self.deadline else None,
+            asset_trigger=self.asset_trigger.to_dict() if self.asset_trigger else None,
+            assets=tuple(a.to_dict() for a in self.assets()),
         )
+
+    def assets(self) -> list[Asset]:
+        """Every asset the DAG schedules on, produces or reads, each once by name."""
+        found: list[Asset] = []
+        if self.asset_trigger is not None:
+            found.extend(self.asset_trigger.condition.iter_assets())
+        for t in self.tasks.values():
+            found.extend(a for a in (*t.config["outlets"], *t.config["inlets"]) if isinstance(a, Asset))
+        by_name: dict[str, Asset] = {}
+        for a in found:
+            seen = by_name.setdefault(a.name, a)
+            if seen.uri != a.uri:
+                raise DagDefinitionError(
+                    f"DAG {self.dag_id!r} names two different assets {a.name!r}: uri {seen.uri!r} "
+                    f"and {a.uri!r}; an asset name must mean one thing",
+                    filename=self.filename,
+                    lineno=self.lineno,
+                )
+            if a.watchers and not seen.watchers:
+                by_name[a.name] = a
+        return list(by_name.values())
 
     def test(
         self,

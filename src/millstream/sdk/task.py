@@ -19,6 +19,7 @@ from millstream.core.trigger_rules import TriggerRule
 from millstream.errors import DagDefinitionError
 from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
+from millstream.sdk.assets import outlet_key
 from millstream.sdk.taskgroup import TaskGroup, current_group
 from millstream.sdk.xcom import NOTSET, ConcatArg, MapArg, XComArg, ZipArg, find_xcom_args
 
@@ -131,6 +132,13 @@ def _check_config(config: Mapping[str, Any], where: str, kind: str = "python") -
         raise ValueError(f"{where}: retries must be a whole number >= 0, got {out['retries']!r}")
     if "mode" in out and out["mode"] not in ("poke", "reschedule"):
         raise ValueError(f"{where}: sensor mode must be 'poke' or 'reschedule', got {out['mode']!r}")
+    for key in ("outlets", "inlets"):
+        if key in out:
+            value = out[key]
+            items = list(value) if isinstance(value, list | tuple | set) else [value]
+            for item in items:
+                outlet_key(item, f"{where}: {key}")
+            out[key] = tuple(items)
     for key in ("poke_interval", "timeout", "max_wait"):
         if key in out and out[key] is not None:
             out[key] = _seconds(out[key], key)
@@ -353,6 +361,8 @@ class Task:
             deadline=c["deadline"].to_dict() if c["deadline"] else None,
             multiple_outputs=bool(c["multiple_outputs"]),
             ignore_downstream_trigger_rules=bool(c["ignore_downstream_trigger_rules"]),
+            outlets=tuple(dict.fromkeys(outlet_key(a, self.task_id) for a in c["outlets"])),
+            inlets=tuple(dict.fromkeys(outlet_key(a, self.task_id) for a in c["inlets"])),
             doc=c["doc_md"] or c["doc"],
             lineno=self.lineno,
         )

@@ -10,9 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from millstream.core.assets import describe as describe_condition
 from millstream.core.model import DagSpec
 from millstream.core.timetables import from_spec
 from millstream.errors import NotFoundError
+from millstream.store import assets as assets_q
 from millstream.store.tables import dag, dag_version, import_error
 
 
@@ -55,7 +57,7 @@ def sync_parsed(
             fileloc=spec.fileloc,
             is_active=True,
             latest_version_id=version_id,
-            timetable_summary=from_spec(spec.timetable).summary,
+            timetable_summary=schedule_summary(spec),
             description=spec.description,
             tags=list(spec.tags),
             last_parsed_at=now,
@@ -67,8 +69,19 @@ def sync_parsed(
             conn.execute(dag.insert().values(dag_id=spec.dag_id, is_paused=paused_on_create, **values))
         else:
             conn.execute(dag.update().where(dag.c.dag_id == spec.dag_id).values(**values))
+        assets_q.sync_dag(conn, spec, now)
         out[spec.dag_id] = version_id
     return out
+
+
+def schedule_summary(spec: DagSpec) -> str:
+    """``0 6 * * *``, ``assets: a & b`` or ``@daily or assets: a``: what a DAG list shows."""
+    time = from_spec(spec.timetable).summary
+    if not spec.asset_trigger:
+        return time
+    assets = "assets: " + describe_condition(spec.asset_trigger["condition"])
+    text = assets if spec.timetable.get("type") == "none" else f"{time} or {assets}"
+    return text if len(text) <= 100 else text[:99] + "…"
 
 
 def _next_number(conn: Connection, dag_id: str) -> int:
@@ -80,21 +93,17 @@ def _next_number(conn: Connection, dag_id: str) -> int:
 
 def deactivate_missing(conn: Connection, fileloc: str, present: Iterable[str]) -> None:
     """DAGs that a file no longer defines stop being scheduled (their history stays)."""
-    conn.execute(
-        dag.update()
-        .where(dag.c.fileloc == fileloc, dag.c.dag_id.not_in(list(present)))
-        .values(is_active=False)
-    )
+    gone = dag.c.fileloc == fileloc, dag.c.dag_id.not_in(list(present))
+    assets_q.forget_dags(conn, conn.execute(sa.select(dag.c.dag_id).where(*gone)).scalars())
+    conn.execute(dag.update().where(*gone).values(is_active=False))
 
 
 def deactivate_files_except(conn: Connection, folder: str, files: Iterable[str]) -> None:
     """A DAG file that was deleted takes its DAGs and import error with it."""
     files = list(files)
-    conn.execute(
-        dag.update()
-        .where(dag.c.fileloc.startswith(folder), dag.c.fileloc.not_in(files))
-        .values(is_active=False)
-    )
+    gone = dag.c.fileloc.startswith(folder), dag.c.fileloc.not_in(files)
+    assets_q.forget_dags(conn, conn.execute(sa.select(dag.c.dag_id).where(*gone)).scalars())
+    conn.execute(dag.update().where(*gone).values(is_active=False))
     conn.execute(
         import_error.delete().where(
             import_error.c.filename.startswith(folder), import_error.c.filename.not_in(files)

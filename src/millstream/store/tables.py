@@ -180,3 +180,92 @@ backfill = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("completed_at", UTCDateTime, nullable=True),
 )
+
+# -- assets -------------------------------------------------------------------------------
+
+asset = sa.Table(
+    "asset",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(1500), nullable=False, unique=True),
+    sa.Column("uri", sa.String(1500), nullable=False),
+    sa.Column("asset_group", sa.String(250), nullable=False, server_default="asset"),
+    sa.Column("extra", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+asset_alias = sa.Table(
+    "asset_alias",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(1500), nullable=False, unique=True),
+)
+
+# Which concrete assets an alias has stood for (learnt from the events emitted through it).
+asset_alias_asset = sa.Table(
+    "asset_alias_asset",
+    metadata,
+    sa.Column("alias_id", sa.Integer, sa.ForeignKey("asset_alias.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True),
+)
+
+asset_event = sa.Table(
+    "asset_event",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("asset_id", sa.Integer, sa.ForeignKey("asset.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("timestamp", UTCDateTime, nullable=False),
+    sa.Column("extra", sa.JSON, nullable=False, default=dict),
+    sa.Column("source", sa.String(20), nullable=False),  # task | external | watcher
+    sa.Column("source_dag_id", sa.String(250), nullable=True),
+    sa.Column("source_task_id", sa.String(250), nullable=True),
+    sa.Column("source_run_id", sa.String(250), nullable=True),
+    sa.Column("source_map_index", sa.Integer, nullable=True),
+    sa.Column("source_aliases", sa.JSON, nullable=False, default=list),
+    sa.Index("ix_asset_event_asset_id_id", "asset_id", "id"),
+)
+
+# What each DAG's latest version says about assets: ``schedule`` (the keys its condition
+# names; task_id ""), ``outlet`` and ``inlet`` (per task). Rebuilt whenever a DAG is parsed.
+asset_ref = sa.Table(
+    "asset_ref",
+    metadata,
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("kind", sa.String(10), primary_key=True),
+    sa.Column("key", sa.String(1510), primary_key=True),
+    sa.Column("task_id", sa.String(250), primary_key=True),
+    sa.Index("ix_asset_ref_key_kind", "key", "kind"),
+)
+
+# Events a consuming DAG has not consumed yet, under the condition leaf each satisfies.
+# Consuming them (creating the run, linking the events, deleting these rows) is one
+# transaction: an event is never lost or counted twice, whatever is killed when.
+asset_queue = sa.Table(
+    "asset_queue",
+    metadata,
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("asset_event.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(1510), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The events that triggered an asset-triggered run.
+dag_run_asset_event = sa.Table(
+    "dag_run_asset_event",
+    metadata,
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("dag_run.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("asset_event.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# Files a watcher has reported: never again, whatever restarts in between.
+watcher_file = sa.Table(
+    "watcher_file",
+    metadata,
+    sa.Column("watcher", sa.String(64), primary_key=True),
+    sa.Column("path", sa.String(4000), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mtime", sa.Float, nullable=False),
+    sa.Column("event_id", sa.Integer, nullable=True),
+    sa.Column("reported_at", UTCDateTime, nullable=False),
+)

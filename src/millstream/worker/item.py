@@ -57,6 +57,8 @@ class AttemptResult:
     hostname: str | None = None
     callbacks_done: bool = False  # the worker ran the task's callbacks for this outcome
     reschedule_at: datetime | None = None  # a sensor that is not done yet pokes again then
+    # Asset events to record with the success: {"asset_name", "uri", "extra", "aliases"}.
+    asset_events: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ only the way the DAG is found (``resolve_dag``) and the store differ.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from millstream.sdk.xcom import (
     XComArg,
     ZipArg,
 )
+from millstream.worker.assets import InletEventAccessors, OutletEventAccessors, TriggeringAssetEvents
 from millstream.worker.callbacks import call_all
 from millstream.worker.item import AttemptResult, WorkItem
 from millstream.worker.results import (
@@ -225,9 +227,11 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
         "prev_data_interval_end_success": item.prev_success_interval[1],
         "params": dict(item.params),
         "conf": dict(item.conf),
-        "triggering_asset_events": {},
-        "outlet_events": {},
-        "inlet_events": {},
+        "triggering_asset_events": TriggeringAssetEvents(
+            reader.store if item.run_type == "asset_triggered" else None, item.run_pk
+        ),
+        "outlet_events": OutletEventAccessors(task.task_id, task.config["outlets"]),
+        "inlet_events": InletEventAccessors(reader.store, task.task_id, task.config["inlets"]),
     }
 
 
@@ -424,6 +428,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
     label_inputs: tuple[str | None, dict[str, Any], dict[str, Any]] | None = None
     callback_ctx: tuple[Task, dict[str, Any]] | None = None
     reschedule_at: datetime | None = None
+    asset_events: list[dict[str, Any]] = []
     with capture_to(item.log_path) as log:
         print(f"[{started.isoformat()}] starting {item.describe()} (pid {os.getpid()})", file=log)
         try:
@@ -449,6 +454,8 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                 else:
                     assert task.python_callable is not None
                     value = task.python_callable(*args, **kwargs)
+                if inspect.isgenerator(value):  # a task that yields Metadata(asset, extra)
+                    value = ctx["outlet_events"].take(value)
             rows, output = _output_of(task, value)
             if task.kind == "branch":
                 output = Output(
@@ -458,6 +465,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                 output = Output(output.length, output.type_name, output.key_lengths, short_circuit=not value)
                 if not value:
                     print("condition is falsy: skipping downstream tasks", file=log)
+            asset_events = ctx["outlet_events"].events()
             state, error, retryable = "success", None, True
         except _Reschedule as e:
             rows, output, state, error, retryable = [], None, "reschedule", None, True
@@ -500,6 +508,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
         hostname=HOSTNAME,
         callbacks_done=callback_ctx is not None,
         reschedule_at=reschedule_at,
+        asset_events=asset_events if state == "success" else [],
     )
 
 

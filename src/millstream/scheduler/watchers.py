@@ -1,0 +1,195 @@
+"""Asset watchers: turning files that arrive in a folder into asset events.
+
+A thread in the scheduler process scans each watched folder. A file is *settled* once
+two looks at least ``settle_seconds`` apart saw the same size and modification time; only
+then is it handed to the scheduler loop, which records "reported" and the asset event in
+one transaction. What was reported is in the store, so a restarted scheduler never
+reports a file twice (a half-settled file just settles again after a restart).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from millstream.store import Store
+from millstream.store import assets as assets_q
+from millstream.store import dags as dags_q
+
+log = logging.getLogger("millstream.watchers")
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    asset: str
+    path: str
+    pattern: str = "*"
+    settle_seconds: float = 5.0
+    recursive: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> WatchSpec:
+        return cls(d["asset"], d["path"], d["pattern"], float(d["settle_seconds"]), bool(d.get("recursive")))
+
+    @property
+    def id(self) -> str:
+        """Stable across restarts: the same asset, folder and pattern are the same watcher."""
+        text = "\0".join((self.asset, self.path, self.pattern, str(self.recursive)))
+        return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+    @property
+    def scan_interval(self) -> float:
+        return min(1.0, max(0.1, self.settle_seconds / 4))
+
+
+@dataclass(frozen=True)
+class Arrival:
+    watcher: WatchSpec
+    path: str
+    size: int
+    mtime: float
+
+
+def scan(spec: WatchSpec) -> dict[str, tuple[int, float]]:
+    """Files in the folder matching the pattern: path -> (size, mtime)."""
+    folder = Path(spec.path)
+    if not folder.is_dir():
+        return {}
+    found: dict[str, tuple[int, float]] = {}
+    matches = folder.rglob(spec.pattern) if spec.recursive else folder.glob(spec.pattern)
+    for p in matches:
+        try:
+            st = p.stat()
+        except OSError:
+            continue  # gone between listing and stat
+        if p.is_file():
+            found[str(p)] = (st.st_size, st.st_mtime)
+    return found
+
+
+class SettleTracker:
+    """Which files have stopped changing for the settle time (pure: the caller scans and
+    passes the time, so tests need no sleeping)."""
+
+    def __init__(self, settle_seconds: float, reported: Iterable[str] = ()) -> None:
+        self.settle = settle_seconds
+        self.reported = set(reported)
+        self._seen: dict[str, tuple[int, float, float]] = {}  # path -> size, mtime, stable since
+
+    def observe(self, files: Mapping[str, tuple[int, float]], now: float) -> list[tuple[str, int, float]]:
+        settled = []
+        for path, (size, mtime) in sorted(files.items()):
+            if path in self.reported:
+                continue
+            prev = self._seen.get(path)
+            if prev is None or (prev[0], prev[1]) != (size, mtime):
+                self._seen[path] = (size, mtime, now)
+                if self.settle > 0:
+                    continue
+            if now - self._seen[path][2] >= self.settle:
+                settled.append((path, size, mtime))
+                self.reported.add(path)
+                del self._seen[path]
+        for path in [p for p in self._seen if p not in files]:
+            del self._seen[path]  # deleted before it settled
+        return settled
+
+
+class WatcherThread:
+    """Runs every watcher the active DAGs declare; settled files go to ``arrivals``."""
+
+    def __init__(self, store: Store, wake: Callable[[], None], refresh_interval: float = 5.0) -> None:
+        self.store = store
+        self.wake = wake
+        self.refresh_interval = refresh_interval
+        self.arrivals: queue.Queue[Arrival] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._trackers: dict[WatchSpec, SettleTracker] = {}
+        self._next_scan: dict[WatchSpec, float] = {}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="millstream-asset-watchers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def specs(self) -> list[WatchSpec]:
+        out: dict[WatchSpec, None] = {}
+        with self.store.read() as conn:
+            for row in dags_q.list_dags(conn):
+                if not row["latest_version_id"]:
+                    continue
+                spec = dags_q.spec_for_version(conn, row["latest_version_id"])
+                for a in spec.assets:
+                    for w in a.get("watchers", ()):
+                        out[WatchSpec.from_dict(w)] = None
+        return list(out)
+
+    def refresh(self) -> None:
+        specs = self.specs()
+        for spec in specs:
+            if spec not in self._trackers:
+                with self.store.read() as conn:
+                    reported = assets_q.reported_paths(conn, spec.id)
+                self._trackers[spec] = SettleTracker(spec.settle_seconds, reported)
+                self._next_scan[spec] = 0.0
+                log.info("watching %s for %s (asset %s)", spec.path, spec.pattern, spec.asset)
+        for gone in [s for s in self._trackers if s not in specs]:
+            del self._trackers[gone], self._next_scan[gone]
+
+    def poll(self, now: float) -> int:
+        """Scan the watchers that are due; returns how many files settled."""
+        n = 0
+        for spec, tracker in self._trackers.items():
+            if now < self._next_scan[spec]:
+                continue
+            self._next_scan[spec] = now + spec.scan_interval
+            for path, size, mtime in tracker.observe(scan(spec), now):
+                self.arrivals.put(Arrival(spec, path, size, mtime))
+                n += 1
+        return n
+
+    def _run(self) -> None:
+        next_refresh = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            try:
+                if now >= next_refresh:
+                    self.refresh()
+                    next_refresh = now + self.refresh_interval
+                if self.poll(now):
+                    self.wake()
+            except Exception:
+                log.exception("asset watchers failed; trying again")
+            waits = [next_refresh, *self._next_scan.values()]
+            self._stop.wait(max(0.05, min(waits) - time.monotonic()))
+
+
+def record_arrivals(store: Store, arrivals: list[Arrival], now: Any) -> int:
+    """Record settled files as asset events (each file once, ever); returns how many."""
+    n = 0
+    with store.begin() as conn:
+        for a in arrivals:
+            if not assets_q.mark_reported(conn, a.watcher.id, a.path, a.size, a.mtime, now):
+                continue
+            event_id = assets_q.record_event(
+                conn,
+                asset_name=a.watcher.asset,
+                now=now,
+                source="watcher",
+                extra={"path": a.path, "size": a.size, "mtime": a.mtime},
+            )
+            assets_q.set_watcher_event(conn, a.watcher.id, a.path, event_id)
+            n += 1
+    return n
