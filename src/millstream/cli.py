@@ -616,6 +616,175 @@ def pools_delete(name: str) -> None:
     console.print(f"Deleted pool {name}")
 
 
+# -- assets ----------------------------------------------------------------------------------
+
+
+@main.group()
+def assets() -> None:
+    """Assets: their events, who produces and consumes them, and events from outside."""
+
+
+def _asset_refs(conn: Any) -> dict[str, dict[str, list[str]]]:
+    """asset key -> {"producers": ["dag.task"], "consumers": ["dag"], "readers": [...]}."""
+    from millstream.store import assets as assets_q
+
+    out: dict[str, dict[str, list[str]]] = {}
+    for r in assets_q.refs(conn):
+        slot = out.setdefault(r["key"], {"producers": [], "consumers": [], "readers": []})
+        if r["kind"] == "outlet":
+            slot["producers"].append(f"{r['dag_id']}.{r['task_id']}")
+        elif r["kind"] == "inlet":
+            slot["readers"].append(f"{r['dag_id']}.{r['task_id']}")
+        else:
+            slot["consumers"].append(r["dag_id"])
+    return out
+
+
+@assets.command("list")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+@handle_errors
+def assets_list(output: str) -> None:
+    """Known assets with their producers, consumers and latest event."""
+    from millstream.store import assets as assets_q
+
+    with Env(None).store.read() as conn:
+        rows = assets_q.list_assets(conn)
+        refs = _asset_refs(conn)
+    if output == "json":
+        data = [
+            {
+                "name": r["name"],
+                "uri": r["uri"],
+                "group": r["asset_group"],
+                "events": r["events"],
+                "last_event": r["last_event"].isoformat() if r["last_event"] else None,
+                **refs.get(f"asset:{r['name']}", {"producers": [], "consumers": [], "readers": []}),
+            }
+            for r in rows
+        ]
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = Table("asset", "uri", "events", "last event", "produced by", "schedules", box=None)
+    for r in rows:
+        ref = refs.get(f"asset:{r['name']}", {})
+        table.add_row(
+            escape(r["name"]),
+            escape(r["uri"]) if r["uri"] != r["name"] else "",
+            str(r["events"]),
+            fmt_dt(r["last_event"]),
+            ", ".join(ref.get("producers", [])) or "-",
+            ", ".join(ref.get("consumers", [])) or "-",
+        )
+    console.print(table)
+
+
+def _source(r: Any) -> str:
+    if r["source"] != "task":
+        return str(r["source"])
+    idx = f"[{r['source_map_index']}]" if (r["source_map_index"] or -1) >= 0 else ""
+    return f"{r['source_dag_id']}.{r['source_task_id']}{idx} ({r['source_run_id']})"
+
+
+@assets.command("events")
+@click.argument("name")
+@click.option("--limit", default=25, show_default=True)
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+@handle_errors
+def assets_events(name: str, limit: int, output: str) -> None:
+    """The latest events of asset NAME, newest first."""
+    from millstream.store import assets as assets_q
+
+    with Env(None).store.read() as conn:
+        rows = assets_q.events_of(conn, name, limit=limit)
+    if output == "json":
+        data = [{**dict(r), "timestamp": r["timestamp"].isoformat()} for r in rows]
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = Table("id", "time", "source", "extra", box=None)
+    for r in rows:
+        table.add_row(
+            str(r["id"]), fmt_dt(r["timestamp"]), escape(_source(r)), escape(json.dumps(r["extra"]))
+        )
+    console.print(table)
+
+
+@assets.command("emit")
+@click.argument("name")
+@click.option("--extra", default=None, help="Event metadata as a JSON object.")
+@dags_folder_option
+@handle_errors
+def assets_emit(name: str, extra: str | None, dags_folder: str | None) -> None:
+    """Record an event for asset NAME from outside: DAGs scheduled on it run as if a task
+    had updated it."""
+    env = Env(dags_folder)
+    payload = control.parse_extra(extra)
+    env.sync_dags()
+    event_id = control.emit_asset_event(env.store, name, extra=payload)
+    from millstream.scheduler.wakeup import notify
+
+    notify(env.settings.home)
+    console.print(f"Emitted event {event_id} for asset {escape(name)}")
+
+
+@assets.command("graph")
+@handle_errors
+def assets_graph() -> None:
+    """Producers -> asset -> consumers, one line per asset (and per alias)."""
+    from millstream.store import assets as assets_q
+
+    with Env(None).store.read() as conn:
+        rows = assets_q.list_assets(conn)
+        aliases = assets_q.list_aliases(conn)
+        refs = _asset_refs(conn)
+
+    def line(label: str, ref: dict[str, list[str]], note: str = "") -> None:
+        producers = ", ".join(ref.get("producers", [])) or "(external)"
+        consumers = ", ".join(ref.get("consumers", [])) or "-"
+        console.print(f"{escape(producers)} -> [bold]{escape(label)}[/]{note} -> {escape(consumers)}")
+
+    for r in rows:
+        line(r["name"], refs.get(f"asset:{r['name']}", {}))
+    for a in aliases:
+        stands_for = f" (alias of {', '.join(a['assets'])})" if a["assets"] else " (alias, not resolved yet)"
+        line(f"alias {a['name']}", refs.get(f"alias:{a['name']}", {}), escape(stands_for))
+
+
+@assets.command("queued")
+@click.argument("dag_id")
+@handle_errors
+def assets_queued(dag_id: str) -> None:
+    """Events queued for DAG_ID that no run has consumed yet, and what it waits for."""
+    from millstream.core.assets import describe
+    from millstream.store import assets as assets_q
+
+    with Env(None).store.read() as conn:
+        row = dags_q.get_dag(conn, dag_id)
+        _, spec = dags_q.latest_spec(conn, dag_id)
+        rows = assets_q.queued(conn, dag_id)
+    if not spec.asset_trigger:
+        raise MillstreamError(f"DAG {dag_id!r} is not scheduled on assets")
+    trigger = spec.asset_trigger
+    paused = " (paused: events wait until it is unpaused)" if row["is_paused"] else ""
+    console.print(
+        f"{dag_id} runs on: {escape(describe(trigger['condition']))}, "
+        f"policy {trigger.get('policy', 'batch')}{paused}"
+    )
+    if not rows:
+        console.print("No queued events.")
+        return
+    table = Table("event", "asset", "as", "time", "source", "extra", box=None)
+    for r in rows:
+        table.add_row(
+            str(r["event_id"]),
+            escape(r["asset_name"]),
+            escape(r["key"]),
+            fmt_dt(r["timestamp"]),
+            r["source"],
+            escape(json.dumps(r["extra"])),
+        )
+    console.print(table)
+
+
 # -- backfill --------------------------------------------------------------------------------
 
 

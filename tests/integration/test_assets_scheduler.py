@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from millstream import control
 from millstream.store import assets as assets_q
+from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 
 from .conftest import wait_for
@@ -78,6 +79,8 @@ def test_producer_success_triggers_consumer_with_metadata(harness, tmp_path):
     }
     # The producer's return value survives the Metadata it yielded.
     with harness.store.read() as conn:
+        run_pk = runs_q.get_run(conn, "producer", run_id)["id"]
+        assert results_q.get_one(conn, run_pk, "make_b", -1, "return_value") == '"done"'
         assert assets_q.get_asset(conn, "a")["uri"] == "s3://lake/a.parquet"
         assert assets_q.get_asset(conn, "a")["extra"] == {"owner": "team-a"}
 

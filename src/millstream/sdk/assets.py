@@ -292,7 +292,6 @@ def split_schedule(schedule: Any) -> tuple[Any, AssetTrigger | None]:
     return schedule, None
 
 
-@dataclass(frozen=True)
 class FileArrivalWatcher:
     """Emits one event for its asset per new file in ``path`` matching ``pattern``.
 
@@ -302,24 +301,31 @@ class FileArrivalWatcher:
     file's folder; ``~`` and ``$VARS`` are expanded when the DAG file is parsed.
     """
 
-    path: str
-    pattern: str = "*"
-    settle_seconds: float = 5.0
-    recursive: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.path, str | os.PathLike) or not str(self.path).strip():
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        pattern: str = "*",
+        settle_seconds: float = 5.0,
+        recursive: bool = False,
+    ) -> None:
+        if not isinstance(path, str | os.PathLike) or not str(path).strip():
             raise _fail("FileArrivalWatcher needs a folder path")
-        if not isinstance(self.settle_seconds, int | float) or self.settle_seconds < 0:
-            raise _fail(f"FileArrivalWatcher settle_seconds must be >= 0, got {self.settle_seconds!r}")
-        if not isinstance(self.pattern, str) or not self.pattern:
+        if not isinstance(settle_seconds, int | float) or settle_seconds < 0:
+            raise _fail(f"FileArrivalWatcher settle_seconds must be >= 0, got {settle_seconds!r}")
+        if not isinstance(pattern, str) or not pattern:
             raise _fail("FileArrivalWatcher pattern must be a glob such as '*.csv'")
-        folder = os.path.expandvars(os.path.expanduser(str(self.path)))
+        folder = os.path.expandvars(os.path.expanduser(str(path)))
         if not os.path.isabs(folder):
             filename, _ = caller_location()
             base = os.path.dirname(os.path.abspath(filename)) if filename else os.getcwd()
             folder = os.path.join(base, folder)
-        object.__setattr__(self, "path", os.path.normpath(folder))
+        self.path = os.path.normpath(folder)
+        self.pattern = pattern
+        self.settle_seconds = float(settle_seconds)
+        self.recursive = recursive
+
+    def __repr__(self) -> str:
+        return f"FileArrivalWatcher({self.path!r}, {self.pattern!r}, settle_seconds={self.settle_seconds})"
 
     def to_dict(self, asset_name: str) -> dict[str, Any]:
         return {
