@@ -20,9 +20,12 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(STAMP)
 
-## run: install, then run the demo pipelines on the embedded SQLite default (Ctrl-C stops)
+## run: install, then run the demo pipelines on the embedded SQLite default (Ctrl-C stops);
+##      a sample CSV dropped into $MILLSTREAM_HOME/incoming shows asset-driven scheduling
 run: $(STAMP)
-	$(BIN)/millstream standalone --dags-folder examples --trigger process_daily_files
+	@mkdir -p "$(MILLSTREAM_HOME)/incoming"
+	@cp examples/data/orders.csv "$(MILLSTREAM_HOME)/incoming/orders_$$(date +%Y%m%d_%H%M%S).csv"
+	$(BIN)/millstream standalone --dags-folder examples --trigger process_daily_files --unpause ingest_arrivals
 
 ## test: install dev extras, run the whole suite
 test: $(DEV_STAMP)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import bench_assets  # noqa: E402
 import bench_backfill  # noqa: E402
 import bench_foundation  # noqa: E402
 import bench_mapping  # noqa: E402
@@ -21,6 +22,7 @@ def main() -> None:
     bench_foundation.main()
     bench_mapping.main()
     bench_backfill.main()
+    bench_assets.main()
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(RESULTS, indent=2))

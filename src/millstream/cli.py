@@ -1043,8 +1043,11 @@ def scheduler_cmd(dags_folder: str | None) -> None:
 @dags_folder_option
 @click.option("--trigger", "trigger_dag", default=None, help="Trigger this DAG once at start and follow it.")
 @click.option("--exit-after-run", is_flag=True, help="Stop once the triggered run finished.")
+@click.option("--unpause", "unpause_dags", multiple=True, help="Unpause this DAG at start (repeatable).")
 @handle_errors
-def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run: bool) -> None:
+def standalone(
+    dags_folder: str | None, trigger_dag: str | None, exit_after_run: bool, unpause_dags: tuple[str, ...]
+) -> None:
     """Everything in one process: migrate, scheduler, local executor.
 
     With --trigger, the DAG is triggered once and its progress printed.
@@ -1057,6 +1060,17 @@ def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run:
     done = threading.Event()
 
     def listen(kind: str, data: dict[str, Any]) -> None:
+        if kind == "run_created" and data.get("event_ids"):
+            console.print(
+                f"Asset events {data['event_ids']} triggered run {data['run_id']} of {data['dag_id']}",
+                soft_wrap=True,
+            )
+            return
+        if kind == "run_finished" and data.get("run_id") != followed.get("run_id"):
+            console.print(
+                f"Run {data['run_id']} of {data['dag_id']}: {styled(data['state'])}", soft_wrap=True
+            )
+            return
         if not followed or data.get("run_id") != followed.get("run_id"):
             return
         if kind == "ti_finished":
@@ -1078,8 +1092,13 @@ def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run:
     console.print(f"  DAGs      {settings.dags_folder}")
     console.print(f"  database  {_safe_url(settings.database_url)}")
     console.print(f"  logs      {settings.logs_folder}")
-    if trigger_dag:
+    if trigger_dag or unpause_dags:
         scheduler.refresh_dags()
+    for dag_id in unpause_dags:
+        control.set_paused(env.store, dag_id, False)
+        console.print(f"Unpaused {dag_id}")
+    _print_watched_folders(env.store)
+    if trigger_dag:
         run_id = control.trigger(env.store, trigger_dag)
         followed["run_id"] = run_id
         scheduler.nudge()
@@ -1094,6 +1113,15 @@ def standalone(dags_folder: str | None, trigger_dag: str | None, exit_after_run:
 
 
 _SHOWN_INSTANCES = 10
+
+
+def _print_watched_folders(store: Store) -> None:
+    from millstream.scheduler.watchers import WatcherThread
+
+    for w in WatcherThread(store, lambda: None).specs():
+        console.print(
+            f"  watching  {w.path}/{w.pattern} -> asset {w.asset} (settles after {w.settle_seconds:g}s)"
+        )
 
 
 def _command_prefix(settings: Settings) -> str:

@@ -210,7 +210,7 @@ class Scheduler:
             self.call_deadlines(now)
             self.refresh_pools()
             self.create_scheduled(now)
-            self.create_asset_runs(now)
+            self.create_asset_runs()
             self.start_queued(now)
             self.update_backfills(now)
             self._next_poll = mono + self._poll_gap(now)
@@ -372,13 +372,15 @@ class Scheduler:
             log.info("created run %s of %s", run_id, spec.dag_id)
             budget -= 1
 
-    def create_asset_runs(self, now: datetime) -> None:
+    def create_asset_runs(self) -> None:
         """Runs of DAGs whose asset condition their queued events meet."""
         with self.store.read() as conn:
             if not asset_runs.has_work(conn):
                 return
         with self.store.begin() as conn:
-            created = asset_runs.create_asset_triggered(conn, now)
+            # The time once the write lock is held: events committed while we waited for
+            # it are in this transaction too, and must not look newer than their run.
+            created = asset_runs.create_asset_triggered(conn, self.clock())
         for r in created:
             self._emit("run_created", dag_id=r.dag_id, run_id=r.run_id, event_ids=list(r.event_ids))
 

@@ -299,14 +299,18 @@ def queued(conn: Connection, dag_id: str) -> list[sa.RowMapping]:
 
 
 def consume(conn: Connection, dag_id: str, rows: Iterable[QueuedEvent]) -> None:
+    by_key: dict[str, list[int]] = {}
     for r in rows:
-        conn.execute(
-            asset_queue.delete().where(
-                asset_queue.c.dag_id == dag_id,
-                asset_queue.c.event_id == r.event_id,
-                asset_queue.c.key == r.key,
+        by_key.setdefault(r.key, []).append(r.event_id)
+    for key, ids in by_key.items():  # a statement per condition leaf, not per row
+        for start in range(0, len(ids), 500):
+            conn.execute(
+                asset_queue.delete().where(
+                    asset_queue.c.dag_id == dag_id,
+                    asset_queue.c.key == key,
+                    asset_queue.c.event_id.in_(ids[start : start + 500]),
+                )
             )
-        )
 
 
 def link_run(conn: Connection, run_pk: int, event_ids: Iterable[int]) -> None:
