@@ -314,3 +314,55 @@ def test_asset_or_time_schedule_and_asset_decorator_and_inlet_events(harness, tm
     assert [r["run_type"] for r in runs] == ["scheduled", "asset_triggered"]
     # An asset-triggered run's data interval spans its events.
     assert runs[1]["data_interval_end"] - runs[1]["data_interval_start"] < timedelta(seconds=5)
+
+
+MAPPED = """
+import json
+from pathlib import Path
+from millstream import Asset, dag, task
+
+OUT = Path({out!r})
+part = Asset("part")
+
+@dag(schedule=None)
+def mapped_producer():
+    @task(outlets=[part])
+    def write(i, outlet_events=None):
+        outlet_events[part].extra = {{"i": i}}
+
+    write.expand(i=[0, 1, 2])
+
+mapped_producer()
+
+@dag(schedule=part)
+def parts_consumer():
+    @task
+    def record(triggering_asset_events=None):
+        seen = sorted((e.source_map_index, e.extra["i"]) for e in triggering_asset_events[part])
+        with OUT.open("a") as f:
+            f.write(json.dumps(seen) + "\\n")
+    record()
+
+parts_consumer()
+"""
+
+
+def test_each_mapped_instance_emits_and_a_paused_consumer_keeps_its_events(harness, tmp_path):
+    """Airflow 3.3.2 emits one event per mapped instance too, but its consumer run took only
+    the first of events that arrived together, and a paused consumer queued nothing. Here
+    every queued event reaches the run, and a paused consumer's events wait for it."""
+    out = tmp_path / "out.jsonl"
+    harness.write_dag("mapped.py", MAPPED.format(out=str(out)))
+    harness.start()
+    harness.wait_parsed("parts_consumer")
+    control.set_paused(harness.store, "parts_consumer", True)
+    run_id = harness.trigger("mapped_producer")
+    assert harness.wait_run("mapped_producer", run_id) == "success"
+    with harness.store.read() as conn:
+        assert len(assets_q.queued(conn, "parts_consumer")) == 3
+    assert runs_of(harness, "parts_consumer") == []
+    control.set_paused(harness.store, "parts_consumer", False)
+    harness.scheduler.nudge()
+    wait_for(lambda: lines(out), 30, "the consumer run")
+    assert lines(out) == [[[0, 0], [1, 1], [2, 2]]]
+    assert len(runs_of(harness, "parts_consumer")) == 1

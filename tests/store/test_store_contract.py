@@ -162,3 +162,32 @@ def test_import_errors_and_pause(store):
         assert dags_q.get_dag(conn, "d")["is_paused"] is True
         with pytest.raises(NotFoundError, match="no DAG with id 'x'"):
             dags_q.get_dag(conn, "x")
+
+
+def test_sqlite_writers_queue_on_a_file_lock(tmp_path):
+    """While one write transaction is open, another process cannot take the write gate;
+    it is free again after the commit (see store._WriteGate for why it exists)."""
+    import fcntl
+    import os
+
+    from millstream.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'ms.db'}")
+    store.migrate()
+
+    def gate_free() -> bool:
+        fd = os.open(str(tmp_path / "ms.db-writelock"), os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    with store.begin():
+        assert not gate_free()
+    assert gate_free()
+    with store.read():
+        assert gate_free()  # readers never wait for it
+    store.dispose()

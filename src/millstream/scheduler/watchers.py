@@ -145,6 +145,12 @@ class WatcherThread:
                 self._trackers[spec] = SettleTracker(spec.settle_seconds, reported)
                 self._next_scan[spec] = 0.0
                 log.info("watching %s for %s (asset %s)", spec.path, spec.pattern, spec.asset)
+                if not Path(spec.path).is_dir():
+                    log.warning(
+                        "watched folder %s (asset %s) does not exist yet; files are reported once it does",
+                        spec.path,
+                        spec.asset,
+                    )
         for gone in [s for s in self._trackers if s not in specs]:
             del self._trackers[gone], self._next_scan[gone]
 

@@ -31,7 +31,9 @@ def _fail(message: str) -> DagDefinitionError:
 
 
 def normalize_uri(uri: str) -> str:
-    """Lower-case the scheme and host of URIs we understand; check they are complete."""
+    """Check URIs of schemes we understand are complete; lower-case the scheme and drop a
+    trailing slash (as Airflow does: ``S3://Bucket/Key/`` is ``s3://Bucket/Key``).
+    Bucket, host and path keep their case: object stores are case-sensitive."""
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if not scheme:
@@ -41,14 +43,15 @@ def normalize_uri(uri: str) -> str:
     if scheme == "file":
         if not parts.path.startswith("/"):
             raise _fail(f"Asset uri {uri!r}: a file URI needs an absolute path, as in file:///data/x.csv")
-        return urlunsplit((scheme, parts.netloc.lower(), parts.path, parts.query, parts.fragment))
-    if scheme in _NEEDS_HOST or scheme in _DATABASES:
+    elif scheme in _NEEDS_HOST or scheme in _DATABASES:
         if not parts.netloc:
             raise _fail(
                 f"Asset uri {uri!r}: a {scheme} URI needs a host or bucket, as in {scheme}://name/path"
             )
-        return urlunsplit((scheme, parts.netloc.lower(), parts.path, parts.query, parts.fragment))
-    return uri  # a scheme we do not know: an opaque identifier
+    else:
+        return uri  # a scheme we do not know: an opaque identifier, kept as written
+    path = parts.path.rstrip("/") if parts.path not in ("", "/") else parts.path
+    return urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
 def _check_extra(extra: Any, where: str) -> dict[str, Any]:

@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from millstream.store.engine import make_engine, migrate
+
+
+class _WriteGate:
+    """Writers to one SQLite file queue on an OS file lock before BEGIN IMMEDIATE.
+
+    SQLite makes a blocked writer poll with growing sleeps (up to 100 ms each), so a
+    process committing many short transactions (the API or `assets emit` in a loop) can
+    keep the scheduler waiting for hundreds of milliseconds. A blocking ``flock`` wakes the
+    next writer the moment the lock is free. Re-entrant per thread, so a nested write
+    transaction falls back to SQLite's own locking instead of waiting on itself.
+    """
+
+    def __init__(self, db_path: str) -> None:
+        self.path = f"{db_path}-writelock"
+        self._local = threading.local()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        if getattr(self._local, "held", False):
+            yield
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by close()
+            self._local.held = True
+            yield
+        finally:
+            self._local.held = False
+            os.close(fd)
 
 
 class Store:
@@ -17,6 +49,8 @@ class Store:
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
+        path = url.split("///", 1)[-1] if url.startswith("sqlite:///") else ""
+        self._gate = _WriteGate(path) if path and path != ":memory:" else None
 
     @classmethod
     def memory(cls) -> Store:
@@ -31,7 +65,7 @@ class Store:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A write transaction: committed at the end of the block, rolled back on error."""
-        with self.engine.connect() as conn:
+        with self._gate.hold() if self._gate else nullcontext(), self.engine.connect() as conn:
             conn.execution_options(millstream_write=True)
             with conn.begin():
                 yield conn
