@@ -1,6 +1,7 @@
 """Asset-driven scheduling through the real scheduler and local workers."""
 
 import json
+import textwrap
 from datetime import timedelta
 
 from millstream import control
@@ -12,6 +13,7 @@ from .conftest import wait_for
 
 PRODUCER_CONSUMER = """
 import json
+import textwrap
 from pathlib import Path
 from millstream import Asset, Metadata, dag, task
 
@@ -87,6 +89,7 @@ def test_producer_success_triggers_consumer_with_metadata(harness, tmp_path):
 
 CONSUMERS = """
 import json
+import textwrap
 from pathlib import Path
 from millstream import Asset, AssetTrigger, dag, task
 
@@ -191,6 +194,7 @@ def test_events_emitted_while_the_scheduler_is_down_are_consumed_on_start(harnes
 
 ALIAS = """
 import json
+import textwrap
 from pathlib import Path
 from millstream import Asset, AssetAlias, Metadata, dag, task
 
@@ -265,6 +269,7 @@ def test_alias_resolves_at_run_time_for_alias_and_concrete_consumers(harness, tm
 
 COMBINED = """
 import json
+import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from millstream import Asset, AssetOrTimeSchedule, asset, dag, task
@@ -318,6 +323,7 @@ def test_asset_or_time_schedule_and_asset_decorator_and_inlet_events(harness, tm
 
 MAPPED = """
 import json
+import textwrap
 from pathlib import Path
 from millstream import Asset, dag, task
 
@@ -366,3 +372,94 @@ def test_each_mapped_instance_emits_and_a_paused_consumer_keeps_its_events(harne
     wait_for(lambda: lines(out), 30, "the consumer run")
     assert lines(out) == [[[0, 0], [1, 1], [2, 2]]]
     assert len(runs_of(harness, "parts_consumer")) == 1
+
+
+KILL = """
+from millstream import Asset, AssetTrigger, dag, task
+
+a, b = Asset("a"), Asset("b")
+
+@dag(schedule=AssetTrigger(a, policy="each_event"), max_active_runs=32)
+def one_per_event():
+    @task
+    def noop():
+        pass
+    noop()
+
+@dag(schedule=[a, b])
+def batched():
+    @task
+    def noop():
+        pass
+    noop()
+
+one_per_event(); batched()
+"""
+
+
+def test_scheduler_killed_while_events_stream_in_loses_and_repeats_nothing(tmp_path):
+    """SIGKILL the scheduler three times while 300 events arrive: every event ends in
+    exactly one run of each consumer that its condition calls for."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from millstream.store import Store
+
+    home, dags = tmp_path / "home", tmp_path / "dags"
+    dags.mkdir()
+    (dags / "kill.py").write_text(textwrap.dedent(KILL))
+    env = {
+        **os.environ,
+        "MILLSTREAM_HOME": str(home),
+        "MILLSTREAM_DAGS_FOLDER": str(dags),
+        "MILLSTREAM_PAUSED_ON_CREATION": "false",
+    }
+    cli = [sys.executable, "-m", "millstream.cli"]
+    subprocess.run([*cli, "dags", "list"], env=env, check=True, capture_output=True)  # registers the DAGs
+    store = Store(f"sqlite:///{home / 'millstream.db'}")
+
+    def start():
+        return subprocess.Popen(
+            [*cli, "scheduler"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def linked(dag_id):
+        with store.read() as conn:
+            return [
+                e["extra"].get("i")
+                for r in runs_q.list_runs(conn, dag_id, limit=10_000)
+                for e in assets_q.run_events(conn, r["id"])
+            ]
+
+    proc = start()
+    try:
+        for chunk in range(4):
+            for i in range(chunk * 75, (chunk + 1) * 75):
+                control.emit_asset_event(store, "a", extra={"i": i})
+            # Kill while this chunk is being consumed: some of it has runs, maybe not all.
+            wait_for(lambda: len(linked("one_per_event")) > chunk * 75, 60, "consumption to start")  # noqa: B023
+            if chunk < 3:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+                proc = start()
+        control.emit_asset_event(store, "b")
+
+        wait_for(lambda: len(linked("one_per_event")) == 300, 120, "every event to get its run")
+        wait_for(lambda: linked("batched"), 60, "the batched run")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert sorted(linked("one_per_event")) == list(range(300))  # each exactly once
+    with store.read() as conn:
+        assert len(runs_q.list_runs(conn, "one_per_event", limit=10_000)) == 300
+        assert assets_q.queued(conn, "one_per_event") == []
+        assert assets_q.queued(conn, "batched") == []
+    batched = linked("batched")
+    assert sorted(x for x in batched if x is not None) == list(range(300)) and batched.count(None) == 1
+    store.dispose()
