@@ -72,7 +72,7 @@ class Env:
     """Settings and store for one command invocation."""
 
     def __init__(self, dags_folder: str | None) -> None:
-        self.settings = Settings.from_env(dags_folder=dags_folder)
+        self.settings = Settings.load(dags_folder=dags_folder)
         self._store: Store | None = None
 
     @property
@@ -616,6 +616,49 @@ def pools_delete(name: str) -> None:
     console.print(f"Deleted pool {name}")
 
 
+# -- config ----------------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """Settings: millstream.toml and MILLSTREAM__SECTION__KEY variables."""
+
+
+@config.command("show")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+@handle_errors
+def config_show(output: str) -> None:
+    """The effective settings, where each came from, secrets masked."""
+    from millstream.settings import mask
+
+    settings = Settings.load()
+    rows = [
+        (s.name, mask(value) if s.secret and value else ("" if value is None else str(value)), source)
+        for s, value, source in settings.effective()
+    ]
+    if output == "json":
+        click.echo(json.dumps([{"setting": n, "value": v, "source": src} for n, v, src in rows], indent=2))
+        return
+    console.print(f"home {settings.home}; config file {settings.config_file or '(none)'}")
+    table = Table("setting", "value", "source", box=None)
+    for name, value, source in rows:
+        table.add_row(name, escape(value), source)
+    console.print(table)
+
+
+@config.command("reference")
+@click.option("--write", type=click.Path(dir_okay=False), default=None, help="Write it to this file.")
+def config_reference(write: str | None) -> None:
+    """The configuration reference page (docs/configuration.md), from the code."""
+    from millstream.settings import reference_markdown
+
+    text = reference_markdown()
+    if write:
+        Path(write).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
 # -- assets ----------------------------------------------------------------------------------
 
 
@@ -1007,6 +1050,7 @@ def _build_scheduler(
         paused_on_creation=settings.paused_on_creation,
         max_map_length=settings.max_map_length,
         listener=listener,
+        heartbeat_timeout=settings.heartbeat_timeout,
     )
 
 

@@ -1,14 +1,219 @@
-"""Settings, read from ``MILLSTREAM_*`` environment variables with documented defaults."""
+"""Settings: one declared list, read from ``millstream.toml`` and the environment.
+
+Each setting lives in a section (``[core]``, ``[scheduler]``, ...) and can be given, from
+strongest to weakest:
+
+1. ``MILLSTREAM__SECTION__KEY`` in the environment (``MILLSTREAM__CORE__PARALLELISM=8``);
+2. its short variable, kept for the settings that had one (``MILLSTREAM_PARALLELISM``);
+3. ``millstream.toml`` (``$MILLSTREAM_CONFIG``, else ``$MILLSTREAM_HOME/millstream.toml``);
+4. the default below.
+
+``docs/configuration.md`` is generated from :data:`SETTINGS` (a test fails if it drifts),
+and ``millstream config show`` prints the effective values with where each came from.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from millstream.errors import MillstreamError
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+class ConfigError(MillstreamError):
+    """A setting with a value that cannot be used; the message names where it came from."""
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _positive_int(value: Any) -> int:
+    n = int(value)
+    if n < 0:
+        raise ValueError(f"must be >= 0, got {n}")
+    return n
+
+
+def _seconds(value: Any) -> float:
+    n = float(value)
+    if n <= 0:
+        raise ValueError(f"must be a positive number of seconds, got {value!r}")
+    return n
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    default: Any
+    help: str
+    parse: Callable[[Any], Any] = str
+    env: str | None = None  # the short MILLSTREAM_* variable, for settings that had one
+    secret: bool = False  # masked by `config show` (a URL keeps all but its password)
+
+    @property
+    def env_name(self) -> str:
+        return f"MILLSTREAM__{self.section.upper()}__{self.key.upper()}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+#: Every setting. Defaults that depend on the home folder are filled in by :meth:`Settings.load`.
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "core",
+        "dags_folder",
+        None,
+        "Folder (or file) of DAG files. Default: `$MILLSTREAM_HOME/dags`.",
+        env="MILLSTREAM_DAGS_FOLDER",
+    ),
+    Setting(
+        "core",
+        "database_url",
+        None,
+        "SQLAlchemy URL of the store. Default: `sqlite:///$MILLSTREAM_HOME/millstream.db`; "
+        "PostgreSQL as `postgresql://user:password@host/db` (extra `postgres`).",
+        env="MILLSTREAM_DATABASE_URL",
+        secret=True,
+    ),
+    Setting(
+        "core",
+        "parallelism",
+        0,
+        "Worker processes of the local executor (0: the number of cores, at least 2).",
+        _positive_int,
+        env="MILLSTREAM_PARALLELISM",
+    ),
+    Setting(
+        "core",
+        "max_map_length",
+        100_000,
+        "Most instances one mapped task may expand into.",
+        _positive_int,
+        env="MILLSTREAM_MAX_MAP_LENGTH",
+    ),
+    Setting(
+        "core",
+        "dag_file_timeout",
+        30.0,
+        "Seconds a DAG file may take to import.",
+        _seconds,
+        env="MILLSTREAM_DAG_FILE_TIMEOUT",
+    ),
+    Setting(
+        "core",
+        "paused_on_creation",
+        True,
+        "New DAGs start paused (manual triggers still run).",
+        _bool,
+        env="MILLSTREAM_PAUSED_ON_CREATION",
+    ),
+    Setting(
+        "core",
+        "cron_data_intervals",
+        False,
+        "Airflow 2 semantics: cron and timedelta runs cover the interval that just ended.",
+        _bool,
+        env="MILLSTREAM_CRON_DATA_INTERVALS",
+    ),
+    Setting(
+        "scheduler",
+        "dag_refresh_interval",
+        5.0,
+        "Seconds between looks at the DAG folder for changes.",
+        _seconds,
+        env="MILLSTREAM_DAG_REFRESH_INTERVAL",
+    ),
+    Setting(
+        "scheduler",
+        "poll_interval",
+        1.0,
+        "Seconds between looks at the store while runs are active (idle: up to 5 s; "
+        "triggers and user actions wake the scheduler at once).",
+        _seconds,
+        env="MILLSTREAM_POLL_INTERVAL",
+    ),
+    Setting(
+        "scheduler",
+        "heartbeat_timeout",
+        30.0,
+        "Seconds without a heartbeat before other schedulers adopt a scheduler's running runs.",
+        _seconds,
+    ),
+    Setting(
+        "scheduler",
+        "executor",
+        "local",
+        "Where task instances run: `local` (a pool of worker "
+        "processes beside the scheduler) or `celery` (Celery workers; extra `celery`).",
+        lambda v: _choice(v, ("local", "celery")),
+    ),
+    Setting(
+        "worker",
+        "lease_timeout",
+        30.0,
+        "Seconds without a heartbeat before a running attempt is given up and retried.",
+        _seconds,
+        env="MILLSTREAM_LEASE_TIMEOUT",
+    ),
+    Setting(
+        "celery",
+        "broker_url",
+        "redis://127.0.0.1:6379/0",
+        "Celery broker (Redis or RabbitMQ URL).",
+        secret=True,
+    ),
+    Setting("celery", "default_queue", "default", "Queue of tasks that set no `queue=`."),
+    Setting(
+        "results",
+        "object_store_url",
+        None,
+        "Where results too large for the database go: any fsspec URL (`s3://bucket/prefix`, "
+        "`file:///data/results`). Default: `$MILLSTREAM_HOME/results`.",
+    ),
+    Setting(
+        "results",
+        "inline_limit",
+        65536,
+        "Results larger than this many bytes (as JSON) go to the "
+        "object store; only a reference stays in the database.",
+        _positive_int,
+    ),
+)
+
+
+def _choice(value: Any, options: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in options:
+        raise ValueError(f"choose one of {', '.join(options)}, got {value!r}")
+    return text
+
+
+def mask(value: Any) -> str:
+    """Hide a secret: a URL keeps its scheme, user and host, without its password."""
+    text = str(value)
+    parts = urlsplit(text)
+    if parts.scheme and parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    if parts.scheme:
+        return text  # a URL without a password shows nothing secret
+    return "***" if text else ""
 
 
 @dataclass(frozen=True)
@@ -18,11 +223,20 @@ class Settings:
     database_url: str
     parallelism: int
     max_map_length: int
-    dag_file_timeout: float  # seconds a DAG file may take to import
-    dag_refresh_interval: float  # seconds between checks of the DAG folder for changes
-    poll_interval: float  # seconds between checks for triggers made by other processes
+    dag_file_timeout: float
+    dag_refresh_interval: float
+    poll_interval: float
     paused_on_creation: bool
-    lease_timeout: float  # seconds without a heartbeat before a running attempt is lost
+    lease_timeout: float
+    heartbeat_timeout: float = 30.0
+    executor: str = "local"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    default_queue: str = "default"
+    object_store_url: str = ""
+    inline_limit: int = 65536
+    cron_data_intervals: bool = False
+    config_file: Path | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> where it came from
 
     @property
     def logs_folder(self) -> Path:
@@ -30,18 +244,109 @@ class Settings:
 
     @classmethod
     def from_env(cls, *, dags_folder: str | os.PathLike[str] | None = None) -> Settings:
-        env = os.environ
+        return cls.load(dags_folder=dags_folder)
+
+    @classmethod
+    def load(
+        cls, *, dags_folder: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        env = os.environ if environ is None else environ
         home = Path(env.get("MILLSTREAM_HOME", "~/millstream")).expanduser().resolve()
-        folder = dags_folder or env.get("MILLSTREAM_DAGS_FOLDER") or home / "dags"
-        return cls(
-            home=home,
-            dags_folder=Path(folder).expanduser().resolve(),
-            database_url=env.get("MILLSTREAM_DATABASE_URL") or f"sqlite:///{home / 'millstream.db'}",
-            parallelism=int(env.get("MILLSTREAM_PARALLELISM", "0")) or max(2, os.cpu_count() or 2),
-            max_map_length=int(env.get("MILLSTREAM_MAX_MAP_LENGTH", "100000")),
-            dag_file_timeout=float(env.get("MILLSTREAM_DAG_FILE_TIMEOUT", "30")),
-            dag_refresh_interval=float(env.get("MILLSTREAM_DAG_REFRESH_INTERVAL", "5")),
-            poll_interval=float(env.get("MILLSTREAM_POLL_INTERVAL", "1")),
-            paused_on_creation=_bool(env.get("MILLSTREAM_PAUSED_ON_CREATION", "true")),
-            lease_timeout=float(env.get("MILLSTREAM_LEASE_TIMEOUT", "30")),
-        )
+        config_file = Path(env.get("MILLSTREAM_CONFIG") or home / "millstream.toml").expanduser()
+        toml = _read_toml(config_file)
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for s in SETTINGS:
+            raw, source = s.default, "default"
+            section = toml.get(s.section, {})
+            if s.key in section:
+                raw, source = section[s.key], f"{config_file.name} [{s.section}]"
+            if s.env and s.env in env:
+                raw, source = env[s.env], f"env {s.env}"
+            if s.env_name in env:
+                raw, source = env[s.env_name], f"env {s.env_name}"
+            if raw is not None:
+                try:
+                    raw = s.parse(raw)
+                except (TypeError, ValueError) as e:
+                    raise ConfigError(f"setting {s.name} (from {source}): {e}") from None
+            values[s.key], sources[s.name] = raw, source
+        if dags_folder is not None:
+            values["dags_folder"], sources["core.dags_folder"] = dags_folder, "--dags-folder"
+        values["dags_folder"] = Path(values["dags_folder"] or home / "dags").expanduser().resolve()
+        values["database_url"] = values["database_url"] or f"sqlite:///{home / 'millstream.db'}"
+        values["parallelism"] = values["parallelism"] or max(2, os.cpu_count() or 2)
+        values["object_store_url"] = values["object_store_url"] or str(home / "results")
+        _unknown_keys(toml, config_file)
+        if values["cron_data_intervals"] and environ is None:
+            # DAG files read it when they are parsed, in child processes: hand it down.
+            os.environ["MILLSTREAM_CRON_DATA_INTERVALS"] = "true"
+        return cls(home=home, config_file=config_file if toml else None, sources=sources, **values)
+
+    def effective(self) -> list[tuple[Setting, Any, str]]:
+        """(setting, value, source) for every setting: what `config show` prints."""
+        return [(s, getattr(self, s.key), self.sources.get(s.name, "default")) for s in SETTINGS]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def _unknown_keys(toml: Mapping[str, Any], path: Path) -> None:
+    known = {(s.section, s.key) for s in SETTINGS}
+    for section, body in toml.items():
+        if not isinstance(body, Mapping):
+            raise ConfigError(
+                f"{path}: {section!r} must be a [section]; known sections: core, scheduler, worker, celery, results"
+            )
+        for key in body:
+            if (section, key) not in known:
+                names = ", ".join(s.key for s in SETTINGS if s.section == section) or "none"
+                raise ConfigError(f"{path}: unknown setting [{section}] {key}; known in [{section}]: {names}")
+
+
+def reference_markdown() -> str:
+    """The configuration reference page (docs/configuration.md), generated from SETTINGS."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated by `millstream config reference` from src/millstream/settings.py; do not edit. -->",
+        "",
+        "Settings come from, strongest first: the environment variable `MILLSTREAM__SECTION__KEY`;",
+        "the short variable where one exists; `millstream.toml` (at `$MILLSTREAM_CONFIG`, else",
+        "`$MILLSTREAM_HOME/millstream.toml`); the default. `MILLSTREAM_HOME` (default `~/millstream`)",
+        "is read from the environment only. `millstream config show` prints the effective values and",
+        "where each came from, with secrets masked.",
+        "",
+        "```toml",
+        "# millstream.toml",
+        "[core]",
+        'database_url = "postgresql://millstream@db.internal/millstream"',
+        "",
+        "[scheduler]",
+        'executor = "celery"',
+        "",
+        "[celery]",
+        'broker_url = "redis://redis.internal:6379/0"',
+        "```",
+        "",
+    ]
+    for section in dict.fromkeys(s.section for s in SETTINGS):
+        lines += [f"## [{section}]", "", "| key | default | environment | meaning |", "|---|---|---|---|"]
+        for s in (x for x in SETTINGS if x.section == section):
+            env = f"`{s.env_name}`" + (f"<br>`{s.env}`" if s.env else "")
+            default = (
+                "(see meaning)"
+                if s.default is None
+                else f"`{str(s.default).lower() if isinstance(s.default, bool) else s.default}`"
+            )
+            secret = " Masked by `config show`." if s.secret else ""
+            lines.append(f"| `{s.key}` | {default} | {env} | {s.help}{secret} |")
+        lines.append("")
+    return "\n".join(lines)

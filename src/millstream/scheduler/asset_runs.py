@@ -42,8 +42,10 @@ class _Plan:
         return bool(self.consumption.runs or self.consumption.consumed)
 
 
-def _plans(conn: Connection) -> Iterator[_Plan]:
+def _plans(conn: Connection, *, lock: bool = False) -> Iterator[_Plan]:
     for dag_id in assets_q.consumers_with_queue(conn):
+        if lock and not dags_q.try_lock(conn, dag_id):
+            continue  # another scheduler is consuming this DAG's events right now
         try:
             row = dags_q.get_dag(conn, dag_id)
             version_id, spec = dags_q.latest_spec(conn, dag_id)
@@ -69,7 +71,7 @@ def has_work(conn: Connection) -> bool:
 def create_asset_triggered(conn: Connection, now: datetime) -> list[AssetRun]:
     """Create the runs every consumer's queued events call for."""
     created: list[AssetRun] = []
-    for p in _plans(conn):
+    for p in _plans(conn, lock=True):
         times = {r["event_id"]: r["timestamp"] for r in p.rows}
         for event_ids in p.consumption.runs:
             assert p.version_id is not None

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -50,11 +52,12 @@ from millstream.store import dags as dags_q
 from millstream.store import pools as pools_q
 from millstream.store import results as results_q
 from millstream.store import runs as runs_q
+from millstream.store import schedulers as schedulers_q
 from millstream.store import task_instances as ti_q
 from millstream.store.tables import DEFAULT_POOL, task_instance
 from millstream.worker.callbacks import CallbackRequest, CallbackRunner, InlineCallbackRunner
 from millstream.worker.item import Event, Finished, Started, WorkItem
-from millstream.worker.runner import callbacks_log_path, log_path
+from millstream.worker.runner import HOSTNAME, callbacks_log_path, log_path
 
 log = logging.getLogger("millstream.scheduler")
 
@@ -115,8 +118,16 @@ class Scheduler:
         max_map_length: int = 100_000,
         listener: Callable[[str, dict[str, Any]], None] | None = None,
         callbacks: CallbackRunner | InlineCallbackRunner | None = None,
+        heartbeat_timeout: float = 30.0,
     ) -> None:
         self.store = store
+        # Several schedulers may share one database: each owns the runs it started or
+        # adopted, and beats a heartbeat so that the others can adopt its runs if it dies.
+        self.id = f"{HOSTNAME}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.heartbeat_timeout = heartbeat_timeout
+        self._registered = False
+        self._others_live = False
+        self._elsewhere: tuple[dict[str, int], dict[tuple[str, str], int], dict[str, int]] = ({}, {}, {})
         self.executor = executor
         self.logs_folder = logs_folder
         self.dag_folder = dag_folder
@@ -172,6 +183,7 @@ class Scheduler:
             watcher.start()
         self.watchers.start()
         try:
+            self.register()
             self.recover()
             while not self._stop.is_set():
                 try:
@@ -194,6 +206,7 @@ class Scheduler:
             if watcher is not None:
                 watcher.join(timeout=5)
             self.watchers.stop()
+            self.unregister()
             self.executor.shutdown()
             log.info("scheduler stopped")
 
@@ -205,6 +218,7 @@ class Scheduler:
         self.record_watched(now)
         if mono >= self._next_poll or self._nudged.is_set():
             self._nudged.clear()
+            self.heartbeat_and_adopt(now)
             self.sync_runs()
             self.stop_timed_out_runs(now)
             self.call_deadlines(now)
@@ -227,7 +241,7 @@ class Scheduler:
         (trigger, clear, mark, backfill, pools) and any DAG file change wakes us at once."""
         if self.runs:
             return self.poll_interval
-        gap = self.idle_poll_interval
+        gap = min(self.idle_poll_interval, self.heartbeat_timeout / 3)
         if self._next_due is not None:
             gap = min(gap, (self._next_due - now).total_seconds())
         return max(self.poll_interval, gap)
@@ -323,6 +337,8 @@ class Scheduler:
         with self.store.begin() as conn:
             active = runs_q.count_active(conn)
             for row, spec in candidates:
+                if not dags_q.try_lock(conn, spec.dag_id):
+                    continue  # another scheduler is creating this DAG's runs right now
                 self._create_due_runs(conn, spec, row["latest_version_id"], now, active.get(spec.dag_id, 0))
 
     def _note_due(self, at: datetime) -> None:
@@ -395,6 +411,9 @@ class Scheduler:
                 return  # the usual case: no write transaction every poll
         with self.store.begin() as conn:
             batch = WriteBatch()
+            # Another scheduler starting runs of the same DAGs waits here, so that both
+            # never count the same free places under max_active_runs.
+            dags_q.lock(conn, runs_q.queued_dag_ids(conn))
             running = runs_q.count_active(conn)
             backfills = {b["id"]: b for b in backfills_q.in_state(conn, "running")}
             running_bf = runs_q.count_active_backfill_runs(conn)
@@ -407,7 +426,7 @@ class Scheduler:
                 elif running.get(row["dag_id"], 0) >= spec.max_active_runs:
                     continue
                 if not runs_q.set_state(
-                    conn, row["id"], RunState.RUNNING, expected=RunState.QUEUED, start_date=now
+                    conn, row["id"], RunState.RUNNING, expected=RunState.QUEUED, start_date=now, owner=self.id
                 ):
                     continue  # another scheduler took it
                 if bf is not None:
@@ -473,13 +492,55 @@ class Scheduler:
         return run
 
     def recover(self) -> None:
-        """Rebuild planners for running runs; reset attempts the previous process held.
+        """Adopt the running runs no live scheduler owns (ours, before a restart, or those
+        of a scheduler that died) and reset the attempts their old owner held.
 
         An instance that was queued but never started goes back to scheduled without
-        using a try; one that was running when the old process died counts as a failed
-        attempt (retried if it has tries left). Succeeded instances are never touched.
+        using a try; one that was running when the old process died counts as an
+        interrupted attempt (run again without using a retry). Succeeded instances are
+        never touched.
         """
-        self.reload(reset_orphans=True)
+        self.adopt_orphans(self.clock())
+
+    # -- several schedulers ------------------------------------------------------------------
+
+    def register(self) -> None:
+        with self.store.begin() as conn:
+            schedulers_q.register(conn, self.id, HOSTNAME, os.getpid(), self.clock())
+        self._registered = True
+        log.info("scheduler %s registered", self.id)
+
+    def unregister(self) -> None:
+        if not self._registered:
+            return
+        try:
+            with self.store.begin() as conn:
+                released = schedulers_q.stop(conn, self.id, self.clock())
+            if released:
+                log.info("handed %d running run(s) back for another scheduler to adopt", released)
+        except Exception:
+            log.exception("could not record this scheduler's stop; others adopt its runs after a timeout")
+
+    def heartbeat_and_adopt(self, now: datetime) -> None:
+        if self._registered:
+            with self.store.begin() as conn:
+                schedulers_q.heartbeat(conn, self.id, now)
+        self.adopt_orphans(now)
+
+    def adopt_orphans(self, now: datetime) -> None:
+        """Take over running runs whose owner stopped beating (or is gone from this host)."""
+        with self.store.read() as conn:
+            live = schedulers_q.live(conn, now, self.heartbeat_timeout, HOSTNAME) | {self.id}
+            orphans = schedulers_q.orphaned_runs(conn, live)
+        self._others_live = len(live) > 1
+        if not orphans:
+            return
+        with self.store.begin() as conn:
+            claimed = [pk for pk, owner in orphans if schedulers_q.claim(conn, pk, owner, self.id)]
+        if claimed:
+            previous = sorted({owner or "nobody" for pk, owner in orphans if pk in claimed})
+            log.info("adopted %d running run(s) from %s", len(claimed), ", ".join(previous))
+            self._reload_runs(claimed, reset_orphans=True)
 
     def _reload_safely(self) -> None:
         try:
@@ -500,32 +561,31 @@ class Scheduler:
         self._pending_ready.clear()
         with self.store.begin() as conn:
             batch = WriteBatch()
-            for row in runs_q.runs_in_state(conn, RunState.RUNNING):
+            for row in runs_q.runs_in_state(conn, RunState.RUNNING, owner=self.id):
                 self._load_run(conn, batch, row, reset_orphans=reset_orphans, now=now)
-                if reset_orphans:
-                    log.info("recovered run %s of %s", row["run_id"], row["dag_id"])
             self._commit_batch(conn, batch)
         self._flush_ready()
 
     def sync_runs(self) -> None:
         """Load runs a user cleared (or restarted) since we last looked at them."""
         with self.store.read() as conn:
-            current = runs_q.running_clear_numbers(conn)
+            current = runs_q.running_clear_numbers(conn, owner=self.id)
         for pk in [pk for pk in self.runs if pk not in current]:
             del self.runs[pk]  # finished outside this scheduler (marked by a user)
         stale = [pk for pk, n in current.items() if pk not in self.runs or self.runs[pk].clear_number != n]
         if stale:
             self._reload_runs(stale)
 
-    def _reload_runs(self, stale: list[int]) -> None:
+    def _reload_runs(self, stale: list[int], *, reset_orphans: bool = False) -> None:
         now = self.clock()
         with self.store.begin() as conn:
             batch = WriteBatch()
             for pk in stale:
                 row = runs_q.get_run_by_pk(conn, pk)
-                if row["state"] == RunState.RUNNING.value:
-                    self._load_run(conn, batch, row, reset_orphans=False, now=now)
-                    log.info("reloaded run %s of %s (cleared)", row["run_id"], row["dag_id"])
+                if row["state"] == RunState.RUNNING.value and row["owner"] == self.id:
+                    self._load_run(conn, batch, row, reset_orphans=reset_orphans, now=now)
+                    why = "adopted" if reset_orphans else "cleared"
+                    log.info("loaded run %s of %s (%s)", row["run_id"], row["dag_id"], why)
             self._commit_batch(conn, batch)
         self._flush_ready()
 
@@ -664,8 +724,10 @@ class Scheduler:
         writing what the planner decided would undo that. Roll back and reload instead."""
         if not expected:
             return
-        current = runs_q.clear_numbers(conn, list(expected))
-        stale = [pk for pk, n in expected.items() if current.get(pk, n) != n]
+        current = schedulers_q.owners(conn, list(expected))
+        # Changed by a user (clear_number), or adopted by another scheduler that thought we
+        # were dead: either way our planner is out of date for that run.
+        stale = [pk for pk, n in expected.items() if pk in current and current[pk] != (n, self.id)]
         if stale:
             raise StaleRunsError(stale)
 
@@ -716,12 +778,15 @@ class Scheduler:
     def refresh_pools(self) -> None:
         with self.store.read() as conn:
             self.pools = pools_q.all_slots(conn)
+            # Limits hold across schedulers: count what the others have queued or running
+            # (as of this poll; only worth a query when there are others).
+            self._elsewhere = ti_q.active_elsewhere(conn, self.id) if self._others_live else ({}, {}, {})
 
     def _occupancy(self) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[str, int]]:
         """Active instances per DAG, per (DAG, task) and slots used per pool."""
-        per_dag: dict[str, int] = {}
-        per_task: dict[tuple[str, str], int] = {}
-        per_pool: dict[str, int] = {}
+        per_dag: dict[str, int] = dict(self._elsewhere[0])
+        per_task: dict[tuple[str, str], int] = dict(self._elsewhere[1])
+        per_pool: dict[str, int] = dict(self._elsewhere[2])
         for run in self.runs.values():
             for task_id in run.planner.states:
                 active = run.planner.active_count(task_id)

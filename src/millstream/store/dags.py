@@ -144,6 +144,26 @@ def list_dags(conn: Connection, *, active_only: bool = True) -> list[sa.RowMappi
     return list(conn.execute(q).mappings())
 
 
+def lock(conn: Connection, dag_ids: list[str]) -> None:
+    """Row-lock DAGs (in a fixed order, so two lockers cannot deadlock) until the commit."""
+    if dag_ids:
+        conn.execute(
+            sa.select(dag.c.dag_id)
+            .where(dag.c.dag_id.in_(sorted(dag_ids)))
+            .order_by(dag.c.dag_id)
+            .with_for_update()
+        ).all()
+
+
+def try_lock(conn: Connection, dag_id: str) -> bool:
+    """Row-lock one DAG unless another scheduler holds it (SKIP LOCKED): False means that
+    one is creating this DAG's runs right now, so we leave them to it."""
+    row = conn.execute(
+        sa.select(dag.c.dag_id).where(dag.c.dag_id == dag_id).with_for_update(skip_locked=True)
+    ).first()
+    return row is not None
+
+
 def set_paused(conn: Connection, dag_id: str, paused: bool) -> None:
     get_dag(conn, dag_id)
     # Unpausing works the next run out again (catchup=False: only the latest interval).

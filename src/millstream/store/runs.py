@@ -78,12 +78,11 @@ def list_runs(
     return list(conn.execute(q).mappings())
 
 
-def runs_in_state(conn: Connection, state: RunState) -> list[sa.RowMapping]:
-    return list(
-        conn.execute(
-            sa.select(dag_run).where(dag_run.c.state == state.value).order_by(dag_run.c.id)
-        ).mappings()
-    )
+def runs_in_state(conn: Connection, state: RunState, *, owner: str | None = None) -> list[sa.RowMapping]:
+    q = sa.select(dag_run).where(dag_run.c.state == state.value).order_by(dag_run.c.id)
+    if owner is not None:
+        q = q.where(dag_run.c.owner == owner)
+    return list(conn.execute(q).mappings())
 
 
 def count_active(conn: Connection) -> dict[str, int]:
@@ -106,12 +105,14 @@ def count_active_backfill_runs(conn: Connection) -> dict[int, int]:
 
 
 def queued_in_order(conn: Connection) -> list[sa.RowMapping]:
-    """Queued runs: live ones first, then backfills' in their own order."""
+    """Queued runs: live ones first, then backfills' in their own order. Rows another
+    scheduler is starting right now are skipped (SKIP LOCKED), not waited for."""
     return list(
         conn.execute(
             sa.select(dag_run)
             .where(dag_run.c.state == RunState.QUEUED.value)
             .order_by(dag_run.c.backfill_id.is_not(None), dag_run.c.backfill_order, dag_run.c.id)
+            .with_for_update(skip_locked=True)
         ).mappings()
     )
 
@@ -158,9 +159,12 @@ def set_state(
     reason: str | None = None,
     start_date: datetime | None = None,
     end_date: datetime | None = None,
+    owner: str | None = None,
 ) -> bool:
     """Conditional update: returns False (and changes nothing) if the state moved on."""
     values: dict[str, Any] = {"state": state.value}
+    if owner is not None:
+        values["owner"] = owner
     if reason is not None:
         values["state_reason"] = reason
     if start_date is not None:
@@ -202,9 +206,9 @@ def mark_cleared(conn: Connection, run_pk: int, now: datetime | None = None) -> 
     conn.execute(dag_run.update().where(dag_run.c.id == run_pk).values(**values))
 
 
-def clear_numbers(conn: Connection, run_pks: list[int]) -> dict[int, int]:
-    rows = conn.execute(sa.select(dag_run.c.id, dag_run.c.clear_number).where(dag_run.c.id.in_(run_pks)))
-    return {r[0]: r[1] for r in rows}
+def queued_dag_ids(conn: Connection) -> list[str]:
+    q = sa.select(dag_run.c.dag_id).where(dag_run.c.state == RunState.QUEUED.value).distinct()
+    return sorted(conn.execute(q).scalars())
 
 
 def count_queued_live(conn: Connection, dag_id: str) -> int:
@@ -221,11 +225,11 @@ def count_queued_live(conn: Connection, dag_id: str) -> int:
     )
 
 
-def running_clear_numbers(conn: Connection) -> dict[int, int]:
-    rows = conn.execute(
-        sa.select(dag_run.c.id, dag_run.c.clear_number).where(dag_run.c.state == RunState.RUNNING.value)
-    )
-    return {r[0]: r[1] for r in rows}
+def running_clear_numbers(conn: Connection, owner: str | None = None) -> dict[int, int]:
+    q = sa.select(dag_run.c.id, dag_run.c.clear_number).where(dag_run.c.state == RunState.RUNNING.value)
+    if owner is not None:
+        q = q.where(dag_run.c.owner == owner)
+    return {r[0]: r[1] for r in conn.execute(q)}
 
 
 def mark(conn: Connection, run_pk: int, state: RunState, *, finished: bool) -> None:

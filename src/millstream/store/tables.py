@@ -113,9 +113,12 @@ dag_run = sa.Table(
     # Runs created or reprocessed by a backfill, and their place in its order.
     sa.Column("backfill_id", sa.Integer, nullable=True),
     sa.Column("backfill_order", sa.Integer, nullable=True),
+    # The scheduler that plans this run while it runs (several schedulers share the runs).
+    sa.Column("owner", sa.String(100), nullable=True),
     sa.UniqueConstraint("dag_id", "run_id"),
     sa.Index("ix_dag_run_state_dag_id", "state", "dag_id"),
     sa.Index("ix_dag_run_backfill_id_state", "backfill_id", "state"),
+    sa.Index("ix_dag_run_state_owner", "state", "owner"),
 )
 
 task_instance = sa.Table(
@@ -268,4 +271,17 @@ watcher_file = sa.Table(
     sa.Column("mtime", sa.Float, nullable=False),
     sa.Column("event_id", sa.Integer, nullable=True),
     sa.Column("reported_at", UTCDateTime, nullable=False),
+)
+
+# Every scheduler process that ever ran, with its heartbeat: one that stops beating has
+# its running runs adopted by the others.
+scheduler_instance = sa.Table(
+    "scheduler_instance",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("hostname", sa.String(250), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+    sa.Column("stopped_at", UTCDateTime, nullable=True),
 )

@@ -266,3 +266,31 @@ def collapse_to_placeholder(conn: Connection, run_pk: int, spec: DagSpec, task_i
     """Forget a mapped task's instances; it expands again when what it maps over is done."""
     conn.execute(ti.delete().where(ti.c.run_pk == run_pk, ti.c.task_id == task_id))
     conn.execute(ti.insert(), [_row(run_pk, spec, task_id, UNMAPPED, TaskState.NONE)])
+
+
+def active_elsewhere(
+    conn: Connection, scheduler_id: str
+) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[str, int]]:
+    """Queued and running instances of runs other schedulers own: per DAG, per (DAG,
+    task) and per pool (one slot each: slots per instance live in each DAG's spec)."""
+    from millstream.store.tables import DEFAULT_POOL, dag_run
+
+    rows = conn.execute(
+        sa.select(ti.c.dag_id, ti.c.task_id, ti.c.pool, sa.func.count())
+        .select_from(ti.join(dag_run, dag_run.c.id == ti.c.run_pk))
+        .where(
+            ti.c.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value]),
+            dag_run.c.state == "running",
+            sa.or_(dag_run.c.owner.is_(None), dag_run.c.owner != scheduler_id),
+        )
+        .group_by(ti.c.dag_id, ti.c.task_id, ti.c.pool)
+    )
+    per_dag: dict[str, int] = {}
+    per_task: dict[tuple[str, str], int] = {}
+    per_pool: dict[str, int] = {}
+    for dag_id, task_id, pool, n in rows:
+        per_dag[dag_id] = per_dag.get(dag_id, 0) + n
+        per_task[(dag_id, task_id)] = per_task.get((dag_id, task_id), 0) + n
+        key = pool or DEFAULT_POOL
+        per_pool[key] = per_pool.get(key, 0) + n
+    return per_dag, per_task, per_pool
