@@ -22,6 +22,7 @@ def record_parsed(
     """Store new DAG versions and import errors; forget DAGs whose file is gone."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
+        dags_q.lock_registry(conn)  # several schedulers may record the same files at once
         for p in parsed:
             if p.error is not None:
                 dags_q.set_import_error(

@@ -127,6 +127,7 @@ class Scheduler:
         self.heartbeat_timeout = heartbeat_timeout
         self._registered = False
         self._others_live = False
+        self._live_count = 1
         self._elsewhere: tuple[dict[str, int], dict[tuple[str, str], int], dict[str, int]] = ({}, {}, {})
         self.executor = executor
         self.logs_folder = logs_folder
@@ -417,7 +418,13 @@ class Scheduler:
             running = runs_q.count_active(conn)
             backfills = {b["id"]: b for b in backfills_q.in_state(conn, "running")}
             running_bf = runs_q.count_active_backfill_runs(conn)
-            for row in runs_q.queued_in_order(conn):
+            queued = runs_q.queued_in_order(conn)
+            # With other schedulers alive, take a fair share per turn and leave the rest
+            # to them (each claims with SKIP LOCKED, so nobody waits for anybody).
+            share = len(queued) if self._live_count <= 1 else -(-len(queued) // self._live_count)
+            for row in queued:
+                if len(started) >= share:
+                    break
                 spec = dags_q.spec_for_version(conn, row["dag_version_id"])
                 bf = row["backfill_id"]
                 if bf is not None:
@@ -533,6 +540,7 @@ class Scheduler:
             live = schedulers_q.live(conn, now, self.heartbeat_timeout, HOSTNAME) | {self.id}
             orphans = schedulers_q.orphaned_runs(conn, live)
         self._others_live = len(live) > 1
+        self._live_count = len(live)
         if not orphans:
             return
         with self.store.begin() as conn:

@@ -144,6 +144,13 @@ def list_dags(conn: Connection, *, active_only: bool = True) -> list[sa.RowMappi
     return list(conn.execute(q).mappings())
 
 
+def lock_registry(conn: Connection) -> None:
+    """Serialize recording parsed DAG files across processes until the commit (SQLite
+    writers are serialized anyway; PostgreSQL takes a transaction-level advisory lock)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7210420)")
+
+
 def lock(conn: Connection, dag_ids: list[str]) -> None:
     """Row-lock DAGs (in a fixed order, so two lockers cannot deadlock) until the commit."""
     if dag_ids:

@@ -1,0 +1,179 @@
+"""Two schedulers on one PostgreSQL database: the work is shared, nothing runs twice, and
+when one is killed the other finishes everything."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+from millstream import control
+from millstream.scheduler.wakeup import notify
+from millstream.store import Store
+from millstream.store import dags as dags_q
+from millstream.store import runs as runs_q
+from millstream.store import schedulers as schedulers_q
+from millstream.store import task_instances as ti_q
+
+from .conftest import wait_for
+
+FANOUT = """
+import os, time
+from pathlib import Path
+from millstream import dag, task
+
+OUT = Path({out!r})
+
+@dag(schedule=None, max_active_runs=32, max_active_tasks=64)
+def fanout():
+    @task
+    def items(dag_run=None):
+        return list(range(int(dag_run.conf.get("n", 500))))
+
+    @task
+    def work(i, run_id=None, ti=None):
+        time.sleep({sleep})
+        with OUT.open("a") as f:  # one short line per write: appends do not interleave
+            f.write(f"{{run_id}} {{i}} {{ti.try_number}} {{os.getpid()}}\\n")
+
+    work.expand(i=items())
+
+fanout()
+"""
+
+
+class Cluster:
+    """N `millstream scheduler` processes, each with its own home, on one database."""
+
+    def __init__(self, tmp_path: Path, url: str, source: str, n: int = 2) -> None:
+        self.dags = tmp_path / "dags"
+        self.dags.mkdir()
+        (self.dags / "fanout.py").write_text(textwrap.dedent(source))
+        self.url = url
+        self.homes = [tmp_path / f"home{i}" for i in range(n)]
+        self.procs: list[subprocess.Popen] = []
+        self.store = Store(url)
+        self.store.migrate()
+
+    def env(self, home: Path) -> dict[str, str]:
+        return {
+            **os.environ,
+            "MILLSTREAM_HOME": str(home),
+            "MILLSTREAM_DAGS_FOLDER": str(self.dags),
+            "MILLSTREAM_DATABASE_URL": self.url,
+            "MILLSTREAM_PAUSED_ON_CREATION": "false",
+            "MILLSTREAM_PARALLELISM": "2",
+            "MILLSTREAM__SCHEDULER__POLL_INTERVAL": "0.2",
+            "MILLSTREAM__SCHEDULER__HEARTBEAT_TIMEOUT": "3",
+        }
+
+    def start(self) -> None:
+        for home in self.homes:
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "millstream.cli", "scheduler"],
+                    env=self.env(home),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+
+        def parsed_and_live():
+            with self.store.read() as conn:
+                dags = [r["dag_id"] for r in dags_q.list_dags(conn)]
+                live = [r for r in schedulers_q.list_all(conn) if r["stopped_at"] is None]
+            return "fanout" in dags and len(live) == len(self.homes)
+
+        wait_for(parsed_and_live, 60, "both schedulers to start and parse")
+
+    def trigger(self, n: int, runs: int) -> list[str]:
+        ids = [control.trigger(self.store, "fanout", conf={"n": n}, run_id=f"r{i}") for i in range(runs)]
+        for home in self.homes:
+            notify(home)
+        return ids
+
+    def states(self) -> dict[str, str]:
+        with self.store.read() as conn:
+            return {r["run_id"]: r["state"] for r in runs_q.list_runs(conn, "fanout", limit=1000)}
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.store.dispose()
+
+
+def executions(out: Path) -> list[tuple[str, int, int]]:
+    lines = out.read_text().splitlines() if out.exists() else []
+    return [(r, int(i), int(t)) for r, i, t, _pid in (line.split() for line in lines)]
+
+
+def test_two_schedulers_share_5000_instances_and_run_each_once(tmp_path, pg_url):
+    out = tmp_path / "out.txt"
+    cluster = Cluster(tmp_path, pg_url, FANOUT.format(out=str(out), sleep=0))
+    try:
+        cluster.start()
+        ids = cluster.trigger(n=500, runs=10)
+        wait_for(lambda: all(cluster.states().get(r) == "success" for r in ids), 240, "all 10 runs")
+        with cluster.store.read() as conn:
+            owners = Counter(runs_q.get_run(conn, "fanout", r)["owner"] for r in ids)
+    finally:
+        cluster.stop()
+    done = executions(out)
+    counts = Counter((r, i) for r, i, _ in done)
+    assert len(counts) == 5000
+    assert [k for k, n in counts.items() if n > 1] == []  # zero duplicate executions
+    assert len(owners) == 2, f"one scheduler did all the work: {owners}"
+
+
+def test_one_scheduler_killed_mid_run_the_other_finishes_everything(tmp_path, pg_url):
+    out = tmp_path / "out.txt"
+    cluster = Cluster(tmp_path, pg_url, FANOUT.format(out=str(out), sleep=0.01))
+    try:
+        cluster.start()
+        ids = cluster.trigger(n=200, runs=6)
+        with cluster.store.read() as conn:
+            pass
+        wait_for(lambda: len(executions(out)) > 300, 120, "some progress")
+
+        def owned_by(proc_index):
+            sid_prefix = f"-{cluster.procs[proc_index].pid}-"
+            with cluster.store.read() as conn:
+                return [r for r in ids if sid_prefix in (runs_q.get_run(conn, "fanout", r)["owner"] or "")]
+
+        victim = 0 if owned_by(0) else 1
+        assert owned_by(victim), "the victim owns no running run"
+        os.killpg(cluster.procs[victim].pid, signal.SIGKILL)
+        cluster.procs[victim].wait(10)
+        wait_for(
+            lambda: all(cluster.states().get(r) == "success" for r in ids), 240, "the survivor to finish"
+        )
+        with cluster.store.read() as conn:
+            survivor = {runs_q.get_run(conn, "fanout", r)["owner"] for r in ids}
+            tries = {
+                (r, t["map_index"]): t["try_number"]
+                for r in ids
+                for t in ti_q.list_for_run(conn, runs_q.get_run(conn, "fanout", r)["id"])
+                if t["task_id"] == "work"
+            }
+            assert all(
+                t["state"] == "success"
+                for r in ids
+                for t in ti_q.list_for_run(conn, runs_q.get_run(conn, "fanout", r)["id"])
+            )
+    finally:
+        cluster.stop()
+    assert len(survivor) == 1  # every run ended with the survivor
+    counts = Counter((r, i) for r, i, _ in executions(out))
+    assert len(counts) == 1200
+    # Only attempts cut short by the kill ran again (their instance shows a later try).
+    repeated = [k for k, n in counts.items() if n > 1]
+    assert all(tries[k] > 1 for k in repeated), repeated
