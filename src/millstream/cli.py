@@ -730,7 +730,7 @@ def _source(r: Any) -> str:
 
 @assets.command("events")
 @click.argument("name")
-@click.option("--limit", default=25, show_default=True)
+@click.option("--limit", default=25, show_default=True, type=click.IntRange(min=1))
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
 @handle_errors
 def assets_events(name: str, limit: int, output: str) -> None:

@@ -83,6 +83,10 @@ def emit_asset_event(
     DAGs scheduled on it exactly as a task's success would. Returns the event id."""
     if extra is not None and not isinstance(extra, Mapping):
         raise ParamValidationError(f"extra must be a JSON object, got {type(extra).__name__}")
+    try:
+        json.dumps(dict(extra or {}), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ParamValidationError(f"extra must be plain JSON: {e}") from None
     with store.begin() as conn:
         row = assets_q.get_asset(conn, name)
         return assets_q.record_event(

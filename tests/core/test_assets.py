@@ -133,3 +133,19 @@ def test_events_arriving_one_by_one_are_never_lost_or_used_twice(names, policy, 
     if policy != "latest_only":
         keys = set(condition_keys(cond))
         assert all(f"asset:{names[e - 1]}" not in keys for e in dropped)
+
+
+def test_each_event_uses_only_the_branch_that_fired():
+    cond = {"any": [{"all": [A, B]}, C]}  # (a & b) | c
+    plan = plan_consumption(cond, q((1, "a"), (2, "c")), "each_event")
+    assert plan.runs == [(2,)]
+    assert plan.consumed == set(q((2, "c")))  # a=1 still waits for its b
+    plan = plan_consumption(cond, q((1, "a"), (2, "c"), (3, "b")), "each_event")
+    assert plan.runs == [(2,), (1, 3)]
+
+
+def test_each_event_pairs_a_long_queue_in_order():
+    """10 000 waiting pairs (the planner walks the condition per run, not the queue)."""
+    rows = q(*[(i, "a") for i in range(1, 10_001)], *[(i, "b") for i in range(10_001, 20_001)])
+    plan = plan_consumption(AND, rows, "each_event")
+    assert plan.runs == [(i, 10_000 + i) for i in range(1, 10_001)]

@@ -1,6 +1,7 @@
 """Authoring assets: validation, schedules, outlets, metadata, @asset; and `dag.test()`."""
 
 import textwrap
+from datetime import datetime
 
 import pytest
 
@@ -153,7 +154,11 @@ def test_dag_test_runs_outlets_and_metadata_without_a_scheduler(tmp_path):
         def bad_gen():
             yield 1
 
-        make() >> gen() >> bad_gen()
+        @task(outlets=[out], trigger_rule="all_done")
+        def bad_extra(outlet_events=None):
+            outlet_events[out].extra = {"when": datetime.now()}  # not JSON: fails this task only
+
+        make() >> gen() >> bad_gen() >> bad_extra()
 
     result = producer().test()
     assert result.state is RunState.FAILED
@@ -161,8 +166,10 @@ def test_dag_test_runs_outlets_and_metadata_without_a_scheduler(tmp_path):
         "make": "success",
         "gen": "success",
         "bad_gen": "failed",
+        "bad_extra": "failed",
     }
     assert "may only yield Metadata" in result.ti("bad_gen").log
+    assert "the extra of its event for Asset('out') is not JSON" in result.ti("bad_extra").log
 
 
 def test_asset_decorator_makes_a_one_task_dag(tmp_path):
@@ -197,9 +204,20 @@ def test_asset_decorator_makes_a_one_task_dag(tmp_path):
     assert result.state is RunState.SUCCESS, result.ti("orders").log
 
 
-def test_asset_decorator_rejects_unknown_parameters():
-    with pytest.raises(DagDefinitionError, match="parameters \\['upstream'\\]"):
+def test_asset_decorator_takes_upstream_assets_as_parameters():
+    """Airflow 3's pattern: a parameter named after an asset makes it an inlet."""
 
-        @asset(schedule=None)
-        def thing(upstream):
-            pass
+    @asset(schedule=None)
+    def raw_orders():
+        pass
+
+    @asset(schedule=raw_orders)
+    def clean_orders(self, context, raw_orders, limit=10):
+        events = context["inlet_events"][raw_orders]
+        return {"upstream": raw_orders.name, "limit": limit, "events": len(events)}
+
+    spec = clean_orders.dag.to_spec()
+    assert spec.tasks[0].inlets == ("asset:raw_orders",)
+    assert spec.asset_trigger["condition"] == {"asset": "raw_orders"}
+    result = clean_orders.dag.test()
+    assert result.state is RunState.SUCCESS, result.ti("clean_orders").log

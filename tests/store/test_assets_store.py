@@ -108,3 +108,35 @@ def test_watcher_files_are_claimed_once(store):
 def test_unknown_asset(store):
     with store.read() as conn, pytest.raises(NotFoundError, match="millstream assets list"):
         assets_q.get_asset(conn, "nope")
+
+
+def test_a_second_dag_giving_an_asset_another_uri_is_an_import_error(store):
+    from millstream.scheduler.dagsync import record_parsed
+    from millstream.scheduler.parsing import Parsed
+
+    def using(dag_id, uri):
+        return DagSpec(
+            dag_id=dag_id,
+            tasks=(TaskSpec("t", outlets=("asset:orders",)),),
+            assets=({"name": "orders", "uri": uri, "group": "asset", "extra": {}, "watchers": []},),
+        )
+
+    record_parsed(
+        store, [Parsed("/dags/one.py", [using("one", "s3://lake/orders")])], paused_on_creation=False
+    )
+    record_parsed(store, [Parsed("/dags/two.py", [using("two", "orders")])], paused_on_creation=False)
+    with store.read() as conn:
+        (err,) = dags_q.list_import_errors(conn)
+        assert err["filename"] == "/dags/two.py"
+        assert (
+            "asset 'orders' with uri 'orders', but one use(s) it with uri 's3://lake/orders'"
+            in err["message"]
+        )
+        assert assets_q.get_asset(conn, "orders")["uri"] == "s3://lake/orders"
+        assert [r["dag_id"] for r in dags_q.list_dags(conn)] == ["one"]
+    # The DAG that owns the name may still change its uri.
+    record_parsed(
+        store, [Parsed("/dags/one.py", [using("one", "s3://lake/v2/orders")])], paused_on_creation=False
+    )
+    with store.read() as conn:
+        assert assets_q.get_asset(conn, "orders")["uri"] == "s3://lake/v2/orders"

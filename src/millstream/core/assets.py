@@ -10,6 +10,7 @@ scheduler can do it in one transaction and a restart can neither lose nor repeat
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +124,8 @@ def plan_consumption(
       into one run: two ``a`` events before ``b`` arrives give one run carrying both.
     - ``each_event``: one run per event, in arrival order. Under ``&`` events are paired
       in order (the first ``a`` with the first ``b``); an event left over waits for the
-      next partner.
+      next partner. Only events on the branch that met the condition are used: under
+      ``(a & b) | c``, a ``c`` run leaves a waiting ``a`` for its ``b``.
     - ``latest_only``: once met, one run carrying only the newest event of each leaf; the
       older ones are consumed without a run.
 
@@ -151,25 +153,54 @@ def plan_consumption(
     return out
 
 
+def _needed(cond: Mapping[str, Any], heads: Mapping[str, int]) -> set[str] | None:
+    """The leaves whose oldest queued event a run needs to meet ``cond`` (None: not met).
+    Under ``any``, the branch that could have fired first (smallest newest event) wins."""
+    ((op, arg),) = cond.items()
+    if op in ("asset", "alias"):
+        key = asset_key(arg) if op == "asset" else alias_key(arg)
+        return {key} if key in heads else None
+    parts = [_needed(c, heads) for c in arg]
+    if op == "all":
+        if any(p is None for p in parts):
+            return None
+        return set().union(*parts)  # type: ignore[arg-type]
+    met = [p for p in parts if p is not None]
+    if not met:
+        return None
+    return min(met, key=lambda keys: (max(heads[k] for k in keys), sorted(keys)))
+
+
 def _each_event(
     cond: Mapping[str, Any], rows: list[QueuedEvent]
 ) -> tuple[list[tuple[int, ...]], list[QueuedEvent]]:
+    """One run per satisfying set of oldest events, in arrival order. Per leaf a FIFO of
+    its events; each run costs a walk of the condition, not of the queue."""
+    queues: dict[str, deque[QueuedEvent]] = {}
+    for r in rows:
+        queues.setdefault(r.key, deque()).append(r)
+    by_event: dict[int, list[QueuedEvent]] = {}
+    for r in rows:
+        by_event.setdefault(r.event_id, []).append(r)
+    gone: set[QueuedEvent] = set()
     runs: list[tuple[int, ...]] = []
     used: list[QueuedEvent] = []
-    pending = rows
-    while pending:
-        chosen: dict[str, QueuedEvent] = {}
-        fired: set[int] | None = None
-        for r in pending:
-            chosen.setdefault(r.key, r)
-            if evaluate(cond, chosen.keys()):
-                fired = {c.event_id for c in chosen.values()}
-                break
-        if fired is None:
-            break
+    while True:
+        heads: dict[str, int] = {}
+        for key, q in queues.items():
+            while q and q[0] in gone:
+                q.popleft()
+            if q:
+                heads[key] = q[0].event_id
+        needed = _needed(cond, heads)
+        if needed is None:
+            return runs, used
+        fired = {heads[k] for k in needed}
         runs.append(tuple(sorted(fired)))
         # An event queued under two leaves (an asset and an alias resolving to it) is
         # used up under both: it must not trigger a second run.
-        used.extend(r for r in pending if r.event_id in fired)
-        pending = [r for r in pending if r.event_id not in fired]
-    return runs, used
+        for e in fired:
+            for r in by_event[e]:
+                if r not in gone:
+                    gone.add(r)
+                    used.append(r)

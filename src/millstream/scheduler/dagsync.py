@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from millstream.errors import ConflictError
 from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.store import Store
 from millstream.store import dags as dags_q
@@ -29,8 +30,13 @@ def record_parsed(
                     conn, p.filename, p.error.lineno, p.error.message, p.error.stacktrace, now
                 )
                 continue
+            try:
+                with conn.begin_nested():
+                    dags_q.sync_parsed(conn, p.specs, now=now, paused_on_create=paused_on_creation)
+            except ConflictError as e:  # clashes with another file's DAGs: report, keep the rest
+                dags_q.set_import_error(conn, p.filename, None, str(e), "", now)
+                continue
             dags_q.clear_import_error(conn, p.filename)
-            dags_q.sync_parsed(conn, p.specs, now=now, paused_on_create=paused_on_creation)
             dags_q.deactivate_missing(conn, p.filename, [s.dag_id for s in p.specs])
         if files is not None and folder is not None:
             dags_q.deactivate_files_except(conn, folder, files)

@@ -57,6 +57,9 @@ class Arrival:
     mtime: float
 
 
+_warned: set[str] = set()
+
+
 def scan(spec: WatchSpec) -> dict[str, tuple[int, float]]:
     """Files in the folder matching the pattern: path -> (size, mtime)."""
     folder = Path(spec.path)
@@ -65,6 +68,13 @@ def scan(spec: WatchSpec) -> dict[str, tuple[int, float]]:
     found: dict[str, tuple[int, float]] = {}
     matches = folder.rglob(spec.pattern) if spec.recursive else folder.glob(spec.pattern)
     for p in matches:
+        try:
+            str(p).encode()
+        except UnicodeEncodeError:
+            if str(p) not in _warned:
+                _warned.add(str(p))
+                log.warning("ignoring %r: its name is not valid UTF-8; rename the file", p)
+            continue
         try:
             st = p.stat()
         except OSError:
@@ -187,15 +197,19 @@ def record_arrivals(store: Store, arrivals: list[Arrival], now: Any) -> int:
     n = 0
     with store.begin() as conn:
         for a in arrivals:
-            if not assets_q.mark_reported(conn, a.watcher.id, a.path, a.size, a.mtime, now):
-                continue
-            event_id = assets_q.record_event(
-                conn,
-                asset_name=a.watcher.asset,
-                now=now,
-                source="watcher",
-                extra={"path": a.path, "size": a.size, "mtime": a.mtime},
-            )
-            assets_q.set_watcher_event(conn, a.watcher.id, a.path, event_id)
-            n += 1
+            try:
+                with conn.begin_nested():  # one bad arrival must not hold up the others
+                    if not assets_q.mark_reported(conn, a.watcher.id, a.path, a.size, a.mtime, now):
+                        continue
+                    event_id = assets_q.record_event(
+                        conn,
+                        asset_name=a.watcher.asset,
+                        now=now,
+                        source="watcher",
+                        extra={"path": a.path, "size": a.size, "mtime": a.mtime},
+                    )
+                    assets_q.set_watcher_event(conn, a.watcher.id, a.path, event_id)
+                    n += 1
+            except Exception:
+                log.exception("could not record %s for asset %s; skipping it", a.path, a.watcher.asset)
     return n

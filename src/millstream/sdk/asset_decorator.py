@@ -7,8 +7,6 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from millstream.errors import DagDefinitionError
-from millstream.sdk._location import caller_location
 from millstream.sdk.assets import Asset, FileArrivalWatcher
 
 _ALLOWED_PARAMS = ("self", "context")
@@ -32,15 +30,15 @@ class AssetDefinition(Asset):
     ) -> None:
         super().__init__(name or fn.__name__, uri, group, extra, watchers=watchers)
         params = inspect.signature(fn).parameters
-        bad = [p for p in params if p not in _ALLOWED_PARAMS]
-        if bad:
-            filename, lineno = caller_location()
-            raise DagDefinitionError(
-                f"@asset {self.name!r}: parameters {bad} are not understood; an @asset function "
-                "may take `self` (this asset) and `context` (the task context)",
-                filename=filename,
-                lineno=lineno,
-            )
+        # As in Airflow: any other parameter without a default names an upstream asset,
+        # which becomes an inlet and is passed in (read its events with inlet_events).
+        inlets = {
+            p: Asset(p)
+            for p, v in params.items()
+            if p not in _ALLOWED_PARAMS
+            and v.default is inspect.Parameter.empty
+            and v.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        }
         from millstream.sdk.dag import DAG
         from millstream.sdk.task import task
 
@@ -53,11 +51,12 @@ class AssetDefinition(Asset):
                 kwargs["self"] = me
             if "context" in params:
                 kwargs["context"] = context
+            kwargs.update(inlets)
             return fn(**kwargs)
 
         del materialize.__wrapped__  # the worker must see **context, not fn's signature
         with DAG(self.name, schedule=schedule, **dag_kwargs) as dag:
-            task(materialize, task_id=self.name, outlets=[self])()
+            task(materialize, task_id=self.name, outlets=[self], inlets=list(inlets.values()))()
         self.dag = dag
         self.python_callable = fn
 

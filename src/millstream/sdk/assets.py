@@ -60,7 +60,7 @@ def _check_extra(extra: Any, where: str) -> dict[str, Any]:
     if not isinstance(extra, Mapping):
         raise _fail(f"{where}: extra must be a dict, got {type(extra).__name__}")
     try:
-        json.dumps(dict(extra))
+        json.dumps(dict(extra), allow_nan=False)
     except (TypeError, ValueError) as e:
         raise _fail(f"{where}: extra must be JSON-serializable ({e})") from None
     return dict(extra)
@@ -103,7 +103,7 @@ class Asset(BaseAsset):
         group: str | None = None,
         extra: Mapping[str, Any] | None = None,
         *,
-        watchers: Sequence[FileArrivalWatcher] = (),
+        watchers: Sequence[FileArrivalWatcher] | None = (),
     ) -> None:
         if name is None and uri is None:
             raise _fail("Asset needs a name (or a uri)")
@@ -113,19 +113,23 @@ class Asset(BaseAsset):
         name = (name if name is not None else uri or "").strip()
         if not name:
             raise _fail("Asset name must not be empty")
-        if len(name) > 1500:
-            raise _fail(f"Asset name is {len(name)} characters long; the limit is 1500")
+        if len(name.encode()) > 1500:
+            raise _fail(f"Asset name is {len(name.encode())} bytes long (UTF-8); the limit is 1500")
         raw_uri = (uri if uri is not None else name).strip()
         if not raw_uri:
             raise _fail(f"Asset {name!r}: uri must not be empty")
+        if len(raw_uri) > 1500:
+            raise _fail(f"Asset {name!r}: uri is {len(raw_uri)} characters long; the limit is 1500")
+        if group is not None and (not isinstance(group, str) or len(group) > 250):
+            raise _fail(f"Asset {name!r}: group must be a string of at most 250 characters")
         self.name = name
         self.uri = normalize_uri(raw_uri)
         self.group = group or "asset"
         self.extra = _check_extra(extra, f"Asset {name!r}")
-        for w in watchers:
+        for w in watchers or ():
             if not isinstance(w, FileArrivalWatcher):
                 raise _fail(f"Asset {name!r}: watchers must be FileArrivalWatcher objects, got {w!r}")
-        self.watchers = tuple(watchers)
+        self.watchers = tuple(watchers or ())
 
     @property
     def key(self) -> str:

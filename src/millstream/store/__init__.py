@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -35,12 +36,31 @@ class _WriteGate:
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by close()
+            self._acquire(fd)  # released by close()
             self._local.held = True
             yield
         finally:
             self._local.held = False
             os.close(fd)
+
+    @staticmethod
+    def _acquire(fd: int, timeout: float = 30.0) -> None:
+        """Poll every millisecond or so rather than block: a writer stuck holding the
+        lock (a stopped CLI process) then gives "database is locked" after ``timeout``,
+        as SQLite's busy timeout would, instead of hanging the scheduler."""
+        deadline = time.monotonic() + timeout
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"database is locked: another process held the write lock for {timeout:.0f}s"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
 
 class Store:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from millstream.core.assets import QueuedEvent, alias_key, asset_key, condition_keys, split_key
 from millstream.core.model import DagSpec
-from millstream.errors import NotFoundError
+from millstream.errors import ConflictError, NotFoundError
 from millstream.store.tables import (
     asset,
     asset_alias,
@@ -66,8 +67,32 @@ def ensure_alias(conn: Connection, name: str) -> int:
         return int(conn.execute(sa.select(asset_alias.c.id).where(asset_alias.c.name == name)).scalar_one())
 
 
+def _check_same_uri(conn: Connection, spec: DagSpec) -> None:
+    """An asset name means one thing: a DAG may not give it another uri than the DAGs
+    already using it (which one would `assets emit NAME` mean?)."""
+    for a in spec.assets:
+        row = conn.execute(sa.select(asset.c.uri).where(asset.c.name == a["name"])).first()
+        if row is None or row.uri == a["uri"]:
+            continue
+        others = sorted(
+            set(
+                conn.execute(
+                    sa.select(asset_ref.c.dag_id).where(
+                        asset_ref.c.key == asset_key(a["name"]), asset_ref.c.dag_id != spec.dag_id
+                    )
+                ).scalars()
+            )
+        )
+        if others:
+            raise ConflictError(
+                f"DAG {spec.dag_id!r} defines asset {a['name']!r} with uri {a['uri']!r}, but "
+                f"{', '.join(others)} use(s) it with uri {row.uri!r}; give one of them another name"
+            )
+
+
 def sync_dag(conn: Connection, spec: DagSpec, now: datetime) -> None:
     """Register the assets a freshly parsed DAG mentions and rebuild its references."""
+    _check_same_uri(conn, spec)
     for a in spec.assets:
         ensure_asset(conn, a["name"], now=now, uri=a["uri"], group=a["group"], extra=a["extra"], update=True)
     refs: set[tuple[str, str, str]] = set()
@@ -250,6 +275,20 @@ def events_of(
     return list(conn.execute(q).mappings())
 
 
+def events_via_alias(conn: Connection, alias: str) -> list[sa.RowMapping]:
+    """Events emitted through ``alias``, oldest first (its resolved assets' events, kept
+    when the event names the alias: a direct event on the same asset is not one)."""
+    q = (
+        sa.select(*_EVENT_COLUMNS)
+        .join(asset, asset.c.id == asset_event.c.asset_id)
+        .join(asset_alias_asset, asset_alias_asset.c.asset_id == asset.c.id)
+        .join(asset_alias, asset_alias.c.id == asset_alias_asset.c.alias_id)
+        .where(asset_alias.c.name == alias)
+        .order_by(asset_event.c.id)
+    )
+    return [r for r in conn.execute(q).mappings() if alias in (r["source_aliases"] or ())]
+
+
 def count_events(conn: Connection, name: str) -> int:
     asset_id = get_asset(conn, name)["id"]
     return int(
@@ -322,6 +361,10 @@ def link_run(conn: Connection, run_pk: int, event_ids: Iterable[int]) -> None:
 # -- watchers ------------------------------------------------------------------------------
 
 
+def _path_key(path: str) -> str:
+    return hashlib.sha256(path.encode()).hexdigest()
+
+
 def reported_paths(conn: Connection, watcher: str) -> set[str]:
     return set(
         conn.execute(sa.select(watcher_file.c.path).where(watcher_file.c.watcher == watcher)).scalars()
@@ -334,7 +377,12 @@ def mark_reported(conn: Connection, watcher: str, path: str, size: int, mtime: f
         with conn.begin_nested():
             conn.execute(
                 watcher_file.insert().values(
-                    watcher=watcher, path=path, size=size, mtime=mtime, reported_at=now
+                    watcher=watcher,
+                    path_key=_path_key(path),
+                    path=path,
+                    size=size,
+                    mtime=mtime,
+                    reported_at=now,
                 )
             )
         return True
@@ -345,6 +393,6 @@ def mark_reported(conn: Connection, watcher: str, path: str, size: int, mtime: f
 def set_watcher_event(conn: Connection, watcher: str, path: str, event_id: int) -> None:
     conn.execute(
         watcher_file.update()
-        .where(watcher_file.c.watcher == watcher, watcher_file.c.path == path)
+        .where(watcher_file.c.watcher == watcher, watcher_file.c.path_key == _path_key(path))
         .values(event_id=event_id)
     )

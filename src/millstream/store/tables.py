@@ -266,7 +266,8 @@ watcher_file = sa.Table(
     "watcher_file",
     metadata,
     sa.Column("watcher", sa.String(64), primary_key=True),
-    sa.Column("path", sa.String(4000), primary_key=True),
+    sa.Column("path_key", sa.String(64), primary_key=True),  # sha256 of the path: any length
+    sa.Column("path", sa.Text, nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("mtime", sa.Float, nullable=False),
     sa.Column("event_id", sa.Integer, nullable=True),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -122,6 +123,14 @@ class OutletEventAccessors(Mapping[Any, OutletEventAccessor]):
         through aliases."""
         out: list[dict[str, Any]] = []
         for acc in self._by_name.values():
+            for extra in (acc.extra, *(x for _, x in acc.added)):
+                try:
+                    json.dumps(extra, allow_nan=False)
+                except (TypeError, ValueError) as e:
+                    raise TaskFlowError(
+                        f"task {self.task_id!r}: the extra of its event for {acc.key!r} is not JSON ({e}); "
+                        "use strings, numbers, lists and dicts"
+                    ) from None
             if isinstance(acc.key, Asset):
                 out.append(
                     {"asset_name": acc.key.name, "uri": acc.key.uri, "extra": acc.extra, "aliases": []}
@@ -179,17 +188,31 @@ class AssetEventSequence(Sequence[AssetEvent]):
             yield from self._read(start, 500)
 
 
-class InletEventAccessors(Mapping[Any, AssetEventSequence]):
-    """``inlet_events[asset]``: the events of an asset the task lists in ``inlets``."""
+class InletEventAccessors(Mapping[Any, Sequence[AssetEvent]]):
+    """``inlet_events[asset]``: the events of an asset the task lists in ``inlets``
+    (``inlet_events[alias]``: the events emitted through that alias; ``inlet_events[0]``:
+    the first inlet's, as in Airflow)."""
 
     def __init__(self, store: Store, task_id: str, inlets: Sequence[Asset | AssetAlias]) -> None:
         self._store = store
         self._task_id = task_id
+        self._inlets = list(inlets)
         self._names = {i.name for i in inlets if isinstance(i, Asset)}
+        self._aliases = {i.name for i in inlets if isinstance(i, AssetAlias)}
 
-    def __getitem__(self, key: Asset | AssetAlias | str) -> AssetEventSequence:
-        name = _name_of(key)
-        if name not in self._names:
+    def __getitem__(self, key: Asset | AssetAlias | str | int) -> Sequence[AssetEvent]:
+        if isinstance(key, int) and not isinstance(key, bool):
+            try:
+                key = self._inlets[key]
+            except IndexError:
+                raise IndexError(
+                    f"task {self._task_id!r} has {len(self._inlets)} inlet(s); no inlet {key}"
+                ) from None
+        if isinstance(key, AssetAlias) and key.name in self._aliases:
+            with self._store.read() as conn:
+                return [AssetEvent.from_row(r) for r in assets_q.events_via_alias(conn, key.name)]
+        name = _name_of(key)  # type: ignore[arg-type]
+        if isinstance(key, AssetAlias) or name not in self._names:
             raise KeyError(f"task {self._task_id!r} has no inlet {key!r}; add it to the task's inlets=[...]")
         return AssetEventSequence(self._store, name)
 

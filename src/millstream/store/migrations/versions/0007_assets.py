@@ -110,12 +110,13 @@ def upgrade() -> None:
     op.create_table(
         "watcher_file",
         sa.Column("watcher", sa.String(length=64), nullable=False),
-        sa.Column("path", sa.String(length=4000), nullable=False),
+        sa.Column("path_key", sa.String(length=64), nullable=False),
+        sa.Column("path", sa.Text(), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("mtime", sa.Float(), nullable=False),
         sa.Column("event_id", sa.Integer(), nullable=True),
         sa.Column("reported_at", TS, nullable=False),
-        sa.PrimaryKeyConstraint("watcher", "path", name=op.f("pk_watcher_file")),
+        sa.PrimaryKeyConstraint("watcher", "path_key", name=op.f("pk_watcher_file")),
     )
 
 
