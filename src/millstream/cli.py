@@ -1051,6 +1051,8 @@ def _build_scheduler(
         max_map_length=settings.max_map_length,
         listener=listener,
         heartbeat_timeout=settings.heartbeat_timeout,
+        result_store_url=settings.object_store_url,
+        inline_limit=settings.inline_limit,
     )
 
 

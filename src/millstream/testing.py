@@ -6,6 +6,7 @@ store and the inline executor; nothing is simplified for tests.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -85,6 +86,7 @@ def run_dag_inline(
             store,
             executor,
             logs_folder=logs,
+            result_store_url=os.path.join(logs, "results"),
             paused_on_creation=True,  # only the triggered run: the timetable must not add its own
             max_map_length=max_map_length,
             listener=listener,

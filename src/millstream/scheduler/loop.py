@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
@@ -119,8 +120,15 @@ class Scheduler:
         listener: Callable[[str, dict[str, Any]], None] | None = None,
         callbacks: CallbackRunner | InlineCallbackRunner | None = None,
         heartbeat_timeout: float = 30.0,
+        result_store_url: str | None = None,
+        inline_limit: int = 65536,
     ) -> None:
         self.store = store
+        # Large results: a folder beside the logs unless told otherwise (any fsspec URL).
+        self.result_store_url = (
+            result_store_url if result_store_url is not None else str(Path(logs_folder).parent / "results")
+        )
+        self.inline_limit = inline_limit
         # Several schedulers may share one database: each owns the runs it started or
         # adopted, and beats a heartbeat so that the others can adopt its runs if it dies.
         self.id = f"{HOSTNAME}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -901,6 +909,8 @@ class Scheduler:
                     max_tries=run.planner.max_tries.get((task_id, idx), task.retries),
                     sensor_started_at=run.sensor_starts.get((task_id, idx)),
                     prev_success_interval=run.prev_success,
+                    result_store_url=self.result_store_url,
+                    inline_limit=self.inline_limit,
                 )
             )
         for item in items:
@@ -1005,8 +1015,9 @@ class Scheduler:
                         "value": v,
                         "length": n,
                         "type_name": tn,
+                        "ref": ref,
                     }
-                    for k, v, n, tn in r.results
+                    for k, v, n, tn, ref in r.results
                 )
                 cmds = run.planner.record(
                     item.task_id, item.map_index, S.SUCCESS, output=r.output, reason="succeeded"

@@ -13,13 +13,19 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from millstream.core.planner import Output
+from millstream.store import objects
 from millstream.store.tables import task_result as tr
 
 
 def put_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Rows with run_pk, task_id, map_index, key, value (JSON text), length, type_name."""
+    """Rows with run_pk, task_id, map_index, key, value (JSON text), length, type_name and
+    ref (where a large value lives instead; None for values kept here)."""
     if rows:
-        conn.execute(tr.insert(), list(rows))
+        conn.execute(tr.insert(), [{"ref": None, **r} for r in rows])
+
+
+def _text(value: str, ref: str | None) -> str:
+    return objects.read(ref) if ref else value
 
 
 _DELETE = tr.delete().where(
@@ -40,11 +46,12 @@ def delete_task(conn: Connection, run_pk: int, task_id: str) -> None:
 
 
 def get_one(conn: Connection, run_pk: int, task_id: str, map_index: int, key: str) -> str | None:
-    return conn.execute(
-        sa.select(tr.c.value).where(
+    row = conn.execute(
+        sa.select(tr.c.value, tr.c.ref).where(
             tr.c.run_pk == run_pk, tr.c.task_id == task_id, tr.c.map_index == map_index, tr.c.key == key
         )
-    ).scalar()
+    ).first()
+    return None if row is None else _text(row.value, row.ref)
 
 
 def count(conn: Connection, run_pk: int, task_id: str, key: str) -> int:
@@ -60,22 +67,23 @@ def page(
 ) -> list[tuple[int, str]]:
     """Up to ``limit`` (map_index, JSON) pairs with map_index > ``after``, in order."""
     rows = conn.execute(
-        sa.select(tr.c.map_index, tr.c.value)
+        sa.select(tr.c.map_index, tr.c.value, tr.c.ref)
         .where(tr.c.run_pk == run_pk, tr.c.task_id == task_id, tr.c.key == key, tr.c.map_index > after)
         .order_by(tr.c.map_index)
         .limit(limit)
     )
-    return [(r[0], r[1]) for r in rows]
+    return [(r.map_index, _text(r.value, r.ref)) for r in rows]
 
 
 def nth(conn: Connection, run_pk: int, task_id: str, key: str, n: int) -> str | None:
-    return conn.execute(
-        sa.select(tr.c.value)
+    row = conn.execute(
+        sa.select(tr.c.value, tr.c.ref)
         .where(tr.c.run_pk == run_pk, tr.c.task_id == task_id, tr.c.key == key)
         .order_by(tr.c.map_index)
         .offset(n)
         .limit(1)
-    ).scalar()
+    ).first()
+    return None if row is None else _text(row.value, row.ref)
 
 
 def outputs_of_run(conn: Connection, run_pk: int) -> dict[str, Output]:

@@ -156,6 +156,8 @@ task_result = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("length", sa.Integer, nullable=True),
     sa.Column("type_name", sa.String(100), nullable=False),
+    # A result too large for the database: ``value`` is empty and this is where it is.
+    sa.Column("ref", sa.String(2000), nullable=True),
 )
 
 DEFAULT_POOL = "default_pool"

@@ -30,6 +30,10 @@ class WorkItem:
     max_tries: int = 0  # a failure at try_number <= max_tries is retried
     sensor_started_at: datetime | None = None  # a rescheduled sensor's first poke
     prev_success_interval: tuple[datetime | None, datetime | None] = (None, None)
+    # Results whose JSON is longer than inline_limit bytes go to this object store (any
+    # fsspec URL); only their URL is reported. Empty: every result stays in the database.
+    result_store_url: str = ""
+    inline_limit: int = 65536
 
     @property
     def key(self) -> tuple[int, str, int]:
@@ -48,7 +52,8 @@ class AttemptResult:
     state: str  # success | failed | skipped | reschedule
     started_at: datetime
     ended_at: datetime
-    results: list[tuple[str, str, int | None, str]] = field(default_factory=list)  # key, json, len, type
+    # key, JSON (empty when offloaded), length, type name, object store URL or None
+    results: list[tuple[str, str, int | None, str, str | None]] = field(default_factory=list)
     output: Output | None = None
     error: str | None = None
     retryable: bool = True

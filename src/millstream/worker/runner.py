@@ -38,6 +38,7 @@ from millstream.sdk.xcom import (
     XComArg,
     ZipArg,
 )
+from millstream.store import objects
 from millstream.worker.assets import InletEventAccessors, OutletEventAccessors, TriggeringAssetEvents
 from millstream.worker.callbacks import call_all
 from millstream.worker.item import AttemptResult, WorkItem
@@ -379,7 +380,32 @@ def _run_bash(command: str, env: Mapping[str, str] | None, log: TextIO) -> str:
     return last
 
 
-def _output_of(task: Task, value: Any) -> tuple[list[tuple[str, str, int | None, str]], Output]:
+Row = tuple[str, str, int | None, str, str | None]
+
+
+def _offload(rows: list[tuple[str, str, int | None, str]], item: WorkItem) -> list[Row]:
+    """Results larger than the inline limit go to the object store; their rows keep the
+    length and type (the planner expands from those) and the URL instead of the value."""
+    out: list[Row] = []
+    for key, text, length, type_name in rows:
+        if item.result_store_url and len(text.encode()) > item.inline_limit:
+            url = objects.result_url(
+                item.result_store_url,
+                item.dag_id,
+                item.run_id,
+                item.task_id,
+                item.map_index,
+                item.try_number,
+                key,
+            )
+            objects.write(url, text)
+            out.append((key, "", length, type_name, url))
+        else:
+            out.append((key, text, length, type_name, None))
+    return out
+
+
+def _output_of(task: Task, value: Any, item: WorkItem) -> tuple[list[Row], Output]:
     def meta(v: Any) -> tuple[int | None, str]:
         return (len(v) if isinstance(v, (list, tuple, dict)) else None), type(v).__name__
 
@@ -397,7 +423,7 @@ def _output_of(task: Task, value: Any) -> tuple[list[tuple[str, str, int | None,
             kl, kt = meta(v)
             rows.append((str(k), to_json(v, task.task_id), kl, kt))
             key_lengths[str(k)] = kl
-    return rows, Output(length=length, type_name=type_name, key_lengths=key_lengths)
+    return _offload(rows, item), Output(length=length, type_name=type_name, key_lengths=key_lengths)
 
 
 def _branch_follow(task: Task, value: Any) -> tuple[str, ...]:
@@ -456,7 +482,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                     value = task.python_callable(*args, **kwargs)
                 if inspect.isgenerator(value):  # a task that yields Metadata(asset, extra)
                     value = ctx["outlet_events"].take(value)
-            rows, output = _output_of(task, value)
+            rows, output = _output_of(task, value, item)
             if task.kind == "branch":
                 output = Output(
                     output.length, output.type_name, output.key_lengths, follow=_branch_follow(task, value)
