@@ -616,6 +616,60 @@ def pools_delete(name: str) -> None:
     console.print(f"Deleted pool {name}")
 
 
+# -- celery ----------------------------------------------------------------------------------
+
+
+@main.group()
+def celery() -> None:
+    """Celery workers (extra `celery`): run task instances on other machines."""
+
+
+@celery.command("worker")
+@click.option(
+    "--queues",
+    "-q",
+    default=None,
+    help="Comma-separated queues to take work from (default: the default queue).",
+)
+@click.option(
+    "--concurrency", "-c", default=None, type=click.IntRange(min=1), help="Attempts at once (default: cores)."
+)
+@handle_errors
+def celery_worker(queues: str | None, concurrency: int | None) -> None:
+    """Run a Celery worker that executes Millstream task instances."""
+    from millstream.executors.celery import worker_main
+
+    settings = Settings.load()
+    ensure_schema(Store(settings.database_url))
+    names = [q.strip() for q in (queues or settings.default_queue).split(",") if q.strip()]
+    worker_main(
+        names, concurrency or max(2, os.cpu_count() or 2), settings.broker_url, settings.default_queue
+    )
+
+
+@celery.command("status")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+@handle_errors
+def celery_status(output: str) -> None:
+    """Workers that answer, their queues, concurrency and running attempts."""
+    from millstream.executors.celery import status
+
+    settings = Settings.load()
+    workers = status(settings.broker_url, settings.default_queue)
+    if output == "json":
+        click.echo(json.dumps(workers, indent=2))
+        return
+    if not workers:
+        from millstream.settings import mask
+
+        console.print(f"No Celery worker answered on {mask(settings.broker_url)}.")
+        return
+    table = Table("worker", "queues", "concurrency", "active", box=None)
+    for w in workers:
+        table.add_row(w["worker"], ", ".join(w["queues"]), str(w["concurrency"]), str(w["active"]))
+    console.print(table)
+
+
 # -- config ----------------------------------------------------------------------------------
 
 
@@ -1040,9 +1094,23 @@ def _build_scheduler(
     from millstream.scheduler.loop import Scheduler
     from millstream.scheduler.parsing import DagFolder
 
+    executor: Any
+    if settings.executor == "celery":
+        from millstream.executors.celery import CeleryExecutor
+
+        executor = CeleryExecutor(
+            store,
+            settings.broker_url,
+            default_queue=settings.default_queue,
+            lease_timeout=settings.lease_timeout,
+        )
+    else:
+        executor = LocalExecutor(
+            settings.database_url, settings.parallelism, lease_timeout=settings.lease_timeout
+        )
     return Scheduler(
         store,
-        LocalExecutor(settings.database_url, settings.parallelism, lease_timeout=settings.lease_timeout),
+        executor,
         logs_folder=str(settings.logs_folder),
         dag_folder=DagFolder(settings.dags_folder, settings.dag_file_timeout),
         poll_interval=settings.poll_interval,

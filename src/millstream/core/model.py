@@ -73,6 +73,7 @@ class TaskSpec:
     execution_timeout: float | None = None
     pool: str | None = None
     pool_slots: int = 1
+    queue: str | None = None  # the Celery queue its instances are sent to (None: the default)
     priority_weight: int = 1
     max_active_tis_per_dagrun: int | None = None
     max_active_tis_per_dag: int | None = None

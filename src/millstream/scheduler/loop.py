@@ -624,10 +624,15 @@ class Scheduler:
         run.tries = ti_q.tries_of_run(conn, row["id"])
         run.sensor_starts = ti_q.sensor_starts(conn, row["id"])
         cmds: list[Command] = []
+        adopt = reset_orphans and getattr(self.executor, "adopts_attempts", False)
         for task_id, by_index in planner.states.items():
             for idx, state in list(by_index.items()):
                 if state is S.SCHEDULED:
                     self._push(run, task_id, idx)
+                elif adopt and state in (S.QUEUED, S.RUNNING):
+                    # Remote workers outlive a scheduler: keep following their attempt.
+                    item = self._work_item(run, task_id, idx, run.tries[(task_id, idx)])
+                    self.executor.adopt(item, running=state is S.RUNNING)  # type: ignore[attr-defined]
                 elif reset_orphans and state is S.QUEUED:
                     ti_q.set_attempt(
                         conn,
@@ -887,34 +892,36 @@ class Scheduler:
         for run, task_id, idx in chosen:
             try_number = run.tries.get((task_id, idx), 0) + 1
             run.tries[(task_id, idx)] = try_number
-            task = run.spec.task(task_id)
-            items.append(
-                WorkItem(
-                    run_pk=run.pk,
-                    dag_id=run.dag_id,
-                    run_id=run.run_id,
-                    task_id=task_id,
-                    map_index=idx,
-                    try_number=try_number,
-                    fileloc=run.spec.fileloc,
-                    run_type=run.run_type,
-                    logical_date=run.logical_date,
-                    data_interval_start=run.interval[0],
-                    data_interval_end=run.interval[1],
-                    conf=run.conf,
-                    params=run.params,
-                    log_path=log_path(self.logs_folder, run.dag_id, run.run_id, task_id, idx, try_number),
-                    execution_timeout=task.execution_timeout,
-                    run_version=run.clear_number,
-                    max_tries=run.planner.max_tries.get((task_id, idx), task.retries),
-                    sensor_started_at=run.sensor_starts.get((task_id, idx)),
-                    prev_success_interval=run.prev_success,
-                    result_store_url=self.result_store_url,
-                    inline_limit=self.inline_limit,
-                )
-            )
+            items.append(self._work_item(run, task_id, idx, try_number))
         for item in items:
             self.executor.submit(item)
+
+    def _work_item(self, run: ActiveRun, task_id: str, idx: int, try_number: int) -> WorkItem:
+        task = run.spec.task(task_id)
+        return WorkItem(
+            run_pk=run.pk,
+            dag_id=run.dag_id,
+            run_id=run.run_id,
+            task_id=task_id,
+            map_index=idx,
+            try_number=try_number,
+            fileloc=run.spec.fileloc,
+            run_type=run.run_type,
+            logical_date=run.logical_date,
+            data_interval_start=run.interval[0],
+            data_interval_end=run.interval[1],
+            conf=run.conf,
+            params=run.params,
+            log_path=log_path(self.logs_folder, run.dag_id, run.run_id, task_id, idx, try_number),
+            execution_timeout=task.execution_timeout,
+            run_version=run.clear_number,
+            max_tries=run.planner.max_tries.get((task_id, idx), task.retries),
+            sensor_started_at=run.sensor_starts.get((task_id, idx)),
+            prev_success_interval=run.prev_success,
+            result_store_url=self.result_store_url,
+            inline_limit=self.inline_limit,
+            queue=task.queue,
+        )
 
     # -- 7. applying events -----------------------------------------------------------------
 

@@ -346,6 +346,7 @@ class Task:
             execution_timeout=_seconds(c["execution_timeout"], "execution_timeout"),
             pool=c["pool"],
             pool_slots=int(c["pool_slots"]),
+            queue=c["queue"],
             priority_weight=int(c["priority_weight"]),
             max_active_tis_per_dagrun=c["max_active_tis_per_dagrun"],
             max_active_tis_per_dag=c["max_active_tis_per_dag"],

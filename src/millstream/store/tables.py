@@ -288,3 +288,31 @@ scheduler_instance = sa.Table(
     sa.Column("heartbeat_at", UTCDateTime, nullable=False),
     sa.Column("stopped_at", UTCDateTime, nullable=True),
 )
+
+# What remote workers (Celery) report about attempts: the scheduler owning the run reads
+# them and deletes them once applied. ``payload`` is the pickled outcome.
+attempt_report = sa.Table(
+    "attempt_report",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_pk", sa.Integer, nullable=False),
+    sa.Column("task_id", sa.String(250), nullable=False),
+    sa.Column("map_index", sa.Integer, nullable=False),
+    sa.Column("try_number", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),  # started | finished
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A remote attempt's lease: renewed by its worker while it runs.
+attempt_lease = sa.Table(
+    "attempt_lease",
+    metadata,
+    sa.Column("run_pk", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.String(250), primary_key=True),
+    sa.Column("map_index", sa.Integer, primary_key=True),
+    sa.Column("try_number", sa.Integer, nullable=False),
+    sa.Column("hostname", sa.String(250), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+)

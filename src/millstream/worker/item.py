@@ -34,6 +34,7 @@ class WorkItem:
     # fsspec URL); only their URL is reported. Empty: every result stays in the database.
     result_store_url: str = ""
     inline_limit: int = 65536
+    queue: str | None = None
 
     @property
     def key(self) -> tuple[int, str, int]:

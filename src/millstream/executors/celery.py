@@ -1,0 +1,360 @@
+"""The Celery executor: task instances run on Celery workers on any number of machines.
+
+The scheduler sends each attempt to a Celery queue (the task's ``queue=``, else the
+default). A worker (``millstream celery worker``) runs it with the same worker code as
+the local executor and reports Started and Finished through the store (the
+``attempt_report`` table), then publishes a wake-up on Redis so that the scheduler reads
+the report at once. While an attempt runs, its worker renews a lease
+(``attempt_lease``); an attempt whose lease runs out is given up and retried, as with the
+local executor. Messages are acknowledged when a worker takes them: an attempt whose
+worker dies is not redelivered by the broker but retried by the scheduler, with a new try
+number that fences off anything the lost attempt might still report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from millstream.store import Store
+from millstream.store import attempts as attempts_q
+from millstream.worker.item import AttemptResult, Event, Finished, Started, WorkItem
+
+log = logging.getLogger("millstream.celery")
+
+TASK_NAME = "millstream.run_attempt"
+WAKE_CHANNEL = "millstream:attempt-reports"
+
+
+def make_app(broker_url: str, default_queue: str = "default") -> Any:
+    from celery import Celery
+
+    app = Celery("millstream", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=False,  # a lost attempt is retried by the scheduler, not redelivered
+        worker_prefetch_multiplier=1,
+        task_default_queue=default_queue,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        task_ignore_result=True,
+    )
+    app.task(name=TASK_NAME, bind=False)(_run_remote)
+    return app
+
+
+# -- work items on the wire (JSON, so that the broker never carries pickles) ---------------------
+
+
+def item_to_json(item: WorkItem) -> dict[str, Any]:
+    def enc(v: Any) -> Any:
+        if isinstance(v, datetime):
+            return {"__dt__": v.isoformat()}
+        if isinstance(v, tuple):
+            return {"__tuple__": [enc(x) for x in v]}
+        return v
+
+    return {f.name: enc(getattr(item, f.name)) for f in dataclasses.fields(item)}
+
+
+def item_from_json(data: dict[str, Any]) -> WorkItem:
+    def dec(v: Any) -> Any:
+        if isinstance(v, dict) and "__dt__" in v:
+            return datetime.fromisoformat(v["__dt__"])
+        if isinstance(v, dict) and "__tuple__" in v:
+            return tuple(dec(x) for x in v["__tuple__"])
+        return v
+
+    return WorkItem(**{k: dec(v) for k, v in data.items()})
+
+
+# -- the worker side -------------------------------------------------------------------------
+
+
+class _WorkerState:
+    """One per worker process: a store, a result reader and warm DAG modules."""
+
+    def __init__(self) -> None:
+        from millstream.settings import Settings
+        from millstream.worker.dagcache import DagCache
+        from millstream.worker.results import ResultReader
+
+        settings = Settings.load()
+        self.store = Store(settings.database_url)
+        self.reader = ResultReader(self.store)
+        self.dags = DagCache()
+        self.lease_timeout = settings.lease_timeout
+        self.redis = _redis(settings.broker_url)
+
+
+_state: _WorkerState | None = None
+
+
+def _redis(url: str) -> Any:
+    if not url.startswith(("redis://", "rediss://")):
+        return None  # RabbitMQ: the scheduler polls the reports instead
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+def _publish(client: Any) -> None:
+    if client is not None:
+        try:
+            client.publish(WAKE_CHANNEL, b"1")
+        except Exception:
+            log.warning("could not publish a wake-up on Redis", exc_info=True)
+
+
+def _run_remote(payload: dict[str, Any]) -> None:
+    """The Celery task: run one attempt and report it through the store."""
+    from millstream.worker.runner import HOSTNAME, run_attempt
+
+    global _state
+    if _state is None:
+        _state = _WorkerState()
+    st = _state
+    item = item_from_json(payload)
+    pid = os.getpid()
+    now = datetime.now(UTC)
+    with st.store.begin() as conn:
+        attempts_q.renew_lease(conn, item.key, item.try_number, HOSTNAME, pid, now)
+        attempts_q.report(conn, item.key, item.try_number, "started", Started(item, now, pid, HOSTNAME), now)
+    _publish(st.redis)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(max(0.5, st.lease_timeout / 3)):
+            try:
+                with st.store.begin() as conn:
+                    attempts_q.renew_lease(conn, item.key, item.try_number, HOSTNAME, pid, datetime.now(UTC))
+            except Exception:
+                log.warning("lease renewal failed for %s", item.describe(), exc_info=True)
+
+    beater = threading.Thread(target=beat, name="millstream-lease", daemon=True)
+    beater.start()
+    try:
+        result = run_attempt(item, st.dags.resolve, st.reader)
+    finally:
+        stop.set()
+        beater.join(5)
+    result.pid, result.hostname = pid, HOSTNAME
+    end = datetime.now(UTC)
+    with st.store.begin() as conn:
+        attempts_q.report(conn, item.key, item.try_number, "finished", Finished(result), end)
+        attempts_q.drop_lease(conn, item.key)
+    _publish(st.redis)
+
+
+# -- the scheduler side ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Flight:
+    item: WorkItem
+    celery_id: str | None = None
+    started: bool = False
+
+
+class CeleryExecutor:
+    """Sends attempts to Celery and turns the workers' reports back into events."""
+
+    #: The cluster queues what it cannot run yet; pools and per-DAG limits still apply.
+    slots = 1024
+    #: Attempts survive a scheduler restart on Celery: recovery adopts them instead of
+    #: counting them as interrupted.
+    adopts_attempts = True
+
+    def __init__(
+        self,
+        store: Store,
+        broker_url: str,
+        *,
+        default_queue: str = "default",
+        lease_timeout: float = 30.0,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.broker_url = broker_url
+        self.default_queue = default_queue
+        self.lease_timeout = lease_timeout
+        self.poll_interval = poll_interval
+        self._flight: dict[tuple[int, str, int], _Flight] = {}
+        self._ack: list[int] = []  # handed to the scheduler, deleted at the next call
+        self._next_cleanup = 0.0
+        self._next_lease_check = 0.0
+        self._woken = threading.Event()
+        self.app: Any = None
+        self._redis: Any = None
+        self._pubsub: Any = None
+
+    def start(self) -> None:
+        self.app = make_app(self.broker_url, self.default_queue)
+        self._redis = _redis(self.broker_url)
+        if self._redis is not None:
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(WAKE_CHANNEL)
+
+    def submit(self, item: WorkItem) -> None:
+        limits: dict[str, float] = {}
+        if item.execution_timeout:
+            # Soft limit: raised inside the task, which fails (and is retried) normally.
+            limits = {"soft_time_limit": item.execution_timeout, "time_limit": item.execution_timeout + 30}
+        res = self.app.send_task(
+            TASK_NAME, args=[item_to_json(item)], queue=item.queue or self.default_queue, **limits
+        )
+        self._flight[item.key] = _Flight(item, res.id)
+
+    def adopt(self, item: WorkItem, *, running: bool) -> None:
+        """Track an attempt sent before this scheduler took the run over."""
+        self._flight[item.key] = _Flight(item, None, started=running)
+
+    def in_flight(self) -> int:
+        return len(self._flight)
+
+    def events(self, timeout: float) -> list[Event]:
+        self._acknowledge()
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self._read_reports() + self._check_leases()
+            if out or time.monotonic() >= deadline or self._woken.is_set():
+                self._woken.clear()
+                return out
+            self._wait(min(self.poll_interval, deadline - time.monotonic()))
+
+    def _wait(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if self._pubsub is None:
+            self._woken.wait(seconds)
+            return
+        self._pubsub.get_message(timeout=seconds)
+
+    def _read_reports(self) -> list[Event]:
+        if not self._flight:
+            return []
+        with self.store.read() as conn:
+            rows = attempts_q.pending_reports(conn, (k[0] for k in self._flight), skip=self._ack)
+        out: list[Event] = []
+        for report_id, event in rows:
+            self._ack.append(report_id)
+            item = event.item if isinstance(event, Started) else event.result.item
+            flight = self._flight.get(item.key)
+            if flight is None or flight.item.try_number != item.try_number:
+                continue  # a report on an attempt given up: the scheduler's fencing ignores it too
+            if isinstance(event, Started):
+                flight.started = True
+            else:
+                del self._flight[item.key]
+            out.append(event)
+        return out
+
+    def _acknowledge(self) -> None:
+        """Delete reports handed out by the previous call: the scheduler has applied them."""
+        cleanup = time.monotonic() >= self._next_cleanup
+        if self._ack or cleanup:
+            ids, self._ack = self._ack, []
+            with self.store.begin() as conn:
+                attempts_q.delete_reports(conn, ids)
+                if cleanup:
+                    self._next_cleanup = time.monotonic() + 3600
+                    attempts_q.delete_old_reports(conn, datetime.now(UTC) - timedelta(days=1))
+
+    def _check_leases(self) -> list[Event]:
+        now_mono = time.monotonic()
+        if now_mono < self._next_lease_check or not self._flight:
+            return []
+        self._next_lease_check = now_mono + 1.0
+        started = {k: f for k, f in self._flight.items() if f.started}
+        if not started:
+            return []
+        with self.store.read() as conn:
+            leases = attempts_q.leases(conn, (k[0] for k in started))
+        now = datetime.now(UTC)
+        out: list[Event] = []
+        for key, flight in started.items():
+            lease = leases.get(key)
+            if lease is None or lease[0] != flight.item.try_number:
+                continue  # finished (its report is on the way) or not renewed yet
+            silent = (now - lease[1]).total_seconds()
+            if silent > self.lease_timeout:
+                reason = f"lost: no heartbeat from {lease[2]} pid {lease[3]} for {silent:.1f}s"
+                log.warning("%s: %s", flight.item.describe(), reason)
+                del self._flight[key]
+                self._revoke(flight)
+                out.append(
+                    Finished(
+                        AttemptResult(
+                            item=flight.item, state="failed", started_at=now, ended_at=now, error=reason
+                        )
+                    )
+                )
+        return out
+
+    def _revoke(self, flight: _Flight) -> None:
+        if flight.celery_id is not None:
+            try:
+                self.app.control.revoke(flight.celery_id, terminate=True, signal="SIGKILL")
+            except Exception:
+                log.warning("could not revoke %s", flight.item.describe(), exc_info=True)
+
+    def cancel(self, key: tuple[int, str, int]) -> None:
+        flight = self._flight.pop(key, None)
+        if flight is not None:
+            self._revoke(flight)
+
+    def wake(self) -> None:
+        self._woken.set()
+        _publish(self._redis)
+
+    def shutdown(self) -> None:
+        if self._pubsub is not None:
+            self._pubsub.close()
+        if self._redis is not None:
+            self._redis.close()
+
+
+def worker_main(queues: list[str], concurrency: int, broker_url: str, default_queue: str) -> None:
+    """`millstream celery worker`: a Celery worker for Millstream's attempts."""
+    import socket
+    import uuid
+
+    app = make_app(broker_url, default_queue)
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            f"--queues={','.join(queues)}",
+            f"--concurrency={concurrency}",
+            f"--hostname=millstream-{uuid.uuid4().hex[:6]}@{socket.gethostname()}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def status(broker_url: str, default_queue: str, timeout: float = 2.0) -> list[dict[str, Any]]:
+    """Workers that answer, with their queues and concurrency."""
+    app = make_app(broker_url, default_queue)
+    inspect = app.control.inspect(timeout=timeout)
+    queues = inspect.active_queues() or {}
+    stats = inspect.stats() or {}
+    active = inspect.active() or {}
+    out = []
+    for name in sorted(set(queues) | set(stats)):
+        pool = (stats.get(name) or {}).get("pool", {})
+        out.append(
+            {
+                "worker": name,
+                "queues": sorted(q["name"] for q in queues.get(name, [])),
+                "concurrency": pool.get("max-concurrency"),
+                "active": len(active.get(name, [])),
+            }
+        )
+    return out
