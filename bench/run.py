@@ -14,6 +14,7 @@ import bench_assets  # noqa: E402
 import bench_backfill  # noqa: E402
 import bench_foundation  # noqa: E402
 import bench_mapping  # noqa: E402
+import bench_scaleout  # noqa: E402
 from common import RESULTS  # noqa: E402
 
 
@@ -23,6 +24,7 @@ def main() -> None:
     bench_mapping.main()
     bench_backfill.main()
     bench_assets.main()
+    bench_scaleout.main()
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(RESULTS, indent=2))

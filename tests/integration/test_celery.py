@@ -245,3 +245,48 @@ def test_queues_route_tasks_and_a_killed_worker_is_retried_elsewhere(tmp_path, p
         assert special_home.strip('"').endswith("home-special")  # ran on the special queue's worker
     finally:
         c.stop()
+
+
+def test_a_scheduler_killed_while_workers_run_its_attempts_adopts_them_on_restart(tmp_path, pg_url):
+    """Celery workers outlive the scheduler: a restarted scheduler follows the attempts
+    that are still running instead of running them again."""
+    c = CeleryCluster(tmp_path, pg_url)
+    started = tmp_path / "started"
+    release = tmp_path / "release"
+    (c.dags / "long.py").write_text(
+        textwrap.dedent(
+            f"""
+            import time
+            from pathlib import Path
+            from millstream import dag, task
+
+            @dag(schedule=None)
+            def long():
+                @task
+                def work(i, ti=None):
+                    with open({str(started)!r}, "a") as f:
+                        f.write(f"{{i}} {{ti.try_number}}\\n")
+                    while not Path({str(release)!r}).exists():
+                        time.sleep(0.05)
+                    return i
+
+                work.expand(i=[0, 1])
+
+            long()
+            """
+        )
+    )
+    try:
+        c.start(workers=1)
+        c.wait_workers(1)
+        run_id = c.trigger("long")
+        wait_for(lambda: started.exists() and len(started.read_text().splitlines()) == 2, 60, "both attempts")
+        os.killpg(c.procs["scheduler"].pid, signal.SIGKILL)
+        c.procs["scheduler"].wait(10)
+        c.spawn("scheduler", "scheduler")  # same host, old pid dead: adopts at once
+        release.write_text("go")
+        assert c.wait_run("long", run_id) == "success"
+        assert sorted(started.read_text().splitlines()) == ["0 1", "1 1"]  # each ran once
+        assert [t["try_number"] for t in c.tis("long", run_id) if t["task_id"] == "work"] == [1, 1]
+    finally:
+        c.stop()
