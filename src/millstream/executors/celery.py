@@ -140,7 +140,9 @@ def _run_remote(payload: dict[str, Any]) -> None:
     beater = threading.Thread(target=beat, name="millstream-lease", daemon=True)
     beater.start()
     try:
-        result = run_attempt(item, st.dags.resolve, st.reader)
+        result = run_attempt(
+            item, lambda f, d: st.dags.resolve_version(f, d, item.dag_version_id, st.store), st.reader
+        )
     finally:
         stop.set()
         beater.join(5)

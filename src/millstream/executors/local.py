@@ -97,7 +97,11 @@ def _worker_main(db_url: str, work: Connection, reports: Connection, heartbeat_e
         stop = threading.Event()
         threading.Thread(target=beat, args=(item, stop), daemon=True).start()
         try:
-            result = run_attempt(item, cache.resolve, reader)
+
+            def resolve(fileloc: str, dag_id: str, item: WorkItem = item) -> Any:
+                return cache.resolve_version(fileloc, dag_id, item.dag_version_id, reader.store)
+
+            result = run_attempt(item, resolve, reader)
         finally:
             stop.set()
         report(Finished(result))

@@ -32,7 +32,9 @@ def record_parsed(
                 continue
             try:
                 with conn.begin_nested():
-                    dags_q.sync_parsed(conn, p.specs, now=now, paused_on_create=paused_on_creation)
+                    dags_q.sync_parsed(
+                        conn, p.specs, now=now, paused_on_create=paused_on_creation, source=p.source
+                    )
             except ConflictError as e:  # clashes with another file's DAGs: report, keep the rest
                 dags_q.set_import_error(conn, p.filename, None, str(e), "", now)
                 continue

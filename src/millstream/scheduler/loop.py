@@ -95,6 +95,7 @@ class ActiveRun:
     conf: dict[str, Any]
     params: dict[str, Any]
     clear_number: int = 0
+    version_id: int = 0
     start_date: datetime | None = None
     sensor_starts: dict[tuple[str, int], datetime] = field(default_factory=dict)
     attempt: int = 1
@@ -498,6 +499,7 @@ class Scheduler:
             conf=dict(row["conf"] or {}),
             params=params,
             clear_number=row["clear_number"],
+            version_id=row["dag_version_id"],
             start_date=row["start_date"],
             attempt=row["attempt"],
             deadlines_fired=set(row["deadlines_fired"] or ()),
@@ -921,6 +923,7 @@ class Scheduler:
             result_store_url=self.result_store_url,
             inline_limit=self.inline_limit,
             queue=task.queue,
+            dag_version_id=run.version_id,
         )
 
     # -- 7. applying events -----------------------------------------------------------------

@@ -24,6 +24,7 @@ class Parsed:
     filename: str
     specs: list[DagSpec] = field(default_factory=list)
     error: ImportErrorInfo | None = None
+    source: str | None = None  # the file's text its specs came from (the code a run pins)
 
 
 def _child_main() -> None:
@@ -47,7 +48,7 @@ def _child_main() -> None:
             except Exception as e:  # noqa: BLE001 - a DAG that cannot be described is an import error
                 error = ImportErrorInfo(path, None, f"{type(e).__name__}: {e}")
         err = None if error is None else [error.filename, error.lineno, error.message, error.stacktrace]
-        proto.write(json.dumps({"done": path, "specs": specs, "error": err}) + "\n")
+        proto.write(json.dumps({"done": path, "specs": specs, "error": err, "source": result.source}) + "\n")
     proto.write(json.dumps({"end": True}) + "\n")
 
 
@@ -109,7 +110,8 @@ def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
             elif "done" in msg:
                 err = msg["error"]
                 error = None if err is None else ImportErrorInfo(err[0], err[1], err[2], err[3])
-                out.append(Parsed(msg["done"], [DagSpec.from_json(s) for s in msg["specs"]], error))
+                specs = [DagSpec.from_json(s) for s in msg["specs"]]
+                out.append(Parsed(msg["done"], specs, error, msg.get("source")))
                 todo.remove(msg["done"])
                 current = None
             else:

@@ -38,6 +38,7 @@ class FileResult:
     filename: str
     dags: dict[str, DAG] = field(default_factory=dict)
     error: ImportErrorInfo | None = None
+    source: str | None = None  # exactly the text that was executed
 
 
 def module_name(path: str) -> str:
@@ -50,25 +51,32 @@ def _line_in(tb: traceback.StackSummary, path: str) -> int | None:
     return lines[-1] if lines else None
 
 
-def load_file(path: str | os.PathLike[str]) -> FileResult:
-    """Import ``path`` as a fresh module and return the DAGs it created (or its error)."""
+def load_file(path: str | os.PathLike[str], *, import_folder: str | None = None) -> FileResult:
+    """Import ``path`` as a fresh module and return the DAGs it created (or its error).
+
+    The file is read once and exactly that text is executed (``result.source``), so the
+    version recorded for a DAG is the code that produced it. ``import_folder`` is where
+    helper modules are imported from (default: the file's own folder).
+    """
     from millstream.sdk.dag import collect_dags
 
     path = os.path.abspath(path)
     result = FileResult(path)
     name = module_name(path)
     sys.modules.pop(name, None)
-    folder = os.path.dirname(path)
+    folder = import_folder or os.path.dirname(path)
     if folder not in sys.path:
         sys.path.insert(0, folder)  # helpers next to DAG files import as in Airflow
     try:
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load {path} as a Python module")
+        source = Path(path).read_bytes()
+        result.source = source.decode("utf-8", "replace")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         with collect_dags() as found:
-            spec.loader.exec_module(module)
+            exec(compile(source, path, "exec"), module.__dict__)
     except SyntaxError as e:
         sys.modules.pop(name, None)
         result.error = ImportErrorInfo(path, e.lineno, f"SyntaxError: {e.msg}", traceback.format_exc())

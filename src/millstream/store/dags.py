@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
@@ -24,14 +25,17 @@ def sync_parsed(
     *,
     now: datetime,
     paused_on_create: bool,
+    source: str | None = None,
 ) -> dict[str, int]:
-    """Record freshly parsed DAGs; a new version row only when the structure changed.
+    """Record freshly parsed DAGs; a new version row when the structure or the file's code
+    changed (runs pin their version: a file edited mid-run does not change that run).
 
     Returns the version id now current for each DAG.
     """
     out: dict[str, int] = {}
+    source_hash = hashlib.sha256(source.encode()).hexdigest() if source is not None else None
     for spec in specs:
-        fp = spec.fingerprint()
+        fp = spec.fingerprint() if source_hash is None else f"{spec.fingerprint()}-{source_hash[:16]}"
         row = conn.execute(sa.select(dag).where(dag.c.dag_id == spec.dag_id)).mappings().first()
         latest = None
         if row and row["latest_version_id"]:
@@ -51,6 +55,8 @@ def sync_parsed(
                     fingerprint=fp,
                     spec=spec.to_json(),
                     created_at=now,
+                    source=source,
+                    source_hash=source_hash,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
         values: dict[str, Any] = dict(
@@ -142,6 +148,16 @@ def list_dags(conn: Connection, *, active_only: bool = True) -> list[sa.RowMappi
     if active_only:
         q = q.where(dag.c.is_active)
     return list(conn.execute(q).mappings())
+
+
+def version_source(conn: Connection, version_id: int) -> tuple[str, str] | None:
+    """(source hash, source) of a DAG version, if its file's code was recorded."""
+    row = conn.execute(
+        sa.select(dag_version.c.source_hash, dag_version.c.source).where(dag_version.c.id == version_id)
+    ).first()
+    if row is None or row.source is None:
+        return None
+    return row.source_hash, row.source
 
 
 def lock_registry(conn: Connection) -> None:

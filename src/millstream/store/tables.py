@@ -71,6 +71,9 @@ dag_version = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("spec", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # The DAG file's text this version came from: workers run a run's tasks with it.
+    sa.Column("source", sa.Text, nullable=True),
+    sa.Column("source_hash", sa.String(64), nullable=True),
     sa.UniqueConstraint("dag_id", "version_number"),
 )
 

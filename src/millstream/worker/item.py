@@ -35,6 +35,7 @@ class WorkItem:
     result_store_url: str = ""
     inline_limit: int = 65536
     queue: str | None = None
+    dag_version_id: int = 0  # the run's DAG version: its code is what runs
 
     @property
     def key(self) -> tuple[int, str, int]:
