@@ -40,7 +40,9 @@ def test_a_run_keeps_its_code_when_the_file_changes(harness, tmp_path):
     harness.start()
     old_run = harness.trigger("edited")
     wait_for(
-        lambda: harness.tis("edited", old_run).get("first", {}).get("state") == "running", 30, "first to start"
+        lambda: harness.tis("edited", old_run).get("first", {}).get("state") == "running",
+        30,
+        "first to start",
     )
     harness.write_dag("edited.py", V1.format(gate=str(gate), label="new code"))
 
