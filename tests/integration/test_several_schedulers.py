@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from millstream import control
@@ -177,3 +178,55 @@ def test_one_scheduler_killed_mid_run_the_other_finishes_everything(tmp_path, pg
     # Only attempts cut short by the kill ran again (their instance shows a later try).
     repeated = [k for k, n in counts.items() if n > 1]
     assert all(tries[k] > 1 for k in repeated), repeated
+
+
+def test_a_scheduler_that_lost_its_run_to_another_stops_its_attempts(harness, tmp_path):
+    """A scheduler presumed dead (paused too long) whose run another one adopted must
+    not go on running that run's attempts on its local workers, nor write their outcome."""
+    import sqlalchemy as sa
+
+    from millstream.store.tables import dag_run
+
+    started = tmp_path / "started"
+    harness.write_dag(
+        "slow.py",
+        f"""
+import os, time
+from pathlib import Path
+from millstream import dag, task
+
+@dag(schedule=None)
+def slow():
+    @task
+    def work():
+        Path({str(started)!r}).write_text(str(os.getpid()))
+        time.sleep(600)
+
+    work()
+
+slow()
+""",
+    )
+    harness.start()
+    run_id = harness.trigger("slow")
+    wait_for(lambda: started.exists() and started.read_text(), 30, "the attempt to start")
+    pid = int(started.read_text())
+    with harness.store.begin() as conn:  # as if another, live, scheduler had adopted it
+        schedulers_q.register(conn, "someone-else", "other-host", 1, datetime.now(UTC))
+        conn.execute(dag_run.update().where(dag_run.c.run_id == run_id).values(owner="someone-else"))
+    harness.scheduler.nudge()
+    wait_for(lambda: not harness.scheduler.runs, 30, "the run to be dropped")
+
+    def gone():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(gone, 30, "the attempt's worker process to be stopped")
+    # Nothing of that attempt was written: the run is the new owner's to finish.
+    assert harness.tis("slow", run_id)["work"]["state"] == "running"
+    with harness.store.read() as conn:
+        owner = conn.execute(sa.select(dag_run.c.owner).where(dag_run.c.run_id == run_id)).scalar()
+    assert owner == "someone-else"

@@ -216,8 +216,8 @@ class Scheduler:
             if watcher is not None:
                 watcher.join(timeout=5)
             self.watchers.stop()
+            self.executor.shutdown()  # our local workers are gone before the runs are handed back
             self.unregister()
-            self.executor.shutdown()
             log.info("scheduler stopped")
 
     def step(self, max_wait: float | None = None) -> None:
@@ -588,11 +588,32 @@ class Scheduler:
         """Load runs a user cleared (or restarted) since we last looked at them."""
         with self.store.read() as conn:
             current = runs_q.running_clear_numbers(conn, owner=self.id)
-        for pk in [pk for pk in self.runs if pk not in current]:
-            del self.runs[pk]  # finished outside this scheduler (marked by a user)
+        dropped = [pk for pk in self.runs if pk not in current]
+        if dropped and not getattr(self.executor, "adopts_attempts", False):
+            self._cancel_adopted_away(dropped)
+        for pk in dropped:
+            del self.runs[pk]  # finished outside this scheduler (marked by a user), or adopted
         stale = [pk for pk, n in current.items() if pk not in self.runs or self.runs[pk].clear_number != n]
         if stale:
             self._reload_runs(stale)
+
+    def _cancel_adopted_away(self, dropped: list[int]) -> None:
+        """Runs another scheduler adopted while we were presumed dead (a long pause, a
+        partition): it reruns their attempts, so ours, still on our local workers, stop."""
+        with self.store.read() as conn:
+            owners = schedulers_q.owners(conn, dropped)
+        for pk in dropped:
+            owner = owners.get(pk, (0, None))[1]
+            if owner is None or owner == self.id:
+                continue
+            run = self.runs[pk]
+            for task_id, by_index in run.planner.states.items():
+                for idx, state in by_index.items():
+                    if state in (S.QUEUED, S.RUNNING):
+                        self.executor.cancel((pk, task_id, idx))
+            log.warning(
+                "run %s of %s was adopted by %s; stopped its attempts here", run.run_id, run.dag_id, owner
+            )
 
     def _reload_runs(self, stale: list[int], *, reset_orphans: bool = False) -> None:
         now = self.clock()
