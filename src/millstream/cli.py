@@ -653,15 +653,19 @@ def celery_worker(queues: str | None, concurrency: int | None) -> None:
 def celery_status(output: str) -> None:
     """Workers that answer, their queues, concurrency and running attempts."""
     from millstream.executors.celery import status
+    from millstream.settings import mask
 
     settings = Settings.load()
-    workers = status(settings.broker_url, settings.default_queue)
+    try:
+        workers = status(settings.broker_url, settings.default_queue)
+    except Exception as e:  # noqa: BLE001 - kombu raises many kinds; the user needs one line
+        raise MillstreamError(
+            f"could not reach the Celery broker at {mask(settings.broker_url)}: {type(e).__name__}: {e}"
+        ) from None
     if output == "json":
         click.echo(json.dumps(workers, indent=2))
         return
     if not workers:
-        from millstream.settings import mask
-
         console.print(f"No Celery worker answered on {mask(settings.broker_url)}.")
         return
     table = Table("worker", "queues", "concurrency", "active", box=None)

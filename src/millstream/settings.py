@@ -14,13 +14,13 @@ and ``millstream config show`` prints the effective values with where each came 
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from millstream.errors import MillstreamError
 
@@ -41,6 +41,8 @@ def _bool(value: Any) -> bool:
 
 
 def _positive_int(value: Any) -> int:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a whole number, got {value!r}")
     n = int(value)
     if n < 0:
         raise ValueError(f"must be >= 0, got {n}")
@@ -49,7 +51,7 @@ def _positive_int(value: Any) -> int:
 
 def _seconds(value: Any) -> float:
     n = float(value)
-    if n <= 0:
+    if not math.isfinite(n) or n <= 0:
         raise ValueError(f"must be a positive number of seconds, got {value!r}")
     return n
 
@@ -207,13 +209,16 @@ def _choice(value: Any, options: tuple[str, ...]) -> str:
 def mask(value: Any) -> str:
     """Hide a secret: a URL keeps its scheme, user and host, without its password."""
     text = str(value)
-    parts = urlsplit(text)
-    if parts.scheme and parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    if parts.scheme:
-        return text  # a URL without a password shows nothing secret
-    return "***" if text else ""
+    if "://" not in text:
+        return "***" if text else ""
+    scheme, rest = text.split("://", 1)
+    if "@" not in rest:
+        return text  # a URL without credentials shows nothing secret
+    # The password may hold '/', '#' or '?' (SQLAlchemy accepts that): everything between
+    # the first ':' of the credentials and the last '@' is the password.
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else text
 
 
 @dataclass(frozen=True)

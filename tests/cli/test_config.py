@@ -53,6 +53,12 @@ def test_precedence_env_over_short_env_over_toml_over_default(tmp_path):
             "worker.lease_timeout (from millstream.toml [worker]): must be a positive",
         ),
         ("", {"MILLSTREAM_PAUSED_ON_CREATION": "maybe"}, "expected true or false"),
+        (
+            "[core]\nparallelism = inf\n",
+            {},
+            "core.parallelism (from millstream.toml [core]): must be a whole number",
+        ),
+        ("", {"MILLSTREAM__SCHEDULER__HEARTBEAT_TIMEOUT": "nan"}, "must be a positive number of seconds"),
     ],
 )
 def test_bad_settings_name_the_setting_and_where_it_came_from(tmp_path, toml, env, message):
@@ -65,6 +71,8 @@ def test_bad_settings_name_the_setting_and_where_it_came_from(tmp_path, toml, en
 
 def test_secrets_are_masked():
     assert mask("postgresql://ms:s3cret@db/ms") == "postgresql://ms:***@db/ms"
+    assert mask("postgresql://app:s3cr#t/pw?x@db.internal/prod") == "postgresql://app:***@db.internal/prod"
+    assert mask("redis://:pw@cache:6379/1") == "redis://:***@cache:6379/1"
     assert mask("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert mask("hunter2") == "***"
 

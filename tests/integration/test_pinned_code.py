@@ -15,6 +15,7 @@ from pathlib import Path
 from millstream import dag, task
 
 GATE = Path({gate!r})
+SQL = Path(__file__).with_name("q.sql").read_text()  # files next to the DAG file keep working
 
 @dag(schedule=None)
 def edited():
@@ -26,7 +27,7 @@ def edited():
 
     @task
     def second(x):
-        return "{label}"
+        return "{label}" + SQL
 
     second(first())
 
@@ -36,6 +37,7 @@ edited()
 
 def test_a_run_keeps_its_code_when_the_file_changes(harness, tmp_path):
     gate = tmp_path / "gate"
+    (harness.dags / "q.sql").write_text("")
     harness.write_dag("edited.py", V1.format(gate=str(gate), label="old code"))
     harness.start()
     old_run = harness.trigger("edited")

@@ -23,6 +23,7 @@ from typing import Any
 
 from millstream.store import Store
 from millstream.store import attempts as attempts_q
+from millstream.store import task_instances as ti_q
 from millstream.worker.item import AttemptResult, Event, Finished, Started, WorkItem
 
 log = logging.getLogger("millstream.celery")
@@ -74,6 +75,12 @@ def item_from_json(data: dict[str, Any]) -> WorkItem:
     return WorkItem(**{k: dec(v) for k, v in data.items()})
 
 
+def task_id_of(item: WorkItem) -> str:
+    """The Celery task id of an attempt: derived from it, so any scheduler can revoke it."""
+    run_pk, task_id, map_index = item.key
+    return f"millstream-{run_pk}-{task_id}-{map_index}-{item.try_number}"
+
+
 # -- the worker side -------------------------------------------------------------------------
 
 
@@ -123,6 +130,15 @@ def _run_remote(payload: dict[str, Any]) -> None:
     item = item_from_json(payload)
     pid = os.getpid()
     now = datetime.now(UTC)
+    with st.store.read() as conn:
+        current = ti_q.attempt_of(conn, item.key)
+    if current != ("queued", item.try_number):
+        # Sent again under a newer try (a scheduler took the run over), cleared or marked
+        # meanwhile: this message is out of date and must not run the task.
+        log.warning(
+            "dropping %s: the instance is %s at try %s now", item.describe(), *(current or ("gone", "-"))
+        )
+        return
     with st.store.begin() as conn:
         attempts_q.renew_lease(conn, item.key, item.try_number, HOSTNAME, pid, now)
         attempts_q.report(conn, item.key, item.try_number, "started", Started(item, now, pid, HOSTNAME), now)
@@ -150,7 +166,7 @@ def _run_remote(payload: dict[str, Any]) -> None:
     end = datetime.now(UTC)
     with st.store.begin() as conn:
         attempts_q.report(conn, item.key, item.try_number, "finished", Finished(result), end)
-        attempts_q.drop_lease(conn, item.key)
+        attempts_q.drop_lease(conn, item.key, item.try_number)
     _publish(st.redis)
 
 
@@ -208,14 +224,25 @@ class CeleryExecutor:
         if item.execution_timeout:
             # Soft limit: raised inside the task, which fails (and is retried) normally.
             limits = {"soft_time_limit": item.execution_timeout, "time_limit": item.execution_timeout + 30}
-        res = self.app.send_task(
-            TASK_NAME, args=[item_to_json(item)], queue=item.queue or self.default_queue, **limits
+        celery_id = task_id_of(item)
+        self.app.send_task(
+            TASK_NAME,
+            args=[item_to_json(item)],
+            queue=item.queue or self.default_queue,
+            task_id=celery_id,
+            **limits,
         )
-        self._flight[item.key] = _Flight(item, res.id)
+        self._flight[item.key] = _Flight(item, celery_id)
 
     def adopt(self, item: WorkItem, *, running: bool) -> None:
         """Track an attempt sent before this scheduler took the run over."""
-        self._flight[item.key] = _Flight(item, None, started=running)
+        self._flight[item.key] = _Flight(item, task_id_of(item), started=running)
+
+    def forget(self, run_pk: int) -> None:
+        """Stop following a run's attempts (another scheduler owns the run now and reads
+        its reports); the attempts themselves go on."""
+        for key in [k for k in self._flight if k[0] == run_pk]:
+            del self._flight[key]
 
     def in_flight(self) -> int:
         return len(self._flight)
@@ -245,10 +272,12 @@ class CeleryExecutor:
             rows = attempts_q.pending_reports(conn, (k[0] for k in self._flight), skip=self._ack)
         out: list[Event] = []
         for report_id, event in rows:
-            self._ack.append(report_id)
             item = event.item if isinstance(event, Started) else event.result.item
             flight = self._flight.get(item.key)
-            if flight is None or flight.item.try_number != item.try_number:
+            if flight is None:
+                continue  # not an attempt of ours (any more): whoever follows it reads it
+            self._ack.append(report_id)
+            if flight.item.try_number != item.try_number:
                 continue  # a report on an attempt given up: the scheduler's fencing ignores it too
             if isinstance(event, Started):
                 flight.started = True

@@ -25,6 +25,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -137,6 +138,7 @@ class Scheduler:
         self._registered = False
         self._others_live = False
         self._live_count = 1
+        self._claimed_unreset: set[int] = set()  # adopted, attempts of the old owner not reset yet
         self._elsewhere: tuple[dict[str, int], dict[tuple[str, str], int], dict[str, int]] = ({}, {}, {})
         self.executor = executor
         self.logs_folder = logs_folder
@@ -216,9 +218,22 @@ class Scheduler:
             if watcher is not None:
                 watcher.join(timeout=5)
             self.watchers.stop()
+            self._drain()
             self.executor.shutdown()  # our local workers are gone before the runs are handed back
             self.unregister()
             log.info("scheduler stopped")
+
+    def _drain(self, grace: float = 5.0) -> None:
+        """On a clean stop, let attempts that finish within ``grace`` seconds be recorded,
+        so the scheduler adopting our runs does not run them again (nothing new starts)."""
+        if getattr(self.executor, "adopts_attempts", False):
+            return  # remote attempts go on; whoever adopts the runs follows them
+        deadline = time.monotonic() + grace
+        try:
+            while self.executor.in_flight() and time.monotonic() < deadline:
+                self.apply(self.executor.events(min(0.2, max(0.0, deadline - time.monotonic()))))
+        except Exception:
+            log.exception("could not record the last reports while stopping")
 
     def step(self, max_wait: float | None = None) -> None:
         """One turn of the loop (see the module docstring)."""
@@ -555,6 +570,7 @@ class Scheduler:
             return
         with self.store.begin() as conn:
             claimed = [pk for pk, owner in orphans if schedulers_q.claim(conn, pk, owner, self.id)]
+        self._claimed_unreset.update(claimed)  # until reset: a failed reload must still reset them
         if claimed:
             previous = sorted({owner or "nobody" for pk, owner in orphans if pk in claimed})
             log.info("adopted %d running run(s) from %s", len(claimed), ", ".join(previous))
@@ -580,8 +596,10 @@ class Scheduler:
         with self.store.begin() as conn:
             batch = WriteBatch()
             for row in runs_q.runs_in_state(conn, RunState.RUNNING, owner=self.id):
-                self._load_run(conn, batch, row, reset_orphans=reset_orphans, now=now)
+                reset = reset_orphans or row["id"] in self._claimed_unreset
+                self._load_run(conn, batch, row, reset_orphans=reset, now=now)
             self._commit_batch(conn, batch)
+        self._claimed_unreset.clear()
         self._flush_ready()
 
     def sync_runs(self) -> None:
@@ -589,7 +607,10 @@ class Scheduler:
         with self.store.read() as conn:
             current = runs_q.running_clear_numbers(conn, owner=self.id)
         dropped = [pk for pk in self.runs if pk not in current]
-        if dropped and not getattr(self.executor, "adopts_attempts", False):
+        if dropped and getattr(self.executor, "adopts_attempts", False):
+            for pk in dropped:  # their remote attempts go on; their reports are not ours to read
+                self.executor.forget(pk)  # type: ignore[attr-defined]
+        elif dropped:
             self._cancel_adopted_away(dropped)
         for pk in dropped:
             del self.runs[pk]  # finished outside this scheduler (marked by a user), or adopted
@@ -622,10 +643,12 @@ class Scheduler:
             for pk in stale:
                 row = runs_q.get_run_by_pk(conn, pk)
                 if row["state"] == RunState.RUNNING.value and row["owner"] == self.id:
-                    self._load_run(conn, batch, row, reset_orphans=reset_orphans, now=now)
+                    reset = reset_orphans or pk in self._claimed_unreset
+                    self._load_run(conn, batch, row, reset_orphans=reset, now=now)
                     why = "adopted" if reset_orphans else "cleared"
                     log.info("loaded run %s of %s (%s)", row["run_id"], row["dag_id"], why)
             self._commit_batch(conn, batch)
+        self._claimed_unreset.difference_update(stale)
         self._flush_ready()
 
     def _load_run(
@@ -652,10 +675,19 @@ class Scheduler:
             for idx, state in list(by_index.items()):
                 if state is S.SCHEDULED:
                     self._push(run, task_id, idx)
-                elif adopt and state in (S.QUEUED, S.RUNNING):
+                elif adopt and state is S.RUNNING:
                     # Remote workers outlive a scheduler: keep following their attempt.
                     item = self._work_item(run, task_id, idx, run.tries[(task_id, idx)])
-                    self.executor.adopt(item, running=state is S.RUNNING)  # type: ignore[attr-defined]
+                    self.executor.adopt(item, running=True)  # type: ignore[attr-defined]
+                elif adopt and state is S.QUEUED:
+                    # Maybe never sent (killed between commit and send), maybe waiting in
+                    # the broker: send it again under a new try. A worker that takes the
+                    # old message finds its try out of date and drops it.
+                    allowed = planner.interrupted(task_id, idx, run.tries[(task_id, idx)])
+                    ti_q.set_attempt(conn, run.pk, task_id, idx, expected=[S.QUEUED], max_tries=allowed)
+                    cmds += planner.record(
+                        task_id, idx, S.SCHEDULED, reason="sent again after a scheduler change"
+                    )
                 elif reset_orphans and state is S.QUEUED:
                     ti_q.set_attempt(
                         conn,
@@ -916,8 +948,35 @@ class Scheduler:
             try_number = run.tries.get((task_id, idx), 0) + 1
             run.tries[(task_id, idx)] = try_number
             items.append(self._work_item(run, task_id, idx, try_number))
-        for item in items:
-            self.executor.submit(item)
+        for n, item in enumerate(items):
+            try:
+                self.executor.submit(item)
+            except Exception:
+                log.exception(
+                    "could not hand %d attempt(s) to the executor; scheduling them again", len(items) - n
+                )
+                self._unsubmit(items[n:])
+                return
+
+    def _unsubmit(self, items: list[WorkItem]) -> None:
+        """Attempts queued in the store but never handed over go back to scheduled, under
+        a new try next time (one may have reached the broker after all: it is fenced)."""
+        batch = WriteBatch()
+        with self.store.begin() as conn:
+            for item in items:
+                run = self.runs.get(item.run_pk)
+                if run is None:
+                    continue
+                allowed = run.planner.interrupted(item.task_id, item.map_index, item.try_number)
+                ti_q.set_attempt(
+                    conn, run.pk, item.task_id, item.map_index, expected=[S.QUEUED], max_tries=allowed
+                )
+                cmds = run.planner.record(
+                    item.task_id, item.map_index, S.SCHEDULED, reason="not sent; sending again"
+                )
+                self._persist(batch, run, cmds)
+            self._commit_batch(conn, batch)
+        self._flush_ready()
 
     def _work_item(self, run: ActiveRun, task_id: str, idx: int, try_number: int) -> WorkItem:
         task = run.spec.task(task_id)

@@ -51,12 +51,16 @@ def _line_in(tb: traceback.StackSummary, path: str) -> int | None:
     return lines[-1] if lines else None
 
 
-def load_file(path: str | os.PathLike[str], *, import_folder: str | None = None) -> FileResult:
+def load_file(
+    path: str | os.PathLike[str], *, import_folder: str | None = None, as_path: str | None = None
+) -> FileResult:
     """Import ``path`` as a fresh module and return the DAGs it created (or its error).
 
     The file is read once and exactly that text is executed (``result.source``), so the
     version recorded for a DAG is the code that produced it. ``import_folder`` is where
-    helper modules are imported from (default: the file's own folder).
+    helper modules are imported from (default: the file's own folder). ``as_path`` runs
+    the text as if it were that file (``__file__``, tracebacks): a pinned copy of a DAG
+    file still finds the SQL files next to the original.
     """
     from millstream.sdk.dag import collect_dags
 
@@ -74,9 +78,11 @@ def load_file(path: str | os.PathLike[str], *, import_folder: str | None = None)
         source = Path(path).read_bytes()
         result.source = source.decode("utf-8", "replace")
         module = importlib.util.module_from_spec(spec)
+        if as_path is not None:
+            module.__file__ = as_path
         sys.modules[name] = module
         with collect_dags() as found:
-            exec(compile(source, path, "exec"), module.__dict__)
+            exec(compile(source, as_path or path, "exec"), module.__dict__)
     except SyntaxError as e:
         sys.modules.pop(name, None)
         result.error = ImportErrorInfo(path, e.lineno, f"SyntaxError: {e.msg}", traceback.format_exc())

@@ -75,19 +75,25 @@ def renew_lease(
         attempt_lease.c.map_index == map_index,
     )
     values = {"try_number": try_number, "hostname": hostname, "pid": pid, "heartbeat_at": now}
-    if conn.execute(attempt_lease.update().where(*where).values(**values)).rowcount == 0:
+    # Never over a newer try's lease: a lost attempt still beating must not hide the loss
+    # of the attempt that replaced it.
+    updated = conn.execute(
+        attempt_lease.update().where(*where, attempt_lease.c.try_number <= try_number).values(**values)
+    ).rowcount
+    if updated == 0 and conn.execute(sa.select(attempt_lease.c.try_number).where(*where)).first() is None:
         conn.execute(
             attempt_lease.insert().values(run_pk=run_pk, task_id=task_id, map_index=map_index, **values)
         )
 
 
-def drop_lease(conn: Connection, key: tuple[int, str, int]) -> None:
+def drop_lease(conn: Connection, key: tuple[int, str, int], try_number: int) -> None:
     run_pk, task_id, map_index = key
     conn.execute(
         attempt_lease.delete().where(
             attempt_lease.c.run_pk == run_pk,
             attempt_lease.c.task_id == task_id,
             attempt_lease.c.map_index == map_index,
+            attempt_lease.c.try_number == try_number,
         )
     )
 

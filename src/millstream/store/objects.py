@@ -7,14 +7,24 @@ write) never overwrites the object a newer attempt's reference points to.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import fsspec
 
 
 def result_url(
-    base: str, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int, key: str
+    base: str, dag_id: str, run_pk: int, task_id: str, map_index: int, try_number: int, key: str
 ) -> str:
-    safe_run = run_id.replace(":", "_").replace("+", "_")
-    return f"{base.rstrip('/')}/{dag_id}/{safe_run}/{task_id}/{map_index}/try{try_number}/{key}.json"
+    """Keyed by the run's primary key (run ids are free text) and with every user-chosen
+    part percent-encoded, so no two results share an object and none leaves ``base``."""
+    parts = [
+        quote(dag_id, safe=""),
+        f"run{run_pk}",
+        quote(task_id, safe=""),
+        str(map_index),
+        f"try{try_number}",
+    ]
+    return f"{base.rstrip('/')}/{'/'.join(parts)}/{quote(key, safe='')}.json"
 
 
 def write(url: str, text: str) -> None:

@@ -102,7 +102,11 @@ def claim(conn: Connection, run_pk: int, previous: str | None, scheduler_id: str
 
 def owners(conn: Connection, run_pks: list[int]) -> dict[int, tuple[int, str | None]]:
     """pk -> (clear_number, owner): what a scheduler checks before writing its decisions."""
+    # FOR SHARE (PostgreSQL): another scheduler's claim (SKIP LOCKED) passes over these
+    # rows until we commit, so ownership cannot change between this check and our writes.
     rows = conn.execute(
-        sa.select(dag_run.c.id, dag_run.c.clear_number, dag_run.c.owner).where(dag_run.c.id.in_(run_pks))
+        sa.select(dag_run.c.id, dag_run.c.clear_number, dag_run.c.owner)
+        .where(dag_run.c.id.in_(run_pks))
+        .with_for_update(read=True)
     )
     return {r.id: (r.clear_number, r.owner) for r in rows}

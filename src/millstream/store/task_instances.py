@@ -294,3 +294,14 @@ def active_elsewhere(
         key = pool or DEFAULT_POOL
         per_pool[key] = per_pool.get(key, 0) + n
     return per_dag, per_task, per_pool
+
+
+def attempt_of(conn: Connection, key: tuple[int, str, int]) -> tuple[str, int] | None:
+    """(state, try_number) of one instance: what a remote worker checks before it runs."""
+    run_pk, task_id, map_index = key
+    row = conn.execute(
+        sa.select(ti.c.state, ti.c.try_number).where(
+            ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == map_index
+        )
+    ).first()
+    return None if row is None else (row.state, row.try_number)

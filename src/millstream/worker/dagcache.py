@@ -54,13 +54,14 @@ class DagCache:
             tmp = pinned.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(source)
             tmp.replace(pinned)  # atomic: concurrent workers never import half a file
-        return self._load(str(pinned), dag_id, import_folder=os.path.dirname(fileloc))[0]
+        return self._load(str(pinned), dag_id, as_path=fileloc)[0]
 
-    def _load(self, fileloc: str, dag_id: str, import_folder: str | None = None) -> tuple[DAG, str | None]:
+    def _load(self, fileloc: str, dag_id: str, as_path: str | None = None) -> tuple[DAG, str | None]:
         mtime = os.stat(fileloc).st_mtime
         cached = self._files.get(fileloc)
         if cached is None or cached[0] != mtime:
-            result = load_file(fileloc, import_folder=import_folder)
+            folder = os.path.dirname(as_path) if as_path else None
+            result = load_file(fileloc, import_folder=folder, as_path=as_path)
             if result.error is not None:
                 raise NotFoundError(f"DAG file failed to import in the worker: {result.error}")
             digest = hashlib.sha256(result.source.encode()).hexdigest() if result.source is not None else None

@@ -392,7 +392,7 @@ def _offload(rows: list[tuple[str, str, int | None, str]], item: WorkItem) -> li
             url = objects.result_url(
                 item.result_store_url,
                 item.dag_id,
-                item.run_id,
+                item.run_pk,
                 item.task_id,
                 item.map_index,
                 item.try_number,
