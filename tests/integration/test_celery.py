@@ -22,6 +22,7 @@ from .conftest import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REDIS_URL = os.environ.get("MILLSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("MILLSTREAM_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 def need_redis() -> None:
@@ -37,9 +38,27 @@ def need_redis() -> None:
         pytest.skip(f"Redis not reachable at {REDIS_URL}: {e}")
 
 
+def need_rabbitmq() -> None:
+    import kombu
+
+    try:
+        with kombu.Connection(AMQP_URL, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as e:  # noqa: BLE001
+        if REQUIRE_SERVICES:
+            pytest.fail(
+                f"RabbitMQ is required (MILLSTREAM_REQUIRE_SERVICES=1) but unreachable at {AMQP_URL}: {e}"
+            )
+        pytest.skip(f"RabbitMQ not reachable at {AMQP_URL}: {e}")
+
+
 class CeleryCluster:
-    def __init__(self, tmp_path: Path, url: str) -> None:
-        need_redis()
+    def __init__(self, tmp_path: Path, url: str, broker: str = REDIS_URL) -> None:
+        if broker.startswith("redis"):
+            need_redis()
+        else:
+            need_rabbitmq()
+        self.broker = broker
         self.tmp = tmp_path
         self.dags = tmp_path / "dags"
         self.dags.mkdir()
@@ -58,7 +77,7 @@ class CeleryCluster:
             "MILLSTREAM_PAUSED_ON_CREATION": "false",
             "MILLSTREAM__SCHEDULER__EXECUTOR": "celery",
             "MILLSTREAM__SCHEDULER__POLL_INTERVAL": "0.2",
-            "MILLSTREAM__CELERY__BROKER_URL": REDIS_URL,
+            "MILLSTREAM__CELERY__BROKER_URL": self.broker,
             "MILLSTREAM__CELERY__DEFAULT_QUEUE": self.queue,
             "MILLSTREAM__WORKER__LEASE_TIMEOUT": "3",
             "MILLSTREAM__RESULTS__OBJECT_STORE_URL": str(self.tmp / "results"),
@@ -288,5 +307,18 @@ def test_a_scheduler_killed_while_workers_run_its_attempts_adopts_them_on_restar
         assert c.wait_run("long", run_id) == "success"
         assert sorted(started.read_text().splitlines()) == ["0 1", "1 1"]  # each ran once
         assert [t["try_number"] for t in c.tis("long", run_id) if t["task_id"] == "work"] == [1, 1]
+    finally:
+        c.stop()
+
+
+def test_rabbitmq_as_the_broker(tmp_path, pg_url):
+    """Without Redis there is no wake-up channel: the scheduler polls the reports."""
+    c = CeleryCluster(tmp_path, pg_url, broker=AMQP_URL)
+    (c.dags / "process_daily_files.py").write_text((EXAMPLES / "process_daily_files.py").read_text())
+    try:
+        c.start(workers=1)
+        c.wait_workers(1)
+        run_id = c.trigger("process_daily_files")
+        assert c.wait_run("process_daily_files", run_id) == "success"
     finally:
         c.stop()
