@@ -113,7 +113,9 @@ class CeleryCluster:
                 text=True,
             )
             workers = json.loads(p.stdout) if p.returncode == 0 else []
-            return len(workers) >= n and all(w["queues"] for w in workers) and workers
+            # Only ours: the broker may serve other workers (another test run, a deployment).
+            ours = [w for w in workers if any(q.startswith(self.queue) for q in w["queues"])]
+            return len(ours) >= n and ours
 
         return wait_for(answered, 60, f"{n} Celery workers to answer")
 
