@@ -178,6 +178,7 @@ class _Flight:
     item: WorkItem
     celery_id: str | None = None
     started: bool = False
+    since: float = dataclasses.field(default_factory=time.monotonic)  # when we began following it
 
 
 class CeleryExecutor:
@@ -204,7 +205,8 @@ class CeleryExecutor:
         self.lease_timeout = lease_timeout
         self.poll_interval = poll_interval
         self._flight: dict[tuple[int, str, int], _Flight] = {}
-        self._ack: list[int] = []  # handed to the scheduler, deleted at the next call
+        self._handed: list[int] = []  # reports handed to the scheduler, not yet applied
+        self._ack: list[int] = []  # reports the scheduler applied: deleted at the next call
         self._next_cleanup = 0.0
         self._next_lease_check = 0.0
         self._woken = threading.Event()
@@ -269,16 +271,19 @@ class CeleryExecutor:
         if not self._flight:
             return []
         with self.store.read() as conn:
-            rows = attempts_q.pending_reports(conn, (k[0] for k in self._flight), skip=self._ack)
+            rows = attempts_q.pending_reports(
+                conn, (k[0] for k in self._flight), skip=self._handed + self._ack
+            )
         out: list[Event] = []
         for report_id, event in rows:
             item = event.item if isinstance(event, Started) else event.result.item
             flight = self._flight.get(item.key)
             if flight is None:
                 continue  # not an attempt of ours (any more): whoever follows it reads it
-            self._ack.append(report_id)
             if flight.item.try_number != item.try_number:
-                continue  # a report on an attempt given up: the scheduler's fencing ignores it too
+                self._ack.append(report_id)  # on an attempt given up: nothing to apply
+                continue
+            self._handed.append(report_id)
             if isinstance(event, Started):
                 flight.started = True
             else:
@@ -286,8 +291,15 @@ class CeleryExecutor:
             out.append(event)
         return out
 
+    def applied(self) -> None:
+        """The scheduler committed every event handed out so far: their reports may go.
+        (Until then they stay in the store, so a scheduler dying in between reads them
+        again after its restart instead of losing them.)"""
+        self._ack.extend(self._handed)
+        self._handed = []
+
     def _acknowledge(self) -> None:
-        """Delete reports handed out by the previous call: the scheduler has applied them."""
+        """Delete the reports of applied events."""
         cleanup = time.monotonic() >= self._next_cleanup
         if self._ack or cleanup:
             ids, self._ack = self._ack, []
@@ -311,6 +323,10 @@ class CeleryExecutor:
         out: list[Event] = []
         for key, flight in started.items():
             lease = leases.get(key)
+            if lease is None and now_mono - flight.since > 2 * self.lease_timeout:
+                # Followed for a while with neither a lease nor a report: nothing will
+                # ever report on it (a report lost with a crashed scheduler).
+                lease = (flight.item.try_number, now - timedelta(seconds=now_mono - flight.since), "?", 0)
             if lease is None or lease[0] != flight.item.try_number:
                 continue  # finished (its report is on the way) or not renewed yet
             silent = (now - lease[1]).total_seconds()

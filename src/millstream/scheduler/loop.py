@@ -1030,6 +1030,9 @@ class Scheduler:
             # Workers told us once; keep their reports until the store takes them.
             self._unapplied = events
             raise
+        applied = getattr(self.executor, "applied", None)
+        if applied is not None:
+            applied()  # a remote executor may now forget the reports behind these events
         self._flush_ready()
         if finished_runs or batch.asset_events:
             self._nudged.set()  # a slot under max_active_runs opened: start what is queued now
