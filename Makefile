@@ -41,9 +41,10 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/run.py
 
-## chaos: the long crash harness: 1 000 task instances, 20 SIGKILLs of the scheduler, then of workers
+## chaos: the long crash harnesses: 1 000 task instances, 20 SIGKILLs of the scheduler, then of
+##        workers; and two schedulers on PostgreSQL, one SIGKILLed 12 times over 1 800 instances
 chaos: $(DEV_STAMP)
-	MILLSTREAM_CHAOS_LONG=1 $(BIN)/pytest -s -q --timeout 1200 tests/integration/test_chaos.py
+	MILLSTREAM_CHAOS_LONG=1 $(BIN)/pytest -s -q --timeout 1200 tests/integration/test_chaos.py tests/integration/test_chaos_ha.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

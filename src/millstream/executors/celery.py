@@ -130,8 +130,16 @@ def _run_remote(payload: dict[str, Any]) -> None:
     item = item_from_json(payload)
     pid = os.getpid()
     now = datetime.now(UTC)
-    with st.store.read() as conn:
-        current = ti_q.attempt_of(conn, item.key)
+    with st.store.begin() as conn:
+        # Checked and claimed under the instance's row lock: a scheduler deciding whether
+        # to send it again (after taking the run over) holds the same lock and sees this
+        # lease, or this check sees its decision. Exactly one of them runs the task.
+        current = ti_q.attempt_of(conn, item.key, lock=True)
+        if current == ("queued", item.try_number):
+            attempts_q.renew_lease(conn, item.key, item.try_number, HOSTNAME, pid, now)
+            attempts_q.report(
+                conn, item.key, item.try_number, "started", Started(item, now, pid, HOSTNAME), now
+            )
     if current != ("queued", item.try_number):
         # Sent again under a newer try (a scheduler took the run over), cleared or marked
         # meanwhile: this message is out of date and must not run the task.
@@ -139,9 +147,6 @@ def _run_remote(payload: dict[str, Any]) -> None:
             "dropping %s: the instance is %s at try %s now", item.describe(), *(current or ("gone", "-"))
         )
         return
-    with st.store.begin() as conn:
-        attempts_q.renew_lease(conn, item.key, item.try_number, HOSTNAME, pid, now)
-        attempts_q.report(conn, item.key, item.try_number, "started", Started(item, now, pid, HOSTNAME), now)
     _publish(st.redis)
     stop = threading.Event()
 

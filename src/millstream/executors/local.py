@@ -65,7 +65,10 @@ def _worker_main(db_url: str, work: Connection, reports: Connection, heartbeat_e
     Reports are sent synchronously (``Connection.send``), so the pool has the Started
     report before the task's code runs. While an attempt runs, a thread sends heartbeats.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C and a SIGTERM sent to the whole process group (systemd, supervisord) are the
+    # parent's to handle: it lets running attempts finish, then stops us itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     from millstream.store import Store
     from millstream.worker.dagcache import DagCache
@@ -182,7 +185,10 @@ class LocalExecutor:
                 w.work.send(_STOP)
             except OSError:
                 pass
-        end = time.monotonic() + 5
+        # Idle workers exit on the stop message. A busy one is killed: the scheduler has
+        # already recorded everything that finished in time (its drain), and an attempt
+        # finishing now would go unrecorded and be run again by whoever adopts the run.
+        end = time.monotonic() + 0.5
         for w in self._workers.values():
             w.proc.join(max(0.0, end - time.monotonic()))
             if w.proc.is_alive():

@@ -49,6 +49,7 @@ from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.scheduler.watchers import Arrival, WatcherThread, record_arrivals
 from millstream.sdk.params import resolve_params
 from millstream.store import Store
+from millstream.store import attempts as attempts_q
 from millstream.store import backfills as backfills_q
 from millstream.store import dags as dags_q
 from millstream.store import pools as pools_q
@@ -228,9 +229,16 @@ class Scheduler:
         so the scheduler adopting our runs does not run them again (nothing new starts)."""
         if getattr(self.executor, "adopts_attempts", False):
             return  # remote attempts go on; whoever adopts the runs follows them
-        deadline = time.monotonic() + grace
+        # Well inside the heartbeat timeout, and beating meanwhile: nobody adopts our runs
+        # while we are still recording their last reports.
+        deadline = time.monotonic() + min(grace, self.heartbeat_timeout / 2)
+        next_beat = 0.0
         try:
             while self.executor.in_flight() and time.monotonic() < deadline:
+                if self._registered and time.monotonic() >= next_beat:
+                    with self.store.begin() as conn:
+                        schedulers_q.heartbeat(conn, self.id, self.clock())
+                    next_beat = time.monotonic() + 1.0
                 self.apply(self.executor.events(min(0.2, max(0.0, deadline - time.monotonic()))))
         except Exception:
             log.exception("could not record the last reports while stopping")
@@ -438,7 +446,8 @@ class Scheduler:
             batch = WriteBatch()
             # Another scheduler starting runs of the same DAGs waits here, so that both
             # never count the same free places under max_active_runs.
-            dags_q.lock(conn, runs_q.queued_dag_ids(conn))
+            locked = set(runs_q.queued_dag_ids(conn))
+            dags_q.lock(conn, sorted(locked))
             running = runs_q.count_active(conn)
             backfills = {b["id"]: b for b in backfills_q.in_state(conn, "running")}
             running_bf = runs_q.count_active_backfill_runs(conn)
@@ -449,6 +458,8 @@ class Scheduler:
             for row in queued:
                 if len(started) >= share:
                     break
+                if row["dag_id"] not in locked:
+                    continue  # queued after we chose what to lock: next turn, under its lock
                 spec = dags_q.spec_for_version(conn, row["dag_version_id"])
                 bf = row["backfill_id"]
                 if bf is not None:
@@ -679,10 +690,15 @@ class Scheduler:
                     # Remote workers outlive a scheduler: keep following their attempt.
                     item = self._work_item(run, task_id, idx, run.tries[(task_id, idx)])
                     self.executor.adopt(item, running=True)  # type: ignore[attr-defined]
+                elif adopt and state is S.QUEUED and self._taken_by_worker(conn, run, task_id, idx):
+                    # A worker took it (maybe even finished it) before we got here: its
+                    # reports are pending; follow it.
+                    item = self._work_item(run, task_id, idx, run.tries[(task_id, idx)])
+                    self.executor.adopt(item, running=True)  # type: ignore[attr-defined]
                 elif adopt and state is S.QUEUED:
-                    # Maybe never sent (killed between commit and send), maybe waiting in
-                    # the broker: send it again under a new try. A worker that takes the
-                    # old message finds its try out of date and drops it.
+                    # Never taken: maybe never sent (killed between commit and send), maybe
+                    # waiting in the broker. Send it again under a new try; a worker that
+                    # takes the old message finds its try out of date and drops it.
                     allowed = planner.interrupted(task_id, idx, run.tries[(task_id, idx)])
                     ti_q.set_attempt(conn, run.pk, task_id, idx, expected=[S.QUEUED], max_tries=allowed)
                     cmds += planner.record(
@@ -710,6 +726,12 @@ class Scheduler:
                     )
         cmds += planner.start()
         self._persist(batch, run, cmds)
+
+    def _taken_by_worker(self, conn: Connection, run: ActiveRun, task_id: str, idx: int) -> bool:
+        """Under the instance's row lock, so a worker cannot take it in between."""
+        key = (run.pk, task_id, idx)
+        ti_q.attempt_of(conn, key, lock=True)
+        return attempts_q.has_evidence(conn, key, run.tries[(task_id, idx)])
 
     def call_deadlines(self, now: datetime) -> None:
         """Call deadline callbacks of runs and tasks not finished in time (once each)."""
@@ -967,6 +989,11 @@ class Scheduler:
                 run = self.runs.get(item.run_pk)
                 if run is None:
                     continue
+                if getattr(self.executor, "adopts_attempts", False) and self._taken_by_worker(
+                    conn, run, item.task_id, item.map_index
+                ):
+                    self.executor.adopt(item, running=True)  # type: ignore[attr-defined]
+                    continue  # the send failed late: a worker has it
                 allowed = run.planner.interrupted(item.task_id, item.map_index, item.try_number)
                 ti_q.set_attempt(
                     conn, run.pk, item.task_id, item.map_index, expected=[S.QUEUED], max_tries=allowed

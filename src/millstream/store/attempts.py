@@ -109,3 +109,30 @@ def leases(
     return {
         (r.run_pk, r.task_id, r.map_index): (r.try_number, r.heartbeat_at, r.hostname, r.pid) for r in rows
     }
+
+
+def has_evidence(conn: Connection, key: tuple[int, str, int], try_number: int) -> bool:
+    """Did a worker take this attempt (a lease, or a report on it)? A scheduler taking a
+    run over asks this, under the instance's row lock, before it sends an attempt again."""
+    run_pk, task_id, map_index = key
+    lease = conn.execute(
+        sa.select(attempt_lease.c.try_number).where(
+            attempt_lease.c.run_pk == run_pk,
+            attempt_lease.c.task_id == task_id,
+            attempt_lease.c.map_index == map_index,
+            attempt_lease.c.try_number == try_number,
+        )
+    ).first()
+    if lease is not None:
+        return True
+    report = conn.execute(
+        sa.select(attempt_report.c.id)
+        .where(
+            attempt_report.c.run_pk == run_pk,
+            attempt_report.c.task_id == task_id,
+            attempt_report.c.map_index == map_index,
+            attempt_report.c.try_number == try_number,
+        )
+        .limit(1)
+    ).first()
+    return report is not None

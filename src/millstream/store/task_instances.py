@@ -296,12 +296,12 @@ def active_elsewhere(
     return per_dag, per_task, per_pool
 
 
-def attempt_of(conn: Connection, key: tuple[int, str, int]) -> tuple[str, int] | None:
-    """(state, try_number) of one instance: what a remote worker checks before it runs."""
+def attempt_of(conn: Connection, key: tuple[int, str, int], *, lock: bool = False) -> tuple[str, int] | None:
+    """(state, try_number) of one instance: what a remote worker checks before it runs
+    (``lock``: row-locked until the transaction ends; SQLite's writers are serial anyway)."""
     run_pk, task_id, map_index = key
-    row = conn.execute(
-        sa.select(ti.c.state, ti.c.try_number).where(
-            ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == map_index
-        )
-    ).first()
+    q = sa.select(ti.c.state, ti.c.try_number).where(
+        ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == map_index
+    )
+    row = conn.execute(q.with_for_update() if lock else q).first()
     return None if row is None else (row.state, row.try_number)
