@@ -21,12 +21,14 @@ def big():
         return rows[:2]
 
     @task
-    def shout(row):
-        return row.upper() * 20  # 1 KB each: stays in the database
+    def shout(row, ti=None):
+        # Instance 0 returns about 100 KB (object store), instance 1 about 1 KB (database).
+        return row.upper() * (2000 if ti.map_index == 0 else 20)
 
     @task
     def count(all_rows, shouted):
-        return {"rows": len(all_rows), "shouted": len(list(shouted))}
+        shouted = list(shouted)  # the lazy fan-in, reading one value from the object store
+        return {"rows": len(all_rows), "shouted": len(shouted), "sizes": [len(s) for s in shouted]}
 
     rows = make()
     first = head(rows)
@@ -50,10 +52,12 @@ def test_a_large_result_is_stored_by_reference_and_read_back(harness, tmp_path):
         assert json.loads(results_q.get_one(conn, run_pk, "count", -1, "return_value")) == {
             "rows": 5000,
             "shouted": 2,
+            "sizes": [len("row-000000-" + "x" * 40) * 2000, len("row-000001-" + "x" * 40) * 20],
         }
         big_value = json.loads(results_q.get_one(conn, run_pk, "make", -1, "return_value"))
     make = rows[("make", -1)]
     assert make.value == "" and make.length == 5000  # only the reference is in the database
     assert Path(make.ref).is_file() and make.ref.startswith(str(harness.home / "results"))
     assert len(big_value) == 5000 and big_value[0].startswith("row-000000-")
-    assert rows[("shout", 0)].ref is None  # small results stay inline
+    assert rows[("shout", 0)].ref is not None and rows[("shout", 0)].value == ""
+    assert rows[("shout", 1)].ref is None  # small results stay inline
