@@ -136,7 +136,7 @@ def db() -> None:
 @handle_errors
 def db_migrate() -> None:
     """Create or upgrade the database schema to the newest revision."""
-    settings = Settings.from_env()
+    settings = Settings.load()
     store = Store(settings.database_url)
     rev = store.migrate()
     console.print(f"Database at revision {rev}: {_safe_url(settings.database_url)}")
@@ -229,7 +229,7 @@ def dags_test(dag_id: str, dags_folder: str | None, conf: str | None, quiet: boo
     from millstream.sdk.loader import load_file
     from millstream.testing import run_dag_inline
 
-    settings = Settings.from_env(dags_folder=dags_folder)
+    settings = Settings.load(dags_folder=dags_folder)
     conf_dict = control.parse_conf(conf)
     found = None
     errors = []

@@ -248,10 +248,6 @@ class Settings:
         return self.home / "logs"
 
     @classmethod
-    def from_env(cls, *, dags_folder: str | os.PathLike[str] | None = None) -> Settings:
-        return cls.load(dags_folder=dags_folder)
-
-    @classmethod
     def load(
         cls, *, dags_folder: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
     ) -> Settings:

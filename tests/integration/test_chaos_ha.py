@@ -10,60 +10,21 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections import defaultdict
 
-from millstream.store import runs as runs_q
-from millstream.store import task_instances as ti_q
-
 from .conftest import wait_for
-from .test_several_schedulers import Cluster
+from .test_several_schedulers import FANOUT, Cluster
 
 LONG = os.environ.get("MILLSTREAM_CHAOS_LONG") == "1"
 RUNS, WIDTH, KILLS = (6, 300, 12) if LONG else (3, 100, 3)
 
-DAG = """
-import os, time
-from pathlib import Path
-from millstream import dag, task
-
-OUT = Path({out!r})
-
-@dag(schedule=None, max_active_runs=32, max_active_tasks=64)
-def fanout():
-    @task
-    def items(dag_run=None):
-        return list(range(int(dag_run.conf.get("n", 100))))
-
-    @task
-    def work(i, run_id=None, ti=None):
-        started = time.time()
-        time.sleep(0.01)
-        fd = os.open(OUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        os.write(fd, f"{{run_id}} {{i}} {{ti.try_number}} {{started}}\\n".encode())
-        os.close(fd)
-
-    work.expand(i=items())
-
-fanout()
-"""
-
 
 def test_schedulers_killed_at_random_never_rerun_succeeded_work(tmp_path, pg_url):
     out = tmp_path / "out.txt"
-    cluster = Cluster(tmp_path, pg_url, textwrap.dedent(DAG.format(out=str(out))))
+    cluster = Cluster(tmp_path, pg_url, FANOUT.format(out=str(out), sleep=0.01))
     rng = random.Random(11)
     snapshots: list[tuple[float, set[tuple[str, int]]]] = []
-
-    def succeeded(ids):
-        with cluster.store.read() as conn:
-            return {
-                (r, t["map_index"])
-                for r in ids
-                for t in ti_q.list_for_run(conn, runs_q.get_run(conn, "fanout", r)["id"])
-                if t["task_id"] == "work" and t["state"] == "success"
-            }
 
     try:
         cluster.start()
@@ -80,7 +41,7 @@ def test_schedulers_killed_at_random_never_rerun_succeeded_work(tmp_path, pg_url
                 f"progress before kill {k}",
             )
             victim = rng.randrange(len(cluster.procs))
-            done = succeeded(ids)
+            done = cluster.succeeded(ids)
             snapshots.append(
                 (time.time(), done)
             )  # the time after the read: all of `done` succeeded before it
@@ -95,7 +56,7 @@ def test_schedulers_killed_at_random_never_rerun_succeeded_work(tmp_path, pg_url
                 start_new_session=True,
             )
         wait_for(lambda: all(cluster.states().get(r) == "success" for r in ids), 300, "every run to finish")
-        assert succeeded(ids) == {(r, i) for r in ids for i in range(WIDTH)}
+        assert cluster.succeeded(ids) == {(r, i) for r in ids for i in range(WIDTH)}
     finally:
         cluster.stop()
     starts = defaultdict(list)

@@ -35,9 +35,11 @@ def fanout():
 
     @task
     def work(i, run_id=None, ti=None):
+        started = time.time()
         time.sleep({sleep})
-        with OUT.open("a") as f:  # one short line per write: appends do not interleave
-            f.write(f"{{run_id}} {{i}} {{ti.try_number}} {{os.getpid()}}\\n")
+        fd = os.open(OUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # short appends stay whole
+        os.write(fd, f"{{run_id}} {{i}} {{ti.try_number}} {{started}}\\n".encode())
+        os.close(fd)
 
     work.expand(i=items())
 
@@ -96,6 +98,16 @@ class Cluster:
             notify(home)
         return ids
 
+    def succeeded(self, ids: list[str]) -> set[tuple[str, int]]:
+        """(run_id, map_index) of every `work` instance recorded as succeeded."""
+        with self.store.read() as conn:
+            return {
+                (r, t["map_index"])
+                for r in ids
+                for t in ti_q.list_for_run(conn, runs_q.get_run(conn, "fanout", r)["id"])
+                if t["task_id"] == "work" and t["state"] == "success"
+            }
+
     def states(self) -> dict[str, str]:
         with self.store.read() as conn:
             return {r["run_id"]: r["state"] for r in runs_q.list_runs(conn, "fanout", limit=1000)}
@@ -114,7 +126,7 @@ class Cluster:
 
 def executions(out: Path) -> list[tuple[str, int, int]]:
     lines = out.read_text().splitlines() if out.exists() else []
-    return [(r, int(i), int(t)) for r, i, t, _pid in (line.split() for line in lines)]
+    return [(r, int(i), int(t)) for r, i, t, _started in (line.split() for line in lines)]
 
 
 def test_two_schedulers_share_5000_instances_and_run_each_once(tmp_path, pg_url):
@@ -141,8 +153,6 @@ def test_one_scheduler_killed_mid_run_the_other_finishes_everything(tmp_path, pg
     try:
         cluster.start()
         ids = cluster.trigger(n=200, runs=6)
-        with cluster.store.read() as conn:
-            pass
         wait_for(lambda: len(executions(out)) > 300, 120, "some progress")
 
         def owned_by(proc_index):
@@ -152,17 +162,7 @@ def test_one_scheduler_killed_mid_run_the_other_finishes_everything(tmp_path, pg
 
         victim = 0 if owned_by(0) else 1
         assert owned_by(victim), "the victim owns no running run"
-
-        def succeeded():
-            with cluster.store.read() as conn:
-                return {
-                    (r, t["map_index"])
-                    for r in ids
-                    for t in ti_q.list_for_run(conn, runs_q.get_run(conn, "fanout", r)["id"])
-                    if t["task_id"] == "work" and t["state"] == "success"
-                }
-
-        done_before_kill = succeeded()
+        done_before_kill = cluster.succeeded(ids)
         os.killpg(cluster.procs[victim].pid, signal.SIGKILL)
         cluster.procs[victim].wait(10)
         wait_for(

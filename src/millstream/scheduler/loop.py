@@ -690,19 +690,9 @@ class Scheduler:
                     # Remote workers outlive a scheduler: keep following their attempt.
                     item = self._work_item(run, task_id, idx, run.tries[(task_id, idx)])
                     self.executor.adopt(item, running=True)  # type: ignore[attr-defined]
-                elif adopt and state is S.QUEUED and self._taken_by_worker(conn, run, task_id, idx):
-                    # A worker took it (maybe even finished it) before we got here: its
-                    # reports are pending; follow it.
-                    item = self._work_item(run, task_id, idx, run.tries[(task_id, idx)])
-                    self.executor.adopt(item, running=True)  # type: ignore[attr-defined]
                 elif adopt and state is S.QUEUED:
-                    # Never taken: maybe never sent (killed between commit and send), maybe
-                    # waiting in the broker. Send it again under a new try; a worker that
-                    # takes the old message finds its try out of date and drops it.
-                    allowed = planner.interrupted(task_id, idx, run.tries[(task_id, idx)])
-                    ti_q.set_attempt(conn, run.pk, task_id, idx, expected=[S.QUEUED], max_tries=allowed)
-                    cmds += planner.record(
-                        task_id, idx, S.SCHEDULED, reason="sent again after a scheduler change"
+                    cmds += self._follow_or_send_again(
+                        conn, run, task_id, idx, "sent again after a scheduler change"
                     )
                 elif reset_orphans and state is S.QUEUED:
                     ti_q.set_attempt(
@@ -727,11 +717,23 @@ class Scheduler:
         cmds += planner.start()
         self._persist(batch, run, cmds)
 
-    def _taken_by_worker(self, conn: Connection, run: ActiveRun, task_id: str, idx: int) -> bool:
-        """Under the instance's row lock, so a worker cannot take it in between."""
+    def _follow_or_send_again(
+        self, conn: Connection, run: ActiveRun, task_id: str, idx: int, reason: str
+    ) -> list[Command]:
+        """A queued attempt we cannot vouch was handed over (we took the run over, or the
+        send failed). If a remote worker took it (its lease or reports say so; checked
+        under the instance's row lock, as the worker checks), follow it. Otherwise send it
+        again under a new try: a worker taking the old message finds its try out of date."""
+        try_number = run.tries[(task_id, idx)]
         key = (run.pk, task_id, idx)
-        ti_q.attempt_of(conn, key, lock=True)
-        return attempts_q.has_evidence(conn, key, run.tries[(task_id, idx)])
+        if getattr(self.executor, "adopts_attempts", False):
+            ti_q.attempt_of(conn, key, lock=True)
+            if attempts_q.has_evidence(conn, key, try_number):
+                self.executor.adopt(self._work_item(run, task_id, idx, try_number), running=True)  # type: ignore[attr-defined]
+                return []
+        allowed = run.planner.interrupted(task_id, idx, try_number)
+        ti_q.set_attempt(conn, run.pk, task_id, idx, expected=[S.QUEUED], max_tries=allowed)
+        return run.planner.record(task_id, idx, S.SCHEDULED, reason=reason)
 
     def call_deadlines(self, now: datetime) -> None:
         """Call deadline callbacks of runs and tasks not finished in time (once each)."""
@@ -989,17 +991,8 @@ class Scheduler:
                 run = self.runs.get(item.run_pk)
                 if run is None:
                     continue
-                if getattr(self.executor, "adopts_attempts", False) and self._taken_by_worker(
-                    conn, run, item.task_id, item.map_index
-                ):
-                    self.executor.adopt(item, running=True)  # type: ignore[attr-defined]
-                    continue  # the send failed late: a worker has it
-                allowed = run.planner.interrupted(item.task_id, item.map_index, item.try_number)
-                ti_q.set_attempt(
-                    conn, run.pk, item.task_id, item.map_index, expected=[S.QUEUED], max_tries=allowed
-                )
-                cmds = run.planner.record(
-                    item.task_id, item.map_index, S.SCHEDULED, reason="not sent; sending again"
+                cmds = self._follow_or_send_again(
+                    conn, run, item.task_id, item.map_index, "not sent; sending again"
                 )
                 self._persist(batch, run, cmds)
             self._commit_batch(conn, batch)

@@ -11,7 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from millstream.core.assets import QueuedEvent, alias_key, asset_key, condition_keys, split_key
+from millstream.core.assets import (
+    QueuedEvent,
+    alias_key,
+    asset_key,
+    condition_keys,
+    split_key,
+    validate_condition,
+)
 from millstream.core.model import DagSpec
 from millstream.errors import ConflictError, NotFoundError
 from millstream.store.tables import (
@@ -92,6 +99,8 @@ def _check_same_uri(conn: Connection, spec: DagSpec) -> None:
 
 def sync_dag(conn: Connection, spec: DagSpec, now: datetime) -> None:
     """Register the assets a freshly parsed DAG mentions and rebuild its references."""
+    if spec.asset_trigger:
+        validate_condition(spec.asset_trigger["condition"], f"DAG {spec.dag_id!r} schedule")
     _check_same_uri(conn, spec)
     for a in spec.assets:
         ensure_asset(conn, a["name"], now=now, uri=a["uri"], group=a["group"], extra=a["extra"], update=True)

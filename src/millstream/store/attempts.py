@@ -65,15 +65,20 @@ def delete_reports(conn: Connection, ids: list[int]) -> None:
         conn.execute(attempt_report.delete().where(attempt_report.c.id.in_(ids[start : start + 500])))
 
 
-def renew_lease(
-    conn: Connection, key: tuple[int, str, int], try_number: int, hostname: str, pid: int, now: datetime
-) -> None:
+def _lease_of(key: tuple[int, str, int]) -> tuple[sa.ColumnElement[bool], ...]:
     run_pk, task_id, map_index = key
-    where = (
+    return (
         attempt_lease.c.run_pk == run_pk,
         attempt_lease.c.task_id == task_id,
         attempt_lease.c.map_index == map_index,
     )
+
+
+def renew_lease(
+    conn: Connection, key: tuple[int, str, int], try_number: int, hostname: str, pid: int, now: datetime
+) -> None:
+    run_pk, task_id, map_index = key
+    where = _lease_of(key)
     values = {"try_number": try_number, "hostname": hostname, "pid": pid, "heartbeat_at": now}
     # Never over a newer try's lease: a lost attempt still beating must not hide the loss
     # of the attempt that replaced it.
@@ -87,15 +92,7 @@ def renew_lease(
 
 
 def drop_lease(conn: Connection, key: tuple[int, str, int], try_number: int) -> None:
-    run_pk, task_id, map_index = key
-    conn.execute(
-        attempt_lease.delete().where(
-            attempt_lease.c.run_pk == run_pk,
-            attempt_lease.c.task_id == task_id,
-            attempt_lease.c.map_index == map_index,
-            attempt_lease.c.try_number == try_number,
-        )
-    )
+    conn.execute(attempt_lease.delete().where(*_lease_of(key), attempt_lease.c.try_number == try_number))
 
 
 def leases(
@@ -116,12 +113,7 @@ def has_evidence(conn: Connection, key: tuple[int, str, int], try_number: int) -
     run over asks this, under the instance's row lock, before it sends an attempt again."""
     run_pk, task_id, map_index = key
     lease = conn.execute(
-        sa.select(attempt_lease.c.try_number).where(
-            attempt_lease.c.run_pk == run_pk,
-            attempt_lease.c.task_id == task_id,
-            attempt_lease.c.map_index == map_index,
-            attempt_lease.c.try_number == try_number,
-        )
+        sa.select(attempt_lease.c.try_number).where(*_lease_of(key), attempt_lease.c.try_number == try_number)
     ).first()
     if lease is not None:
         return True
