@@ -88,3 +88,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MILLSTREAM_DAGS_FOLDER", raising=False)
     monkeypatch.delenv("MILLSTREAM_DATABASE_URL", raising=False)
     return h
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _own_api_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `standalone` a test starts serves its API on a port of its own, never on a
+    developer's 8080."""
+    monkeypatch.setenv("MILLSTREAM__API__PORT", str(free_port()))

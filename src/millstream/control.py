@@ -376,6 +376,10 @@ def mark_task_instances(
 REPROCESS = ("none", "failed", "completed")
 
 
+#: More runs than this in one backfill is almost always a typo in a date; split real ones.
+MAX_BACKFILL_RUNS = 20_000
+
+
 @dataclass(frozen=True)
 class BackfillItem:
     """One interval of a backfill and what the backfill does with it."""
@@ -416,7 +420,15 @@ def plan_backfill(
         raise ParamValidationError(
             f"--to-date {to_date.isoformat()} is after the DAG's end_date {end.isoformat()}"
         )
-    infos = runs_between(timetable, from_date, to_date)
+    try:
+        infos = runs_between(timetable, from_date, to_date, limit=MAX_BACKFILL_RUNS + 1)
+    except (OverflowError, ValueError) as e:
+        raise ParamValidationError(f"dates out of range for DAG {dag_id!r}'s schedule: {e}") from None
+    if len(infos) > MAX_BACKFILL_RUNS:
+        raise ParamValidationError(
+            f"a backfill of {dag_id!r} from {from_date.isoformat()} to {to_date.isoformat()} would create more "
+            f"than {MAX_BACKFILL_RUNS} runs; split the range into several backfills"
+        )
     if not infos:
         raise ParamValidationError(
             f"DAG {dag_id!r} has no run between {from_date.isoformat()} and {to_date.isoformat()}"

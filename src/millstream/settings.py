@@ -196,6 +196,13 @@ SETTINGS: tuple[Setting, ...] = (
         "object store; only a reference stays in the database.",
         _positive_int,
     ),
+    Setting(
+        "api",
+        "host",
+        "127.0.0.1",
+        "Address the API server and web UI listen on (`0.0.0.0` for every interface).",
+    ),
+    Setting("api", "port", 8080, "Port of the API server and web UI.", _positive_int),
 )
 
 
@@ -240,6 +247,8 @@ class Settings:
     object_store_url: str = ""
     inline_limit: int = 65536
     cron_data_intervals: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> where it came from
 
@@ -304,7 +313,7 @@ def _unknown_keys(toml: Mapping[str, Any], path: Path) -> None:
     for section, body in toml.items():
         if not isinstance(body, Mapping):
             raise ConfigError(
-                f"{path}: {section!r} must be a [section]; known sections: core, scheduler, worker, celery, results"
+                f"{path}: {section!r} must be a [section]; known sections: core, scheduler, worker, celery, results, api"
             )
         for key in body:
             if (section, key) not in known:

@@ -279,6 +279,7 @@ def test_layers_only_import_downwards():
             "millstream.worker",
             "millstream.control",
             "millstream.cli",
+            "millstream.api",
             "millstream.errors",
         ),
         "sdk": (
@@ -288,8 +289,16 @@ def test_layers_only_import_downwards():
             "millstream.worker",
             "millstream.control",
             "millstream.cli",
+            "millstream.api",
         ),
-        "store": ("millstream.scheduler", "millstream.executors", "millstream.control", "millstream.cli"),
+        "store": (
+            "millstream.scheduler",
+            "millstream.executors",
+            "millstream.control",
+            "millstream.cli",
+            "millstream.api",
+        ),
+        "api": ("millstream.cli",),
     }
     allowed_lazy = {("sdk", "dag.py"), ("sdk", "loader_api.py")}  # dag.test() and load_dags() reach up lazily
     problems = []

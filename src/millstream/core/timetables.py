@@ -269,18 +269,24 @@ def parse_dates(spec_start: str | None, spec_end: str | None) -> tuple[datetime 
     return _parse_dt(spec_start), _parse_dt(spec_end)
 
 
-def runs_between(timetable: Timetable, start: datetime, end: datetime) -> list[RunInfo]:
+def runs_between(
+    timetable: Timetable, start: datetime, end: datetime, limit: int | None = None
+) -> list[RunInfo]:
     """Every run the timetable has with a logical date in [start, end], oldest first
-    (what a backfill over that range covers)."""
+    (what a backfill over that range covers); with ``limit``, at most that many."""
     if not timetable.periodic:
         return []
     out: list[RunInfo] = []
     last: RunInfo | None = None
-    far = end + timedelta(days=366 * 100)  # "now" far ahead: every interval counts as due
-    while True:
+    # "now" far ahead, so every interval counts as due (capped where datetimes end).
+    far = min(end, datetime.max.replace(tzinfo=end.tzinfo) - timedelta(days=366 * 100)) + timedelta(
+        days=366 * 100
+    )
+    while limit is None or len(out) < limit:
         info = timetable.next_run(last=last, now=far, start=start, end=end, catchup=True)
         if info is None or info.logical_date > end:
             return out
         if info.logical_date >= start:
             out.append(info)
         last = info
+    return out

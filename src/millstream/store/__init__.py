@@ -12,7 +12,8 @@ from contextlib import contextmanager, nullcontext
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from millstream.store.engine import make_engine, migrate
+from millstream.errors import MillstreamError
+from millstream.store.engine import current_revision, head_revision, make_engine, migrate
 
 
 class _WriteGate:
@@ -99,4 +100,19 @@ class Store:
         self.engine.dispose()
 
 
-__all__ = ["Store", "make_engine", "migrate"]
+def ensure_schema(store: Store) -> None:
+    """SQLite databases are migrated on first use; others need ``millstream db migrate``."""
+    with store.read() as conn:
+        current = current_revision(conn)
+    if current == head_revision():
+        return
+    if store.url.startswith("sqlite"):
+        store.migrate()
+        return
+    raise MillstreamError(
+        f"the database schema is at revision {current or 'none'}, not {head_revision()}; "
+        "run `millstream db migrate`"
+    )
+
+
+__all__ = ["Store", "ensure_schema", "make_engine", "migrate"]

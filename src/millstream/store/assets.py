@@ -190,6 +190,20 @@ def refs(conn: Connection) -> list[sa.RowMapping]:
 # -- events --------------------------------------------------------------------------------
 
 
+def refs_by_key(conn: Connection) -> dict[str, dict[str, list[str]]]:
+    """asset key -> {"producers": ["dag.task"], "consumers": ["dag"], "readers": ["dag.task"]}."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for r in refs(conn):
+        slot = out.setdefault(r["key"], {"producers": [], "consumers": [], "readers": []})
+        if r["kind"] == "outlet":
+            slot["producers"].append(f"{r['dag_id']}.{r['task_id']}")
+        elif r["kind"] == "inlet":
+            slot["readers"].append(f"{r['dag_id']}.{r['task_id']}")
+        else:
+            slot["consumers"].append(r["dag_id"])
+    return out
+
+
 def record_event(
     conn: Connection,
     *,
@@ -405,3 +419,21 @@ def set_watcher_event(conn: Connection, watcher: str, path: str, event_id: int) 
         .where(watcher_file.c.watcher == watcher, watcher_file.c.path_key == _path_key(path))
         .values(event_id=event_id)
     )
+
+
+def events_query(
+    *, asset_id: int | None = None, source: str | None = None, source_dag_id: str | None = None
+) -> sa.Select:
+    """Events matching every filter given, newest first (the API's paged list)."""
+    q = (
+        sa.select(*_EVENT_COLUMNS)
+        .join(asset, asset.c.id == asset_event.c.asset_id)
+        .order_by(asset_event.c.id.desc())
+    )
+    if asset_id is not None:
+        q = q.where(asset_event.c.asset_id == asset_id)
+    if source is not None:
+        q = q.where(asset_event.c.source == source)
+    if source_dag_id is not None:
+        q = q.where(asset_event.c.source_dag_id == source_dag_id)
+    return q

@@ -71,3 +71,13 @@ def failed_run_ids(conn: Connection, backfill_id: int, limit: int) -> list[str]:
         .limit(limit)
     )
     return [r[0] for r in rows]
+
+
+def query(*, dag_id: str | None = None, state: str | None = None) -> sa.Select:
+    """Backfills matching every filter given, newest first."""
+    q = sa.select(backfill).order_by(backfill.c.id.desc())
+    if dag_id is not None:
+        q = q.where(backfill.c.dag_id == dag_id)
+    if state is not None:
+        q = q.where(backfill.c.state == state)
+    return q

@@ -293,3 +293,46 @@ def any_queued(conn: Connection) -> bool:
         conn.execute(sa.select(dag_run.c.id).where(dag_run.c.state == RunState.QUEUED.value).limit(1)).first()
         is not None
     )
+
+
+def query(
+    dag_id: str | None = None,
+    *,
+    state: str | None = None,
+    run_type: str | None = None,
+    logical_date_gte: datetime | None = None,
+    logical_date_lte: datetime | None = None,
+    backfill_id: int | None = None,
+) -> sa.Select:
+    """Runs matching every filter given, newest first (for the API's paged lists)."""
+    q = sa.select(dag_run).order_by(dag_run.c.id.desc())
+    if dag_id is not None:
+        q = q.where(dag_run.c.dag_id == dag_id)
+    if state is not None:
+        q = q.where(dag_run.c.state == state)
+    if run_type is not None:
+        q = q.where(dag_run.c.run_type == run_type)
+    if logical_date_gte is not None:
+        q = q.where(dag_run.c.logical_date >= logical_date_gte)
+    if logical_date_lte is not None:
+        q = q.where(dag_run.c.logical_date <= logical_date_lte)
+    if backfill_id is not None:
+        q = q.where(dag_run.c.backfill_id == backfill_id)
+    return q
+
+
+def recent(conn: Connection, dag_ids: list[str], per_dag: int) -> dict[str, list[sa.RowMapping]]:
+    """The latest ``per_dag`` runs of each DAG, newest first."""
+    ranked = sa.select(
+        dag_run.c.dag_id,
+        dag_run.c.run_id,
+        dag_run.c.state,
+        dag_run.c.logical_date,
+        sa.func.row_number().over(partition_by=dag_run.c.dag_id, order_by=dag_run.c.id.desc()).label("n"),
+    ).where(dag_run.c.dag_id.in_(dag_ids))
+    sub = ranked.subquery()
+    rows = conn.execute(sa.select(sub).where(sub.c.n <= per_dag).order_by(sub.c.dag_id, sub.c.n)).mappings()
+    out: dict[str, list[sa.RowMapping]] = {d: [] for d in dag_ids}
+    for r in rows:
+        out[r["dag_id"]].append(r)
+    return out

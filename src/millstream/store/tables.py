@@ -319,3 +319,37 @@ attempt_lease = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("heartbeat_at", UTCDateTime, nullable=False),
 )
+
+# -- users (the API and web UI) ------------------------------------------------------------
+
+# People who may use the API and UI. ``role`` is admin (may change things) or viewer (reads).
+app_user = sa.Table(
+    "app_user",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(150), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(500), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # Bumped on a password change: UI sessions signed before it stop working.
+    sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),
+)
+
+# Bearer tokens for the API. Only a SHA-256 of the token is kept: the token is shown once.
+api_token = sa.Table(
+    "api_token",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(150), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row: the key that signs UI session cookies, shared by every API server on this database.
+api_secret = sa.Table(
+    "api_secret",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+)

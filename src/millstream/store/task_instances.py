@@ -305,3 +305,42 @@ def attempt_of(conn: Connection, key: tuple[int, str, int], *, lock: bool = Fals
     )
     row = conn.execute(q.with_for_update() if lock else q).first()
     return None if row is None else (row.state, row.try_number)
+
+
+def query_for_run(
+    run_pk: int, *, task_id: str | None = None, state: str | None = None, map_index: int | None = None
+) -> sa.Select:
+    """A run's instances matching every filter given, by task then map index."""
+    q = sa.select(ti).where(ti.c.run_pk == run_pk).order_by(ti.c.task_id, ti.c.map_index)
+    if task_id is not None:
+        q = q.where(ti.c.task_id == task_id)
+    if state is not None:
+        q = q.where(ti.c.state == state)
+    if map_index is not None:
+        q = q.where(ti.c.map_index == map_index)
+    return q
+
+
+def state_counts(conn: Connection, run_pks: list[int]) -> list[tuple[int, str, str, int]]:
+    """(run_pk, task_id, state, instances) for the grid: a mapped task is one row per state."""
+    q = (
+        sa.select(ti.c.run_pk, ti.c.task_id, ti.c.state, sa.func.count())
+        .where(ti.c.run_pk.in_(run_pks))
+        .group_by(ti.c.run_pk, ti.c.task_id, ti.c.state)
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in conn.execute(q)]
+
+
+def spans(conn: Connection, run_pk: int) -> list[sa.RowMapping]:
+    """Per task: first start, last end and instance count (a run's Gantt chart, one bar per task)."""
+    q = (
+        sa.select(
+            ti.c.task_id,
+            sa.func.min(ti.c.start_date).label("start_date"),
+            sa.func.max(ti.c.end_date).label("end_date"),
+            sa.func.count().label("instances"),
+        )
+        .where(ti.c.run_pk == run_pk)
+        .group_by(ti.c.task_id)
+    )
+    return list(conn.execute(q).mappings())

@@ -1,0 +1,56 @@
+"""Shared pieces of the route modules: the store, paging, converting rows to bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from millstream.api.schemas import MAX_INT, RunOut, TaskInstanceOut
+from millstream.settings import Settings
+from millstream.store import Store
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def changed(request: Request) -> None:
+    """Wake a scheduler on this host at once (others find the change on their next poll)."""
+    from millstream.scheduler.wakeup import notify
+
+    notify(get_settings(request).home)
+
+
+@dataclass(frozen=True)
+class Paging:
+    limit: int
+    offset: int
+
+
+def paging(
+    limit: Annotated[int, Query(ge=1, le=1000, description="Items per page.")] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT, description="Items to skip.")] = 0,
+) -> Paging:
+    return Paging(limit, offset)
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PagingDep = Annotated[Paging, Depends(paging)]
+
+
+def run_out(r: Mapping[str, Any]) -> RunOut:
+    start, end = r["start_date"], r["end_date"]
+    duration = (end - start).total_seconds() if start and end else None
+    return RunOut.model_validate({**r, "conf": dict(r["conf"] or {}), "duration": duration})
+
+
+def ti_out(r: Mapping[str, Any], run_id: str) -> TaskInstanceOut:
+    return TaskInstanceOut.model_validate({**r, "run_id": run_id})

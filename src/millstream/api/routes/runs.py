@@ -1,0 +1,255 @@
+"""Runs and their task instances: list, trigger, mark, clear, and attempt logs."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+
+from millstream import control
+from millstream.api.auth import Admin, User
+from millstream.api.deps import PagingDep, SettingsDep, StoreDep, changed, run_out, ti_out
+from millstream.api.schemas import (
+    MAX_INT,
+    Changed,
+    ChangedOut,
+    ClearBody,
+    LogOut,
+    MarkBody,
+    Page,
+    RunOut,
+    RunPatch,
+    TaskInstanceOut,
+    TriggerBody,
+    When,
+)
+from millstream.core.states import TERMINAL_TASK_STATES, RunState, TaskState
+from millstream.errors import NotFoundError, ParamValidationError
+from millstream.store import dags as dags_q
+from millstream.store import paging
+from millstream.store import runs as runs_q
+from millstream.store import task_instances as ti_q
+
+router = APIRouter(tags=["Runs and task instances"])
+
+MapIndex = Annotated[int, Query(ge=-1, le=MAX_INT, description="-1 for a task that is not mapped.")]
+#: At most this much of a log per request; ask again from ``next_offset`` for the rest.
+LOG_CHUNK = 1024 * 1024
+
+
+@router.get("/dags/{dag_id}/runs", response_model=Page[RunOut], summary="List a DAG's runs, newest first")
+def list_runs(
+    dag_id: str,
+    store: StoreDep,
+    who: User,
+    page: PagingDep,
+    state: Annotated[str | None, Query(max_length=20)] = None,
+    run_type: Annotated[
+        str | None, Query(max_length=20, description="manual, scheduled, backfill, asset_triggered")
+    ] = None,
+    logical_date_gte: When | None = None,
+    logical_date_lte: When | None = None,
+    backfill_id: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
+) -> Page[RunOut]:
+    with store.read() as conn:
+        dags_q.get_dag(conn, dag_id)
+        q = runs_q.query(
+            dag_id,
+            state=state,
+            run_type=run_type,
+            logical_date_gte=logical_date_gte,
+            logical_date_lte=logical_date_lte,
+            backfill_id=backfill_id,
+        )
+        rows, total = paging.page(conn, q, page.limit, page.offset)
+    return Page(items=[run_out(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
+
+
+@router.post(
+    "/dags/{dag_id}/runs", response_model=RunOut, status_code=201, summary="Trigger a run (with conf)"
+)
+def trigger_run(dag_id: str, body: TriggerBody, store: StoreDep, who: Admin, request: Request) -> RunOut:
+    try:
+        run_id = control.trigger(
+            store, dag_id, conf=body.conf, run_id=body.run_id, logical_date=body.logical_date
+        )
+    except (OverflowError, ValueError) as e:  # a logical date the schedule cannot place
+        raise ParamValidationError(f"body.logical_date: {e}") from None
+    changed(request)
+    with store.read() as conn:
+        return run_out(runs_q.get_run(conn, dag_id, run_id))
+
+
+@router.get("/dags/{dag_id}/runs/{run_id}", response_model=RunOut, summary="One run")
+def get_run(dag_id: str, run_id: str, store: StoreDep, who: User) -> RunOut:
+    with store.read() as conn:
+        dags_q.get_dag(conn, dag_id)
+        return run_out(runs_q.get_run(conn, dag_id, run_id))
+
+
+@router.patch("/dags/{dag_id}/runs/{run_id}", response_model=RunOut, summary="Mark a run success or failed")
+def mark_run(
+    dag_id: str, run_id: str, body: RunPatch, store: StoreDep, who: Admin, request: Request
+) -> RunOut:
+    with store.read() as conn:
+        dags_q.get_dag(conn, dag_id)
+    control.mark_run(store, dag_id, run_id, RunState(body.state))
+    changed(request)
+    with store.read() as conn:
+        return run_out(runs_q.get_run(conn, dag_id, run_id))
+
+
+@router.get(
+    "/dags/{dag_id}/runs/{run_id}/tasks",
+    response_model=Page[TaskInstanceOut],
+    summary="A run's task instances (mapped ones with map_index and label)",
+)
+def list_task_instances(
+    dag_id: str,
+    run_id: str,
+    store: StoreDep,
+    who: User,
+    page: PagingDep,
+    task_id: Annotated[str | None, Query(max_length=250)] = None,
+    state: Annotated[str | None, Query(max_length=20)] = None,
+    map_index: Annotated[int | None, Query(ge=-1, le=MAX_INT)] = None,
+) -> Page[TaskInstanceOut]:
+    with store.read() as conn:
+        dags_q.get_dag(conn, dag_id)
+        run = runs_q.get_run(conn, dag_id, run_id)
+        q = ti_q.query_for_run(run["id"], task_id=task_id, state=state, map_index=map_index)
+        rows, total = paging.page(conn, q, page.limit, page.offset)
+    return Page(items=[ti_out(r, run_id) for r in rows], total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get(
+    "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+    response_model=TaskInstanceOut,
+    summary="One task instance",
+)
+def get_task_instance(
+    dag_id: str, run_id: str, task_id: str, store: StoreDep, who: User, map_index: MapIndex = -1
+) -> TaskInstanceOut:
+    _, ti = control.find_task_instance(store, dag_id, run_id, task_id, map_index)
+    return ti_out(ti, run_id)
+
+
+def _read_chunk(path: str, offset: int) -> tuple[str, int, bool]:
+    """(text, next offset, found) from byte ``offset``. A character cut by the end of what
+    is written so far is left for the next call rather than shown broken."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(LOG_CHUNK)
+    except FileNotFoundError:
+        return "", offset, False
+    try:
+        return data.decode("utf-8"), offset + len(data), True
+    except UnicodeDecodeError as e:
+        if e.reason == "unexpected end of data" and e.start >= len(data) - 3:
+            return data[: e.start].decode("utf-8", errors="replace"), offset + e.start, True
+        return data.decode("utf-8", errors="replace"), offset + len(data), True
+
+
+@router.get(
+    "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/{try_number}",
+    response_model=LogOut,
+    summary="The log of one attempt, from a byte offset (poll with next_offset to follow it)",
+)
+def get_log(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    try_number: Annotated[int, PathParam(ge=1, le=MAX_INT)],
+    store: StoreDep,
+    settings: SettingsDep,
+    who: User,
+    map_index: MapIndex = -1,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> LogOut:
+    from millstream.worker.runner import log_path
+
+    _, ti = control.find_task_instance(store, dag_id, run_id, task_id, map_index)
+    if ti["try_number"] < try_number:
+        raise NotFoundError(
+            f"task {task_id!r} has had {ti['try_number']} attempt(s) in run {run_id!r}; there is no attempt {try_number}"
+        )
+    path = log_path(settings.logs_folder, dag_id, run_id, task_id, map_index, try_number)
+    content, next_offset, found = _read_chunk(path, offset)
+    ended = (
+        try_number < ti["try_number"]
+        or TaskState(ti["state"]) in TERMINAL_TASK_STATES
+        or ti["state"]
+        in (
+            TaskState.UP_FOR_RETRY.value,
+            TaskState.UP_FOR_RESCHEDULE.value,
+        )
+    )
+    complete = ended and (not found or next_offset >= os.path.getsize(path))
+    return LogOut(
+        try_number=try_number,
+        content=content,
+        offset=offset,
+        next_offset=next_offset,
+        complete=complete,
+        found=found,
+    )
+
+
+def _changed(items: list[Any], dry_run: bool = False) -> Changed:
+    out = [
+        ChangedOut(run_id=c.run_id, task_id=c.task_id, map_index=c.map_index, state=c.state) for c in items
+    ]
+    return Changed(count=len(out), items=out[:1000], dry_run=dry_run)
+
+
+@router.post("/dags/{dag_id}/clear", response_model=Changed, summary="Clear task instances so they run again")
+def clear(dag_id: str, body: ClearBody, store: StoreDep, who: Admin, request: Request) -> Changed:
+    """Selects runs by ``run_id`` or the logical date range, tasks by ``task_ids`` or
+    ``task_regex``; with ``dry_run``, says what would be cleared and changes nothing."""
+    if body.task_ids is not None and body.task_regex is not None:
+        raise ParamValidationError("give task_ids or task_regex, not both")
+    regex = body.task_regex
+    if body.task_ids is not None:
+        regex = "^(" + "|".join(re.escape(t) for t in body.task_ids) + ")$" if body.task_ids else "(?!)"
+    cleared = control.clear(
+        store,
+        dag_id,
+        run_id=body.run_id,
+        start_date=body.start_date,
+        end_date=body.end_date,
+        task_regex=regex,
+        map_index=body.map_index,
+        downstream=body.downstream,
+        upstream=body.upstream,
+        only_failed=body.only_failed,
+        dry_run=body.dry_run,
+    )
+    if not body.dry_run:
+        changed(request)
+    return _changed(cleared, body.dry_run)
+
+
+@router.post(
+    "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+    response_model=Changed,
+    summary="Mark task instances success or failed",
+)
+def mark_task(
+    dag_id: str, run_id: str, task_id: str, body: MarkBody, store: StoreDep, who: Admin, request: Request
+) -> Changed:
+    marked = control.mark_task_instances(
+        store,
+        dag_id,
+        run_id,
+        task_id,
+        TaskState(body.state),
+        map_index=body.map_index,
+        downstream=body.downstream,
+        upstream=body.upstream,
+    )
+    changed(request)
+    return _changed(marked)

@@ -1,0 +1,168 @@
+// Millstream web UI: live fragments, log tailing and actions through the REST API.
+// Plain ES2017, no build step. Licence: Apache-2.0, as the rest of Millstream.
+(function () {
+  "use strict";
+  var LIVE_MS = 2000, LOG_MS = 1000;
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+
+  function toast(text, bad) {
+    var t = document.getElementById("toast");
+    if (!t) return;
+    t.textContent = text;
+    t.className = bad ? "bad" : "good";
+    t.hidden = false;
+    clearTimeout(t._timer);
+    t._timer = setTimeout(function () { t.hidden = true; }, bad ? 8000 : 3000);
+  }
+
+  function api(method, url, body) {
+    var opts = { method: method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf, "Accept": "application/json" } };
+    if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+    return fetch(url, opts).then(function (r) {
+      if (r.status === 204) return {};
+      return r.json().catch(function () { return { detail: r.statusText }; }).then(function (data) {
+        if (!r.ok) { var e = new Error(data.detail || ("HTTP " + r.status)); e.status = r.status; throw e; }
+        return data;
+      });
+    });
+  }
+
+  // -- live fragments -------------------------------------------------------------------------
+  function refresh(el) {
+    if (el._busy) return Promise.resolve();
+    el._busy = true;
+    return fetch(el.getAttribute("data-live"), { credentials: "same-origin" }).then(function (r) {
+      if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); return; }
+      if (!r.ok) return;
+      return r.text().then(function (html) {
+        if (html === el._last) return;
+        el._last = html;
+        var keep = el.getAttribute("data-keep"), kept = {};
+        if (keep) el.querySelectorAll(keep).forEach(function (k) { if (k.id) kept[k.id] = k; });
+        el.innerHTML = html;
+        Object.keys(kept).forEach(function (id) {
+          var fresh = el.querySelector("#" + CSS.escape(id));
+          if (fresh) fresh.replaceWith(kept[id]);
+        });
+        init(el);
+      });
+    }).catch(function () {}).then(function () { el._busy = false; });
+  }
+
+  function refreshAll() {
+    document.querySelectorAll("[data-live]").forEach(refresh);
+  }
+
+  setInterval(function () { if (!document.hidden) refreshAll(); }, LIVE_MS);
+
+  // -- logs -----------------------------------------------------------------------------------
+  function tail(pre) {
+    if (pre._tailing) return;
+    pre._tailing = true;
+    pre._offset = pre._offset || 0;
+    var url = pre.getAttribute("data-log");
+    function step() {
+      if (!document.body.contains(pre)) return;
+      fetch(url + "&offset=" + pre._offset, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (d) {
+        if (d.content) {
+          var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+          pre.appendChild(document.createTextNode(d.content));
+          if (atEnd) pre.scrollTop = pre.scrollHeight;
+        }
+        pre._offset = d.next_offset;
+        if (d.complete) {
+          pre.classList.add("complete");
+          if (!pre.textContent) pre.textContent = d.found ? "(empty log)" : "(no log on this server for this attempt)";
+        } else {
+          pre.classList.add("following");
+          setTimeout(step, LOG_MS);
+        }
+      }).catch(function () { setTimeout(step, LOG_MS * 3); });
+    }
+    step();
+  }
+
+  function init(root) {
+    root.querySelectorAll("pre[data-log]").forEach(tail);
+  }
+
+  // -- forms ----------------------------------------------------------------------------------
+  function formBody(form) {
+    var body = {};
+    form.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (f) {
+      var v = f.value;
+      if (f.hasAttribute("data-bool")) { body[f.name] = f.checked; return; }
+      if (v === "") return;
+      if (f.hasAttribute("data-json")) {
+        try { v = JSON.parse(v); } catch (e) { throw new Error(f.name + " is not valid JSON: " + e.message); }
+      } else if (f.hasAttribute("data-int")) { v = parseInt(v, 10); }
+      else if (f.type === "datetime-local") { v = v + "Z"; }
+      else if (f.type === "date") { v = v + "T00:00:00Z"; }
+      body[f.name] = v;
+    });
+    return body;
+  }
+
+  function fill(template, data) {
+    return template.replace(/\{(\w+)\}/g, function (_, k) { return encodeURIComponent(data[k]); });
+  }
+
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (!form.hasAttribute("data-api")) return;
+    ev.preventDefault();
+    var err = form.querySelector("[data-error]");
+    if (err) err.textContent = "";
+    var parts = form.getAttribute("data-api").split(" "), body;
+    try { body = formBody(form); } catch (e) { if (err) err.textContent = e.message; return; }
+    api(parts[0], parts[1], body).then(function (data) {
+      var then = form.getAttribute("data-then");
+      var dialog = form.closest("dialog");
+      if (dialog) dialog.close();
+      if (then === "reload") { toast("Done"); refreshAll(); }
+      else if (then) { location.href = fill(then, data); }
+    }).catch(function (e) { if (err) err.textContent = e.message; else toast(e.message, true); });
+  });
+
+  // -- clicks ---------------------------------------------------------------------------------
+  document.addEventListener("click", function (ev) {
+    var el = ev.target.closest("[data-open],[data-close],[data-api],[data-dry-run],[data-panel],#panel [data-nav]");
+    if (!el || el.tagName === "FORM") return;
+    if (el.hasAttribute("data-open")) {
+      document.getElementById(el.getAttribute("data-open")).showModal();
+    } else if (el.hasAttribute("data-close")) {
+      el.closest("dialog").close();
+    } else if (el.hasAttribute("data-dry-run")) {
+      var form = el.closest("form"), out = form.querySelector("[data-plan]"), err = form.querySelector("[data-error]");
+      err.textContent = "";
+      var parts = form.getAttribute("data-dry").split(" ");
+      var body;
+      try { body = formBody(form); } catch (e) { err.textContent = e.message; return; }
+      api(parts[0], parts[1], body).then(function (p) {
+        out.textContent = p.create + " run(s) to create, " + p.rerun + " to rerun, " + p.skip + " left alone";
+      }).catch(function (e) { err.textContent = e.message; });
+    } else if (el.hasAttribute("data-api")) {
+      if (el.hasAttribute("data-confirm") && !confirm(el.getAttribute("data-confirm"))) return;
+      var p = el.getAttribute("data-api").split(" ");
+      var b = el.hasAttribute("data-body") ? JSON.parse(el.getAttribute("data-body")) : undefined;
+      el.disabled = true;
+      api(p[0], p[1], b).then(function (data) {
+        toast(data.count !== undefined ? data.count + " task instance(s) changed" : "Done");
+        refreshAll();
+      }).catch(function (e) { toast(e.message, true); }).then(function () { el.disabled = false; });
+    } else {
+      // a mapped task's instances, shown in the panel under the grid (and kept live there)
+      ev.preventDefault();
+      var panel = document.getElementById("panel");
+      var url = el.getAttribute("data-panel") || el.getAttribute("href");
+      if (!panel) { location.href = url.replace(/[?&]fragment=1/, ""); return; }
+      if (url.indexOf("fragment=1") < 0) url += (url.indexOf("?") < 0 ? "?" : "&") + "fragment=1";
+      panel.setAttribute("data-live", url);
+      panel.hidden = false;
+      panel._last = null;
+      refresh(panel).then(function () { panel.scrollIntoView({ block: "nearest" }); });
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { init(document); });
+})();
