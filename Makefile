@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export MILLSTREAM_HOME ?= $(HOME)/millstream
 
-.PHONY: run test lint bench chaos clean
+.PHONY: run test lint bench chaos screenshots browser clean
+
+CHROMIUM := /usr/bin/chromium
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,9 +29,19 @@ run: $(STAMP)
 	@cp examples/data/orders.csv "$(MILLSTREAM_HOME)/incoming/orders_$$(date +%Y%m%d_%H%M%S).csv"
 	$(BIN)/millstream standalone --dags-folder examples --trigger process_daily_files --unpause ingest_arrivals
 
-## test: install dev extras, run the whole suite
-test: $(DEV_STAMP)
+## test: install dev extras (and Debian's Chromium for the browser tests), run the whole suite
+test: $(DEV_STAMP) browser
 	$(BIN)/pytest
+
+## browser: Debian's Chromium for the Playwright tests (never a downloaded browser)
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
+	  || echo "could not install chromium: the browser tests will be skipped (or fail in CI)"; }
+
+## screenshots: the browser tests again, saving the main pages to docs/screenshots/
+screenshots: $(DEV_STAMP) browser
+	MILLSTREAM_SCREENSHOTS=1 $(BIN)/pytest -q tests/ui
 
 ## lint: ruff (lint + format check) and mypy on core/ and sdk/
 lint: $(DEV_STAMP)

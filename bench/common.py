@@ -43,6 +43,14 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float
         time.sleep(interval)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class SchedulerProcess:
     """`millstream standalone` (scheduler + local executor, SQLite file) on a fresh home."""
 
@@ -51,12 +59,14 @@ class SchedulerProcess:
         self.home = self.tmp / "home"
         self.dags = self.tmp / "dags"
         self.dags.mkdir(parents=True)
+        self.port = _free_port()
         for name, src in dag_sources.items():
             (self.dags / name).write_text(textwrap.dedent(src))
         self.env = {
             **os.environ,
             "MILLSTREAM_HOME": str(self.home),
             "MILLSTREAM_DAGS_FOLDER": str(self.dags),
+            "MILLSTREAM__API__PORT": str(self.port),  # the API and UI run too, as in `make run`
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -22,10 +22,9 @@ from rich.table import Table
 from millstream import control
 from millstream.errors import MillstreamError, NotFoundError
 from millstream.settings import Settings
-from millstream.store import Store
+from millstream.store import Store, ensure_schema
 from millstream.store import dags as dags_q
 from millstream.store import runs as runs_q
-from millstream.store.engine import current_revision, head_revision
 
 # Piped output (scripts, tests) must not be cut to 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 250
@@ -88,21 +87,6 @@ class Env:
 
         folder = DagFolder(self.settings.dags_folder, self.settings.dag_file_timeout)
         return sync_folder(self.store, folder, paused_on_creation=self.settings.paused_on_creation)
-
-
-def ensure_schema(store: Store) -> None:
-    """SQLite databases are migrated on first use; others need ``millstream db migrate``."""
-    with store.read() as conn:
-        current = current_revision(conn)
-    if current == head_revision():
-        return
-    if store.url.startswith("sqlite"):
-        store.migrate()
-        return
-    raise MillstreamError(
-        f"the database schema is at revision {current or 'none'}, not {head_revision()}; "
-        "run `millstream db migrate`"
-    )
 
 
 dags_folder_option = click.option(
@@ -726,19 +710,9 @@ def assets() -> None:
 
 
 def _asset_refs(conn: Any) -> dict[str, dict[str, list[str]]]:
-    """asset key -> {"producers": ["dag.task"], "consumers": ["dag"], "readers": [...]}."""
     from millstream.store import assets as assets_q
 
-    out: dict[str, dict[str, list[str]]] = {}
-    for r in assets_q.refs(conn):
-        slot = out.setdefault(r["key"], {"producers": [], "consumers": [], "readers": []})
-        if r["kind"] == "outlet":
-            slot["producers"].append(f"{r['dag_id']}.{r['task_id']}")
-        elif r["kind"] == "inlet":
-            slot["readers"].append(f"{r['dag_id']}.{r['task_id']}")
-        else:
-            slot["consumers"].append(r["dag_id"])
-    return out
+    return assets_q.refs_by_key(conn)
 
 
 @assets.command("list")
@@ -1088,6 +1062,120 @@ def backfill_cancel(backfill_id: int) -> None:
     _backfill_action(backfill_id, "cancel")
 
 
+# -- users and the API server ----------------------------------------------------------------
+
+
+@main.group()
+def users() -> None:
+    """Accounts of the API and web UI: admins change things, viewers read."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "viewer"]), default="viewer", show_default=True)
+@click.option(
+    "--password",
+    default=None,
+    help="Default: asked for (or read from $MILLSTREAM_PASSWORD); never put it in shell history.",
+)
+@handle_errors
+def users_create(username: str, role: str, password: str | None) -> None:
+    """Create user USERNAME."""
+    from millstream.store import users as users_q
+
+    password = password or os.environ.get("MILLSTREAM_PASSWORD")
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with Env(None).store.begin() as conn:
+        users_q.create_user(conn, username, password, role)
+    console.print(f"Created {role} {escape(username)}")
+
+
+@users.command("list")
+@handle_errors
+def users_list() -> None:
+    """Users and their roles."""
+    from millstream.store import users as users_q
+
+    table = Table("user", "role", "created", box=None)
+    with Env(None).store.read() as conn:
+        for u in users_q.list_users(conn):
+            table.add_row(escape(u["username"]), u["role"], fmt_dt(u["created_at"]))
+    console.print(table)
+
+
+@users.command("delete")
+@click.argument("username")
+@handle_errors
+def users_delete(username: str) -> None:
+    """Delete user USERNAME and its tokens."""
+    from millstream.store import users as users_q
+
+    with Env(None).store.begin() as conn:
+        users_q.delete_user(conn, username)
+    console.print(f"Deleted {escape(username)}")
+
+
+@users.command("set-password")
+@click.argument("username")
+@handle_errors
+def users_set_password(username: str) -> None:
+    """Change USERNAME's password (its open web sessions end)."""
+    from millstream.store import users as users_q
+
+    password = os.environ.get("MILLSTREAM_PASSWORD") or click.prompt(
+        "New password", hide_input=True, confirmation_prompt=True
+    )
+    with Env(None).store.begin() as conn:
+        users_q.set_password(conn, username, password)
+    console.print(f"Password of {escape(username)} changed")
+
+
+@users.command("token")
+@click.argument("username")
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+@handle_errors
+def users_token(username: str, name: str) -> None:
+    """Make a bearer token for USERNAME and print it (once: only its hash is kept)."""
+    from millstream.store import users as users_q
+
+    with Env(None).store.begin() as conn:
+        token = users_q.create_token(conn, username, name)
+    click.echo(token)
+
+
+def first_admin(store: Store) -> str | None:
+    """On a database with no users, create ``admin`` with a random password and return it."""
+    import secrets
+
+    from millstream.store import users as users_q
+
+    with store.begin() as conn:
+        if users_q.count_users(conn):
+            return None
+        password = secrets.token_urlsafe(12)
+        users_q.create_user(conn, "admin", password, "admin")
+    return password
+
+
+@main.command("api-server")
+@click.option("--host", default=None, help="Default: [api] host (127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Default: [api] port (8080).")
+@handle_errors
+def api_server(host: str | None, port: int | None) -> None:
+    """Serve the REST API (/api/v1) and the web UI until Ctrl-C."""
+    from millstream.api.app import create_app, serve
+
+    env = Env(None)
+    settings = env.settings
+    app = create_app(settings, env.store)
+    host, port = host or settings.host, port or settings.port
+    console.print(
+        f"API and web UI on http://{host}:{port}/ (OpenAPI: http://{host}:{port}/api/v1/openapi.json)"
+    )
+    serve(app, host, port).run()
+
+
 # -- scheduler and standalone ----------------------------------------------------------------
 
 
@@ -1162,13 +1250,23 @@ def scheduler_cmd(dags_folder: str | None) -> None:
 @click.option("--trigger", "trigger_dag", default=None, help="Trigger this DAG once at start and follow it.")
 @click.option("--exit-after-run", is_flag=True, help="Stop once the triggered run finished.")
 @click.option("--unpause", "unpause_dags", multiple=True, help="Unpause this DAG at start (repeatable).")
+@click.option(
+    "--port", type=int, default=None, help="Port of the API and web UI (default: [api] port, 8080)."
+)
+@click.option("--no-api", is_flag=True, help="Do not serve the API and web UI.")
 @handle_errors
 def standalone(
-    dags_folder: str | None, trigger_dag: str | None, exit_after_run: bool, unpause_dags: tuple[str, ...]
+    dags_folder: str | None,
+    trigger_dag: str | None,
+    exit_after_run: bool,
+    unpause_dags: tuple[str, ...],
+    port: int | None,
+    no_api: bool,
 ) -> None:
-    """Everything in one process: migrate, scheduler, local executor.
+    """Everything in one process: migrate, scheduler, local executor, API and web UI.
 
-    With --trigger, the DAG is triggered once and its progress printed.
+    With --trigger, the DAG is triggered once and its progress printed. On first start an
+    ``admin`` user is created and its password printed (once).
     """
     env = Env(dags_folder)
     settings = env.settings
@@ -1210,6 +1308,7 @@ def standalone(
     console.print(f"  DAGs      {settings.dags_folder}")
     console.print(f"  database  {_safe_url(settings.database_url)}")
     console.print(f"  logs      {settings.logs_folder}")
+    api = None if no_api else _start_api(env, port or settings.port)
     if trigger_dag or unpause_dags:
         scheduler.refresh_dags()
     for dag_id in unpause_dags:
@@ -1226,8 +1325,61 @@ def standalone(
     console.print(f"  {prog} dags list-runs {trigger_dag or 'DAG_ID'}")
     console.print(f"  {prog} tasks states {trigger_dag or 'DAG_ID'} {followed.get('run_id', 'RUN_ID')}")
     console.print("Ctrl-C stops.")
-    _run_until_signal(scheduler, settings.home)
+    try:
+        _run_until_signal(scheduler, settings.home)
+    finally:
+        if api is not None:
+            api.stop()
     console.print("Stopped.")
+
+
+class _ApiThread:
+    """The API server of ``standalone``, in a thread beside the scheduler."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.thread = threading.Thread(target=server.run, name="millstream-api", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.server.started:
+            raise MillstreamError(
+                "the API server did not start; run with MILLSTREAM_LOG_LEVEL=INFO to see why"
+            )
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def _start_api(env: Env, port: int) -> _ApiThread:
+    import socket
+
+    from millstream.api.app import create_app, serve
+
+    host = env.settings.host
+    with socket.socket() as probe:  # a clear error instead of uvicorn exiting inside a thread
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise MillstreamError(
+                f"cannot serve the API on {host}:{port} ({e.strerror}); pass --port, or --no-api"
+            ) from None
+    password = first_admin(env.store)
+    api = _ApiThread(serve(create_app(env.settings, env.store), host, port))
+    api.start()
+    console.print(f"  web UI    http://{host}:{port}/   (API: http://{host}:{port}/api/v1/openapi.json)")
+    if password:
+        console.print(
+            f"  login     admin / [bold]{password}[/]   (shown once; `millstream users` manages users)"
+        )
+    return api
 
 
 _SHOWN_INSTANCES = 10
