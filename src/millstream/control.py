@@ -114,18 +114,22 @@ def task_instances(store: Store, dag_id: str, run_id: str) -> tuple[sa.RowMappin
 def find_task_instance(
     store: Store, dag_id: str, run_id: str, task_id: str, map_index: int
 ) -> tuple[sa.RowMapping, sa.RowMapping]:
-    run, tis = task_instances(store, dag_id, run_id)
-    matching = [t for t in tis if t["task_id"] == task_id]
-    if not matching:
-        known = sorted({t["task_id"] for t in tis})
-        raise NotFoundError(
-            f"run {run_id!r} of DAG {dag_id!r} has no task {task_id!r}; its tasks are {known}"
-        )
-    for t in matching:
-        if t["map_index"] == map_index:
-            return run, t
-    indexes = [t["map_index"] for t in matching]
-    hint = f"0..{max(indexes)}" if max(indexes) >= 0 else "-1 (not mapped)"
+    """One instance, looked up by key (a run of 10 000 mapped instances is not read for it);
+    when it does not exist, the error says which tasks or map indexes do."""
+    with store.read() as conn:
+        dags_q.get_dag(conn, dag_id)
+        run = runs_q.get_run(conn, dag_id, run_id)
+        found = ti_q.find(conn, run["id"], task_id, map_index)
+        if found is not None:
+            return run, found
+        indexes = ti_q.map_indexes(conn, run["id"], task_id)
+        if indexes is None:
+            known = ti_q.task_ids(conn, run["id"])
+            raise NotFoundError(
+                f"run {run_id!r} of DAG {dag_id!r} has no task {task_id!r}; its tasks are {known}"
+            )
+    low, high = indexes
+    hint = f"{max(low, 0)}..{high}" if high >= 0 else "-1 (not mapped)"
     raise NotFoundError(f"task {task_id!r} has no map index {map_index}; valid: {hint}")
 
 

@@ -16,13 +16,14 @@ def all_slots(conn: Connection) -> dict[str, int]:
 
 def list_pools(conn: Connection) -> list[dict[str, object]]:
     """Each pool with how many of its slots are taken right now."""
-    used = dict(
-        conn.execute(
-            sa.select(sa.func.coalesce(task_instance.c.pool, DEFAULT_POOL), sa.func.count())
-            .where(task_instance.c.state.in_([s.value for s in ACTIVE_TASK_STATES]))
-            .group_by(sa.func.coalesce(task_instance.c.pool, DEFAULT_POOL))
-        ).all()
+    used: dict[str, int] = {}
+    rows_used = conn.execute(
+        sa.select(task_instance.c.pool, sa.func.count())
+        .where(task_instance.c.state.in_([s.value for s in ACTIVE_TASK_STATES]))
+        .group_by(task_instance.c.pool)
     )
+    for name, n in rows_used:  # no pool means the default one
+        used[name or DEFAULT_POOL] = used.get(name or DEFAULT_POOL, 0) + n
     rows = conn.execute(sa.select(pool).order_by(pool.c.name)).mappings()
     return [{**r, "used": used.get(r["name"], 0)} for r in rows]
 

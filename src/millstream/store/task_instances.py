@@ -233,6 +233,25 @@ def list_for_run(conn: Connection, run_pk: int, task_id: str | None = None) -> l
     return list(conn.execute(q).mappings())
 
 
+def find(conn: Connection, run_pk: int, task_id: str, map_index: int) -> sa.RowMapping | None:
+    q = sa.select(ti).where(ti.c.run_pk == run_pk, ti.c.task_id == task_id, ti.c.map_index == map_index)
+    return conn.execute(q).mappings().first()
+
+
+def map_indexes(conn: Connection, run_pk: int, task_id: str) -> tuple[int, int] | None:
+    """(lowest, highest) map index of a task in a run; None when the run has no such task."""
+    q = sa.select(sa.func.min(ti.c.map_index), sa.func.max(ti.c.map_index), sa.func.count()).where(
+        ti.c.run_pk == run_pk, ti.c.task_id == task_id
+    )
+    low, high, n = conn.execute(q).one()
+    return None if n == 0 else (int(low), int(high))
+
+
+def task_ids(conn: Connection, run_pk: int) -> list[str]:
+    q = sa.select(ti.c.task_id).where(ti.c.run_pk == run_pk).distinct().order_by(ti.c.task_id)
+    return list(conn.execute(q).scalars())
+
+
 def get(conn: Connection, run_pk: int, task_id: str, map_index: int) -> sa.RowMapping:
     row = (
         conn.execute(
