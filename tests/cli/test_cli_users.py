@@ -20,7 +20,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def run(env, *args, ok=True, stdin=None):
     p = subprocess.run(
-        [sys.executable, "-m", "millstream.cli", *args], env=env, capture_output=True, text=True, timeout=60, input=stdin
+        [sys.executable, "-m", "millstream.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
     )
     if ok:
         assert p.returncode == 0, p.stderr + p.stdout
@@ -38,13 +43,18 @@ def get(url, token=None):
 
 def test_users_create_list_token_and_delete(tmp_path):
     env = {**os.environ, "MILLSTREAM_HOME": str(tmp_path)}
-    assert "Created admin ops" in run(env, "users", "create", "ops", "--role", "admin", "--password", "s3cret-pass").stdout
+    assert (
+        "Created admin ops"
+        in run(env, "users", "create", "ops", "--role", "admin", "--password", "s3cret-pass").stdout
+    )
     # the password is asked for (twice) when not given
     made = run(env, "users", "create", "eve", stdin="another-pass\nanother-pass\n")
     assert "Created viewer eve" in made.stdout
     listed = run(env, "users", "list").stdout
     assert re.search(r"ops\s+admin", listed) and re.search(r"eve\s+viewer", listed)
-    assert "already exists" in run(env, "users", "create", "ops", "--password", "s3cret-pass", ok=False).stderr
+    assert (
+        "already exists" in run(env, "users", "create", "ops", "--password", "s3cret-pass", ok=False).stderr
+    )
     assert "at least 8" in run(env, "users", "create", "bob", "--password", "short", ok=False).stderr
     token = run(env, "users", "token", "ops").stdout.strip()
     assert token.startswith("ms_")
