@@ -303,9 +303,15 @@ def query(
     logical_date_gte: datetime | None = None,
     logical_date_lte: datetime | None = None,
     backfill_id: int | None = None,
+    by_logical_date: bool = False,
 ) -> sa.Select:
-    """Runs matching every filter given, newest first (for the API's paged lists)."""
-    q = sa.select(dag_run).order_by(dag_run.c.id.desc())
+    """Runs matching every filter given, newest first (for the API's paged lists): newest
+    created, or with ``by_logical_date`` latest logical date (a grid's time axis, where a
+    backfill's runs, created together, fall in their place)."""
+    order = (
+        (dag_run.c.logical_date.desc(), dag_run.c.id.desc()) if by_logical_date else (dag_run.c.id.desc(),)
+    )
+    q = sa.select(dag_run).order_by(*order)
     if dag_id is not None:
         q = q.where(dag_run.c.dag_id == dag_id)
     if state is not None:

@@ -122,6 +122,7 @@ dag_run = sa.Table(
     sa.Index("ix_dag_run_state_dag_id", "state", "dag_id"),
     sa.Index("ix_dag_run_backfill_id_state", "backfill_id", "state"),
     sa.Index("ix_dag_run_state_owner", "state", "owner"),
+    sa.Index("ix_dag_run_dag_id_logical_date", "dag_id", "logical_date"),  # the UI's grid
 )
 
 task_instance = sa.Table(

@@ -155,12 +155,15 @@ def grid(
     page: PagingDep,
     state: Annotated[str | None, Query(max_length=20, description="Only runs in this state.")] = None,
 ) -> Grid:
-    """A mapped task is one row whose cell counts its instances by state, whatever their
-    number: the grid costs the same for 3 instances as for 10 000."""
+    """Runs by logical date, latest first. A mapped task is one row whose cell counts its
+    instances by state, whatever their number: the grid costs the same for 3 instances as
+    for 10 000."""
     with store.read() as conn:
         dags_q.get_dag(conn, dag_id)
         _, spec = dags_q.latest_spec(conn, dag_id)
-        runs, total = paging.page(conn, runs_q.query(dag_id, state=state), page.limit, page.offset)
+        runs, total = paging.page(
+            conn, runs_q.query(dag_id, state=state, by_logical_date=True), page.limit, page.offset
+        )
         counts = ti_q.state_counts(conn, [r["id"] for r in runs])
     by_pk = {r["id"]: r["run_id"] for r in runs}
     cells: dict[str, dict[str, dict[str, int]]] = {r["run_id"]: {} for r in runs}

@@ -1,4 +1,5 @@
-"""users: accounts, API tokens and the session signing key of the API and web UI
+"""users: accounts, API tokens and the session signing key of the API and web UI; runs
+indexed by logical date for the UI's grid
 
 Revision ID: 0012
 Revises: 0011
@@ -35,6 +36,7 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(length=64), nullable=False, unique=True),
         sa.Column("created_at", TS, nullable=False),
     )
+    op.create_index("ix_dag_run_dag_id_logical_date", "dag_run", ["dag_id", "logical_date"])
     op.create_table(
         "api_secret",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -43,6 +45,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dag_run_dag_id_logical_date", table_name="dag_run")
     op.drop_table("api_secret")
     op.drop_table("api_token")
     op.drop_table("app_user")
