@@ -1120,7 +1120,7 @@ def users_delete(username: str) -> None:
 @click.argument("username")
 @handle_errors
 def users_set_password(username: str) -> None:
-    """Change USERNAME's password (its open web sessions end)."""
+    """Change USERNAME's password (its web sessions end and its tokens are revoked)."""
     from millstream.store import users as users_q
 
     password = os.environ.get("MILLSTREAM_PASSWORD") or click.prompt(
@@ -1142,6 +1142,33 @@ def users_token(username: str, name: str) -> None:
     with Env(None).store.begin() as conn:
         token = users_q.create_token(conn, username, name)
     click.echo(token)
+
+
+@users.command("tokens")
+@click.argument("username")
+@handle_errors
+def users_tokens(username: str) -> None:
+    """USERNAME's tokens (their ids and names; the tokens themselves are not kept)."""
+    from millstream.store import users as users_q
+
+    table = Table("id", "name", "created", box=None)
+    with Env(None).store.read() as conn:
+        for t in users_q.list_tokens(conn, username):
+            table.add_row(str(t["id"]), escape(t["name"]), fmt_dt(t["created_at"]))
+    console.print(table)
+
+
+@users.command("revoke")
+@click.argument("username")
+@click.argument("token_id", type=int)
+@handle_errors
+def users_revoke(username: str, token_id: int) -> None:
+    """Revoke token TOKEN_ID of USERNAME (`users tokens` lists them)."""
+    from millstream.store import users as users_q
+
+    with Env(None).store.begin() as conn:
+        users_q.revoke_token(conn, username, token_id)
+    console.print(f"Revoked token {token_id} of {escape(username)}")
 
 
 def first_admin(store: Store) -> str | None:

@@ -54,6 +54,10 @@ def trigger(
     failed run later.
     """
     now = now or datetime.now(UTC)
+    if run_id is not None and (not run_id.strip() or "/" in run_id or any(ord(c) < 32 for c in run_id)):
+        raise ParamValidationError(
+            f"run id {run_id!r} cannot be used: it must be non-blank, without '/' or control characters"
+        )
     if logical_date is not None and logical_date.tzinfo is None:
         logical_date = logical_date.replace(tzinfo=UTC)  # naive means UTC, as for start_date
     with store.begin() as conn:
@@ -541,7 +545,10 @@ def set_backfill_state(store: Store, backfill_id: int, action: str, now: datetim
         b = backfills_q.get(conn, backfill_id)
         state = b["state"]
         if state in ("completed", "cancelled"):
-            raise ConflictError(f"backfill {backfill_id} is {state}; it cannot be {action}d")
+            done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}.get(action, action)
+            raise ConflictError(
+                f"backfill {backfill_id} is {state}; it cannot be {done} (only running or paused backfills can)"
+            )
         if action == "pause":
             new = "paused"
         elif action == "resume":

@@ -464,3 +464,80 @@ def test_malformed_requests_are_4xx_never_500(api: Api):
     error(api.admin.get("/api/v1/nothing-here"), 404)
     error(api.admin.delete("/api/v1/dags"), 405)
     error(api.admin.get(f"/api/v1/dags/{REF}/runs", params={"limit": 10**30}), 422, "query.limit")
+
+
+# -- what a review found ----------------------------------------------------------------------
+
+
+def test_a_session_does_not_outlive_its_user_or_a_logout(api: Api):
+    from millstream.store import users as users_q
+
+    with api.harness.store.begin() as conn:
+        users_q.create_user(conn, "temp", "password-t", "viewer")
+    old = TestClient(api.app)
+    old.post("/login", data={"username": "temp", "password": "password-t"})
+    assert ok(old.get("/api/v1/me"))["username"] == "temp"
+    copied = dict(old.cookies)
+    with api.harness.store.begin() as conn:
+        users_q.delete_user(conn, "temp")
+        users_q.create_user(conn, "newcomer", "password-n", "admin")  # never gets temp's id
+    error(old.get("/api/v1/me"), 401)
+    # a logout ends the user's sessions on the server, a copied cookie included
+    first = TestClient(api.app)
+    first.post("/login", data={"username": "newcomer", "password": "password-n"})
+    copied = dict(first.cookies)
+    page = first.get("/").text
+    token = page.split('name="csrf-token" content="')[1].split('"')[0]
+    first.post("/logout", headers={"X-CSRF-Token": token})
+    replay = TestClient(api.app, cookies=copied)
+    error(replay.get("/api/v1/me"), 401)
+
+
+def test_a_new_password_revokes_tokens(api: Api):
+    from millstream.store import users as users_q
+
+    with api.harness.store.begin() as conn:
+        users_q.create_user(conn, "rotating", "password-r", "viewer")
+        token = users_q.create_token(conn, "rotating", "t")
+    client = TestClient(api.app, headers={"Authorization": f"Bearer {token}"})
+    ok(client.get("/api/v1/me"))
+    with api.harness.store.begin() as conn:
+        users_q.set_password(conn, "rotating", "password-r2")
+    error(client.get("/api/v1/me"), 401)
+
+
+def test_json_that_would_not_come_back_out_is_refused(api: Api):
+    url = f"/api/v1/dags/{REF}/runs"
+    for raw in (b'{"conf": {"x": "\\ud800"}}', b'{"conf": {"x": NaN}}', b'{"conf": {"x": Infinity}}'):
+        error(
+            api.admin.post(url, content=raw, headers={"content-type": "application/json"}), 422, "body.conf"
+        )
+    raw = b'{"asset": "orders", "extra": {"x": "\\udfff"}}'
+    error(
+        api.admin.post("/api/v1/assets/events", content=raw, headers={"content-type": "application/json"}),
+        422,
+    )
+    assert ok(api.admin.get(f"/api/v1/dags/{REF}/runs"))["total"] >= 1  # the list still works
+
+
+def test_dates_beyond_utc_are_422(api: Api):
+    url = f"/api/v1/dags/{REF}/runs"
+    error(api.admin.post(url, json={"logical_date": "0001-01-01T00:00:00+05:00"}), 422, "logical_date")
+    error(api.admin.post(url, json={"logical_date": "9999-12-31T23:59:59-05:00"}), 422, "logical_date")
+    error(
+        api.admin.get(url, params={"logical_date_gte": "0001-01-01T00:00:00+05:00"}), 422, "logical_date_gte"
+    )
+
+
+def test_a_log_offset_past_the_end_is_just_the_end(api: Api):
+    url = f"/api/v1/dags/{REF}/runs/{q(api.run_id)}/tasks/list_files/logs/1"
+    size = ok(api.admin.get(url))["next_offset"]
+    far = ok(api.admin.get(url, params={"offset": 2**44}))
+    assert far["content"] == "" and far["next_offset"] == size and far["complete"]
+
+
+def test_login_with_an_impossible_username_is_a_401(api: Api):
+    r = TestClient(api.app).post(
+        "/login", data={"username": "root\x00", "password": "x"}, follow_redirects=False
+    )
+    assert r.status_code == 401

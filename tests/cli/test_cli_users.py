@@ -56,9 +56,14 @@ def test_users_create_list_token_and_delete(tmp_path):
         "already exists" in run(env, "users", "create", "ops", "--password", "s3cret-pass", ok=False).stderr
     )
     assert "at least 8" in run(env, "users", "create", "bob", "--password", "short", ok=False).stderr
-    token = run(env, "users", "token", "ops").stdout.strip()
+    token = run(env, "users", "token", "ops", "--name", "ci").stdout.strip()
     assert token.startswith("ms_")
     assert "no user 'nobody'" in run(env, "users", "token", "nobody", ok=False).stderr
+    listed = run(env, "users", "tokens", "ops").stdout
+    token_id = re.search(r"(\d+)\s+ci", listed).group(1)
+    assert f"Revoked token {token_id}" in run(env, "users", "revoke", "ops", token_id).stdout
+    assert "ci" not in run(env, "users", "tokens", "ops").stdout
+    assert "has no token" in run(env, "users", "revoke", "ops", token_id, ok=False).stderr
     run(env, "users", "delete", "eve")
     assert "eve" not in run(env, "users", "list").stdout
 

@@ -54,8 +54,12 @@ def resolve(request: Request) -> Principal | None:
         return None
     with store.read() as conn:
         row = users_q.user_by_id(conn, uid)
-    if row is None or row["session_epoch"] != request.session.get("epoch"):
-        return None  # deleted, or its password changed since this session began
+    if (
+        row is None
+        or row["username"] != request.session.get("user")
+        or row["session_epoch"] != request.session.get("epoch")
+    ):
+        return None  # deleted, logged out, or its password changed since this session began
     return Principal(row["id"], row["username"], row["role"], "session")
 
 
@@ -67,9 +71,11 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-def start_session(request: Request, user_id: int, epoch: int) -> None:
+def start_session(request: Request, user_id: int, username: str, epoch: int) -> None:
     request.session.clear()
-    request.session.update({"uid": user_id, "epoch": epoch, "csrf": secrets.token_urlsafe(24)})
+    request.session.update(
+        {"uid": user_id, "user": username, "epoch": epoch, "csrf": secrets.token_urlsafe(24)}
+    )
 
 
 _bearer = HTTPBearer(

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from millstream.core.model import DagSpec
 
@@ -167,13 +168,19 @@ def _asset_names(cond: Mapping[str, Any]) -> set[str]:
     return set().union(*(_asset_names(c) for c in arg))
 
 
-def asset_graph(assets: Sequence[Mapping[str, Any]]) -> Picture:
+def asset_graph(assets: Sequence[Mapping[str, Any]], dag_ids: Sequence[str] = ()) -> Picture:
     """Producing tasks -> assets -> DAGs scheduled on them, in three columns."""
     producers = sorted({p for a in assets for p in a["producers"]})
     consumers = sorted({c for a in assets for c in a["consumers"]})
-    left = [Node(f"p:{p}", p, "task", href=f"/dags/{p.split('.', 1)[0]}/graph") for p in producers]
+
+    def dag_of(producer: str) -> str:
+        # "dag.task", where either may hold dots: the longest known DAG id that fits.
+        fits = [d for d in dag_ids if producer.startswith(d + ".")]
+        return max(fits, key=len) if fits else producer.split(".", 1)[0]
+
+    left = [Node(f"p:{p}", p, "task", href=f"/dags/{quote(dag_of(p), safe='')}/graph") for p in producers]
     mid = [Node(f"a:{a['name']}", a["name"], "asset") for a in assets]
-    right = [Node(f"c:{c}", c, "dag", href=f"/dags/{c}") for c in consumers]
+    right = [Node(f"c:{c}", c, "dag", href=f"/dags/{quote(c, safe='')}") for c in consumers]
     width, height = _place([c for c in (left, mid, right) if c] or [[]])
     by_id = {n.id: n for n in left + mid + right}
     edges = []
@@ -209,7 +216,8 @@ def gantt(
     Returns (bars, seconds the axis covers, height)."""
     by_task = {s["task_id"]: s for s in spans}
     starts = [s["start_date"] for s in spans if s["start_date"]]
-    t0 = start or (min(starts) if starts else now)
+    # A cleared run's start moves to the clear: its earlier bars must not fall off the left.
+    t0 = min([start, *starts]) if start else (min(starts) if starts else now)
     ends = [s["end_date"] or now for s in spans if s["start_date"]]
     total = max([(e - t0).total_seconds() for e in ends] + [0.001])
     bars = []

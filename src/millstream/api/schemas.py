@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -19,10 +20,24 @@ def _no_nul(value: str) -> str:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)  # naive means UTC
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)  # naive means UTC
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the range of dates in UTC") from None
+
+
+def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+    """What is stored must come back out: no NaN or infinities, no lone UTF-16 surrogates."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as e:
+        raise ValueError(f"must be plain JSON ({type(e).__name__}: {e})") from None
+    return value
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
 Name = Annotated[str, Field(min_length=1, max_length=250), AfterValidator(_no_nul)]
 When = Annotated[datetime, AfterValidator(_aware)]
 
@@ -157,7 +172,7 @@ class RunOut(BaseModel):
 
 
 class TriggerBody(Body):
-    conf: dict[str, Any] = Field(default_factory=dict, description="The run's conf; checked against params.")
+    conf: JsonObject = Field(default_factory=dict, description="The run's conf; checked against params.")
     run_id: Name | None = Field(default=None, description="Default: manual__<time>.")
     logical_date: When | None = None
 
@@ -248,6 +263,9 @@ class Grid(BaseModel):
     cells: dict[str, dict[str, dict[str, int]]] = Field(
         description="run_id -> task_id -> state -> number of instances in that state."
     )
+    mapped: dict[str, list[str]] = Field(
+        description="run_id -> tasks that were mapped in that run (the DAG may have changed since)."
+    )
 
 
 # -- assets -----------------------------------------------------------------------------------
@@ -286,7 +304,7 @@ class AssetEventOut(BaseModel):
 
 class EmitBody(Body):
     asset: Annotated[str, Field(min_length=1, max_length=1500), AfterValidator(_no_nul)]
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra: JsonObject = Field(default_factory=dict)
 
 
 class Emitted(BaseModel):
@@ -304,7 +322,7 @@ class BackfillBody(Body):
     reprocess_behavior: Literal["none", "failed", "completed"] = "none"
     max_active_runs: Annotated[int, Field(ge=1, le=10_000)] = 10
     run_backwards: bool = False
-    conf: dict[str, Any] = Field(default_factory=dict)
+    conf: JsonObject = Field(default_factory=dict)
 
 
 class BackfillOut(BaseModel):

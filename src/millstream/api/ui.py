@@ -51,6 +51,8 @@ def _fmt(value: datetime | None) -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "\u2013"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     m, s = divmod(int(seconds), 60)
@@ -133,7 +135,7 @@ def _safe_next(value: str | None) -> str:
 
 
 def login_page(request: Request, next: str | None = None) -> Response:
-    return _render(request, "login.html", None, next=_safe_next(next), error=None)
+    return _render(request, "login.html", None, next=_safe_next(next), error=None, username="")
 
 
 def login(
@@ -142,17 +144,30 @@ def login(
     password: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    with _store(request).read() as conn:
-        user = users_q.authenticate(conn, username, password)
+    user = None
+    if users_q.valid_username(username):  # (a NUL or such never reaches the database)
+        with _store(request).read() as conn:
+            user = users_q.authenticate(conn, username, password)
     if user is None:
         return _render(
-            request, "login.html", None, next=_safe_next(next), error="Wrong username or password.", code=401
+            request,
+            "login.html",
+            None,
+            next=_safe_next(next),
+            error="Wrong username or password.",
+            username=username,
+            code=401,
         )
-    start_session(request, user["id"], user["session_epoch"])
+    start_session(request, user["id"], user["username"], user["session_epoch"])
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 def logout(request: Request) -> Response:
+    """Ends every UI session of the user, not only this cookie (a copied cookie dies too)."""
+    who = resolve(request)
+    if who is not None and who.via == "session":
+        with _store(request).begin() as conn:
+            users_q.end_sessions(conn, who.id)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
@@ -194,15 +209,19 @@ def grid_page(
 def graph_page(request: Request, dag_id: str, run_id: str | None = None) -> Response:
     who, store, dag = _dag_context(request, dag_id)
     with store.read() as conn:
-        _, spec = dags_q.latest_spec(conn, dag_id)
         runs = (
             runs_q.list_runs(conn, dag_id, limit=1)
             if run_id is None
             else [runs_q.get_run(conn, dag_id, run_id)]
         )
+        # A run's graph is drawn from the DAG version it ran; the DAG's from the latest one.
+        if run_id is not None:
+            spec = dags_q.spec_for_version(conn, runs[0]["dag_version_id"])
+        else:
+            _, spec = dags_q.latest_spec(conn, dag_id)
         counts: dict[str, dict[str, int]] = {}
         if runs:
-            for _, task_id, st, n in ti_q.state_counts(conn, [runs[0]["id"]]):
+            for _, task_id, st, n, _ in ti_q.state_counts(conn, [runs[0]["id"]]):
                 counts.setdefault(task_id, {})[st] = n
     picture = graph.dag_graph(spec, counts)
     run = runs[0] if runs else None
@@ -217,7 +236,7 @@ def run_page(request: Request, dag_id: str, run_id: str) -> Response:
         spec = dags_q.spec_for_version(conn, row["dag_version_id"])
         spans = ti_q.spans(conn, row["id"])
         counts: dict[str, dict[str, int]] = {}
-        for _, task_id, st, n in ti_q.state_counts(conn, [row["id"]]):
+        for _, task_id, st, n, _ in ti_q.state_counts(conn, [row["id"]]):
             counts.setdefault(task_id, {})[st] = n
     order = [t for t in graph.topological(spec)] + sorted(set(counts) - set(spec.task_ids))
     bars, total, height = graph.gantt(spans, order, counts, row["start_date"], datetime.now(UTC))
@@ -286,7 +305,10 @@ def task_page(
             f"/logs/{shown}?map_index={map_index}"
         )
     name = "task_body.html" if _fragment(request) else "task.html"
-    return _render(request, name, who, dag=dag, ti=ti, tries=tries, shown=shown, log_url=log_url)
+    # Without ?try= the page follows the newest attempt, a retry included.
+    return _render(
+        request, name, who, dag=dag, ti=ti, tries=tries, shown=shown, log_url=log_url, picked=try_number
+    )
 
 
 # -- assets and backfills -------------------------------------------------------------------------
@@ -297,7 +319,9 @@ def assets_page(request: Request) -> Response:
     store = _store(request)
     page = assets_r.list_assets(store, who, Paging(1000, 0))
     aliases = assets_r.list_aliases(store, who, Paging(1000, 0))
-    picture = graph.asset_graph([a.model_dump() for a in page.items])
+    with store.read() as conn:
+        dag_ids = [r["dag_id"] for r in dags_q.list_dags(conn)]
+    picture = graph.asset_graph([a.model_dump() for a in page.items], dag_ids)
     events = assets_r.list_events(store, who, Paging(20, 0))
     name = "assets_body.html" if _fragment(request) else "assets.html"
     return _render(
@@ -320,12 +344,24 @@ def asset_page(
 ) -> Response:
     who = _user(request)
     store = _store(request)
-    matches = [a for a in assets_r.list_assets(store, who, Paging(1000, 0)).items if a.name == name]
-    if not matches:
-        raise NotFoundError(f"no asset {name!r}")
-    events = assets_r.list_events(store, who, Paging(50, offset), asset=name)
+    from millstream.store import assets as assets_q
+
+    with store.read() as conn:
+        row = assets_q.get_asset(conn, name)
+        refs = assets_q.refs_by_key(conn).get(f"asset:{row['name']}", {})
+        count = assets_q.count_events(conn, row["name"])
+    asset = {
+        "name": row["name"],
+        "uri": row["uri"],
+        "group": row["asset_group"],
+        "events": count,
+        "producers": refs.get("producers", []),
+        "consumers": refs.get("consumers", []),
+        "readers": refs.get("readers", []),
+    }
+    events = assets_r.list_events(store, who, Paging(50, offset), asset=row["name"])
     template = "asset_events.html" if _fragment(request) else "asset.html"
-    return _render(request, template, who, asset=matches[0], events=events, offset=offset)
+    return _render(request, template, who, asset=asset, events=events, offset=offset)
 
 
 def backfills_page(request: Request, offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> Response:

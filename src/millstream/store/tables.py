@@ -334,6 +334,7 @@ app_user = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     # Bumped on a password change: UI sessions signed before it stop working.
     sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),
+    sqlite_autoincrement=True,  # a deleted user's id is never given to a new one
 )
 
 # Bearer tokens for the API. Only a SHA-256 of the token is kept: the token is shown once.
@@ -345,6 +346,7 @@ api_token = sa.Table(
     sa.Column("name", sa.String(150), nullable=False),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 # One row: the key that signs UI session cookies, shared by every API server on this database.

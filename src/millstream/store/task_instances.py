@@ -340,14 +340,16 @@ def query_for_run(
     return q
 
 
-def state_counts(conn: Connection, run_pks: list[int]) -> list[tuple[int, str, str, int]]:
-    """(run_pk, task_id, state, instances) for the grid: a mapped task is one row per state."""
+def state_counts(conn: Connection, run_pks: list[int]) -> list[tuple[int, str, str, int, bool]]:
+    """(run_pk, task_id, state, instances, mapped) for the grid: a mapped task is one row
+    per state; ``mapped`` says whether these instances have map indexes (in that run,
+    whatever the DAG's latest version says)."""
     q = (
-        sa.select(ti.c.run_pk, ti.c.task_id, ti.c.state, sa.func.count())
+        sa.select(ti.c.run_pk, ti.c.task_id, ti.c.state, sa.func.count(), sa.func.max(ti.c.map_index))
         .where(ti.c.run_pk.in_(run_pks))
         .group_by(ti.c.run_pk, ti.c.task_id, ti.c.state)
     )
-    return [(r[0], r[1], r[2], r[3]) for r in conn.execute(q)]
+    return [(r[0], r[1], r[2], r[3], r[4] >= 0) for r in conn.execute(q)]
 
 
 def spans(conn: Connection, run_pk: int) -> list[sa.RowMapping]:

@@ -26,8 +26,12 @@ _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,150}$")
 _hasher = PasswordHasher()
 
 
+def valid_username(username: str) -> bool:
+    return bool(_USERNAME.match(username))
+
+
 def _check(username: str, role: str, password: str) -> None:
-    if not _USERNAME.match(username):
+    if not valid_username(username):
         raise ParamValidationError(
             f"username {username!r}: use 1 to 150 letters, digits and . _ @ - (no spaces)"
         )
@@ -58,14 +62,22 @@ def create_user(
 
 
 def set_password(conn: Connection, username: str, password: str) -> None:
+    """A new password ends the user's UI sessions and revokes its tokens: whoever knew the
+    old one keeps nothing."""
     _check(username, "viewer", password)
-    done = conn.execute(
+    user = get_user(conn, username)
+    conn.execute(
         app_user.update()
-        .where(app_user.c.username == username)
+        .where(app_user.c.id == user["id"])
         .values(password_hash=_hasher.hash(password), session_epoch=app_user.c.session_epoch + 1)
     )
-    if done.rowcount == 0:
-        raise NotFoundError(f"no user {username!r}; `millstream users list` shows them")
+    conn.execute(api_token.delete().where(api_token.c.user_id == user["id"]))
+
+
+def end_sessions(conn: Connection, user_id: int) -> None:
+    conn.execute(
+        app_user.update().where(app_user.c.id == user_id).values(session_epoch=app_user.c.session_epoch + 1)
+    )
 
 
 def delete_user(conn: Connection, username: str) -> None:
@@ -95,6 +107,8 @@ def count_users(conn: Connection) -> int:
 
 def authenticate(conn: Connection, username: str, password: str) -> sa.RowMapping | None:
     """The user if the password is right, else None (the same None for an unknown user)."""
+    if not valid_username(username):
+        return None
     row = conn.execute(sa.select(app_user).where(app_user.c.username == username)).mappings().first()
     if row is None:
         # Hash anyway so that timing does not tell which usernames exist.

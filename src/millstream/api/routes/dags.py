@@ -167,8 +167,11 @@ def grid(
         counts = ti_q.state_counts(conn, [r["id"] for r in runs])
     by_pk = {r["id"]: r["run_id"] for r in runs}
     cells: dict[str, dict[str, dict[str, int]]] = {r["run_id"]: {} for r in runs}
-    for run_pk, task_id, st, n in counts:
+    mapped: dict[str, list[str]] = {}
+    for run_pk, task_id, st, n, has_index in counts:
         cells[by_pk[run_pk]].setdefault(task_id, {})[st] = n
+        if has_index and task_id not in mapped.setdefault(by_pk[run_pk], []):
+            mapped[by_pk[run_pk]].append(task_id)
     order = topological(spec)
     known = set(order)
     extra = sorted({t for c in cells.values() for t in c} - known)  # tasks older versions had
@@ -184,4 +187,4 @@ def grid(
     ] + [
         GridTask(task_id=t, is_mapped=False, is_setup=False, is_teardown=False, group_id=None) for t in extra
     ]
-    return Grid(tasks=tasks, runs=[run_out(r) for r in runs], total_runs=total, cells=cells)
+    return Grid(tasks=tasks, runs=[run_out(r) for r in runs], total_runs=total, cells=cells, mapped=mapped)

@@ -137,11 +137,13 @@ def get_task_instance(
     return ti_out(ti, run_id)
 
 
-def _read_chunk(path: str, offset: int) -> tuple[str, int, bool]:
-    """(text, next offset, found) from byte ``offset``. A character cut by the end of what
-    is written so far is left for the next call rather than shown broken."""
+def _read_chunk(path: str, offset: int, ended: bool) -> tuple[str, int, bool]:
+    """(text, next offset, found) from byte ``offset``. While the attempt runs, a character
+    cut by the end of what is written so far is left for the next call rather than shown
+    broken; once it has ended, the tail is what it is."""
     try:
         with open(path, "rb") as f:
+            offset = min(offset, os.fstat(f.fileno()).st_size)
             f.seek(offset)
             data = f.read(LOG_CHUNK)
     except FileNotFoundError:
@@ -149,7 +151,7 @@ def _read_chunk(path: str, offset: int) -> tuple[str, int, bool]:
     try:
         return data.decode("utf-8"), offset + len(data), True
     except UnicodeDecodeError as e:
-        if e.reason == "unexpected end of data" and e.start >= len(data) - 3:
+        if not ended and e.reason == "unexpected end of data" and e.start >= len(data) - 3:
             return data[: e.start].decode("utf-8", errors="replace"), offset + e.start, True
         return data.decode("utf-8", errors="replace"), offset + len(data), True
 
@@ -178,16 +180,12 @@ def get_log(
             f"task {task_id!r} has had {ti['try_number']} attempt(s) in run {run_id!r}; there is no attempt {try_number}"
         )
     path = log_path(settings.logs_folder, dag_id, run_id, task_id, map_index, try_number)
-    content, next_offset, found = _read_chunk(path, offset)
     ended = (
         try_number < ti["try_number"]
         or TaskState(ti["state"]) in TERMINAL_TASK_STATES
-        or ti["state"]
-        in (
-            TaskState.UP_FOR_RETRY.value,
-            TaskState.UP_FOR_RESCHEDULE.value,
-        )
+        or ti["state"] in (TaskState.UP_FOR_RETRY.value, TaskState.UP_FOR_RESCHEDULE.value)
     )
+    content, next_offset, found = _read_chunk(path, offset, ended)
     complete = ended and (not found or next_offset >= os.path.getsize(path))
     return LogOut(
         try_number=try_number,

@@ -39,7 +39,16 @@
         el._last = html;
         var keep = el.getAttribute("data-keep"), kept = {};
         if (keep) el.querySelectorAll(keep).forEach(function (k) { if (k.id) kept[k.id] = k; });
+        // What the user did on the old content survives the swap: scrolled panes, open details.
+        var scrolled = Array.prototype.map.call(el.querySelectorAll(".grid-wrap,.graph-wrap,.gantt-wrap"), function (w) {
+          return [w.scrollLeft, w.scrollTop];
+        });
+        var opened = Array.prototype.map.call(el.querySelectorAll("details"), function (d) { return d.open; });
         el.innerHTML = html;
+        el.querySelectorAll(".grid-wrap,.graph-wrap,.gantt-wrap").forEach(function (w, i) {
+          if (scrolled[i]) { w.scrollLeft = scrolled[i][0]; w.scrollTop = scrolled[i][1]; }
+        });
+        el.querySelectorAll("details").forEach(function (d, i) { if (opened[i]) d.open = true; });
         Object.keys(kept).forEach(function (id) {
           var fresh = el.querySelector("#" + CSS.escape(id));
           if (fresh) fresh.replaceWith(kept[id]);
@@ -63,7 +72,11 @@
     var url = pre.getAttribute("data-log");
     function step() {
       if (!document.body.contains(pre)) return;
-      fetch(url + "&offset=" + pre._offset, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (d) {
+      fetch(url + "&offset=" + pre._offset, { credentials: "same-origin" }).then(function (r) {
+        if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); throw new Error("login"); }
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      }).then(function (d) {
         if (d.content) {
           var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
           pre.appendChild(document.createTextNode(d.content));
@@ -71,6 +84,7 @@
         }
         pre._offset = d.next_offset;
         if (d.complete) {
+          pre.classList.remove("following");
           pre.classList.add("complete");
           if (!pre.textContent) pre.textContent = d.found ? "(empty log)" : "(no log on this server for this attempt)";
         } else {
@@ -129,7 +143,9 @@
     var el = ev.target.closest("[data-open],[data-close],[data-api],[data-dry-run],[data-panel],#panel [data-nav]");
     if (!el || el.tagName === "FORM") return;
     if (el.hasAttribute("data-open")) {
-      document.getElementById(el.getAttribute("data-open")).showModal();
+      var dlg = document.getElementById(el.getAttribute("data-open"));
+      dlg.querySelectorAll("[data-error],[data-plan]").forEach(function (x) { x.textContent = ""; });
+      dlg.showModal();
     } else if (el.hasAttribute("data-close")) {
       el.closest("dialog").close();
     } else if (el.hasAttribute("data-dry-run")) {
@@ -164,5 +180,9 @@
     }
   });
 
-  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  document.addEventListener("DOMContentLoaded", function () {
+    init(document);
+    // The grid opens on its newest runs, at the right.
+    document.querySelectorAll(".grid-wrap").forEach(function (w) { w.scrollLeft = w.scrollWidth; });
+  });
 })();

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("session_epoch", sa.Integer(), nullable=False, server_default="0"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "api_token",
@@ -35,6 +36,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=150), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False, unique=True),
         sa.Column("created_at", TS, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_dag_run_dag_id_logical_date", "dag_run", ["dag_id", "logical_date"])
     op.create_table(
