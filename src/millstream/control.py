@@ -401,7 +401,12 @@ class BackfillItem:
 
 
 def plan_backfill(
-    conn: Connection, dag_id: str, from_date: datetime, to_date: datetime, reprocess: str
+    conn: Connection,
+    dag_id: str,
+    from_date: datetime,
+    to_date: datetime,
+    reprocess: str,
+    now: datetime | None = None,
 ) -> tuple[int, DagSpec, list[BackfillItem]]:
     """What a backfill would do: every interval, and the fate of runs that already exist."""
     version_id, spec = dags_q.latest_spec(conn, dag_id)
@@ -412,6 +417,11 @@ def plan_backfill(
     if from_date > to_date:
         raise ParamValidationError(
             f"--from-date {from_date.isoformat()} is after --to-date {to_date.isoformat()}"
+        )
+    if from_date >= (now or datetime.now(UTC)):  # as Airflow 3: a backfill is for the past
+        raise ParamValidationError(
+            f"--from-date {from_date.isoformat()} is in the future; a backfill covers past intervals "
+            "(the DAG's schedule runs the future ones)"
         )
     timetable = from_spec(spec.timetable)
     if not timetable.periodic:
@@ -491,7 +501,7 @@ def create_backfill(
     if max_active_runs < 1:
         raise ParamValidationError(f"--max-active-runs must be 1 or more, got {max_active_runs}")
     with store.begin() as conn:
-        version_id, spec, items = plan_backfill(conn, dag_id, from_date, to_date, reprocess)
+        version_id, spec, items = plan_backfill(conn, dag_id, from_date, to_date, reprocess, now)
         resolve_params(spec.params, conf)
         if dry_run:
             return None, items

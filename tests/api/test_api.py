@@ -541,3 +541,8 @@ def test_login_with_an_impossible_username_is_a_401(api: Api):
         "/login", data={"username": "root\x00", "password": "x"}, follow_redirects=False
     )
     assert r.status_code == 401
+
+
+def test_a_backfill_of_the_future_is_refused(api: Api):
+    body = {"dag_id": "daily_report", "from_date": "2999-01-01", "to_date": "2999-01-05"}
+    error(api.admin.post("/api/v1/backfills", json=body), 422, "in the future")
