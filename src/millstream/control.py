@@ -308,8 +308,8 @@ def mark_run(store: Store, dag_id: str, run_id: str, state: RunState) -> int:
 
     Unfinished work is set to the marked state (when marking failed: running work fails,
     work not started is skipped). Teardowns still run, as the resources they clean up may
-    exist: the run ends in the marked state once they are done. Running attempts are not
-    killed; what they report afterwards is ignored.
+    exist: the run ends in the marked state once they are done. The scheduler stops the
+    attempts that were running (as Airflow does); one that ends before it could is ignored.
     """
     if state not in (RunState.SUCCESS, RunState.FAILED):
         raise ParamValidationError(f"a run can be marked success or failed, not {state}")
@@ -353,8 +353,8 @@ def mark_task_instances(
 ) -> list[Cleared]:
     """Set task instances to success or failed by hand; the run carries on from there.
 
-    Queued or running instances are not interrupted, and what they report afterwards is
-    ignored. A finished run is reopened so that its state is decided again.
+    Queued or running instances are stopped by the scheduler that owns the run; what they
+    report afterwards is ignored. A finished run is reopened so that its state is decided again.
     """
     if state not in (TaskState.SUCCESS, TaskState.FAILED):
         raise ParamValidationError(f"task instances can be marked success or failed, not {state}")

@@ -313,6 +313,63 @@ def test_a_scheduler_killed_while_workers_run_its_attempts_adopts_them_on_restar
         c.stop()
 
 
+def test_marking_a_running_task_failed_stops_it_on_its_worker(tmp_path, pg_url):
+    from millstream.core.states import TaskState
+
+    c = CeleryCluster(tmp_path, pg_url)
+    notes, release = tmp_path / "notes", tmp_path / "release"
+    (c.dags / "held.py").write_text(
+        textwrap.dedent(
+            f"""
+            import time
+            from pathlib import Path
+            from millstream import dag, task
+
+            @dag(schedule=None)
+            def held():
+                @task
+                def hold():
+                    with open({str(notes)!r}, "a") as f:
+                        f.write("started\\n")
+                    deadline = time.monotonic() + 60
+                    while not Path({str(release)!r}).exists() and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    with open({str(notes)!r}, "a") as f:
+                        f.write("ended\\n")
+
+                hold()
+
+            held()
+            """
+        )
+    )
+    try:
+        c.start(workers=1)
+        c.wait_workers(1)
+        run_id = c.trigger("held")
+        wait_for(lambda: notes.exists() and "started" in notes.read_text(), 60, "the attempt to start")
+        control.mark_task_instances(c.store, "held", run_id, "hold", TaskState.FAILED)
+        notify(tmp_path / "home-scheduler")
+        assert c.wait_run("held", run_id) == "failed"
+        wait_for(
+            lambda: "stopping held/" in (tmp_path / "scheduler.log").read_text(),
+            30,
+            "the scheduler to revoke it",
+        )
+
+        wait_for(
+            lambda: "Terminating millstream-" in (tmp_path / "worker0.log").read_text(),
+            30,
+            "the worker to kill it",
+        )
+        release.write_text("go")  # had the attempt survived, it would now write "ended"
+        c.trigger("held", run_id="after")  # a later attempt on the same worker shows it is alive
+        assert c.wait_run("held", "after") == "success"
+        assert notes.read_text().split() == ["started", "started", "ended"]
+    finally:
+        c.stop()
+
+
 def test_rabbitmq_as_the_broker(tmp_path, pg_url):
     """Without Redis there is no wake-up channel: the scheduler polls the reports."""
     c = CeleryCluster(tmp_path, pg_url, broker=AMQP_URL)

@@ -66,8 +66,7 @@ def test_a_report_arriving_after_the_user_marked_the_run_does_not_undo_the_mark(
     run_id = harness.trigger("gated", run_id="g1")
     wait_for(lambda: "a-start" in notes(log), 30, "a to start")
     control.mark_run(harness.store, "gated", "g1", RunState.FAILED)
-    gate.touch()  # a's success report races with the scheduler noticing the mark
-    wait_for(lambda: "a-end" in notes(log), 30, "a to end")
+    gate.touch()  # a's success report races with the scheduler noticing (and stopping) it
     assert harness.wait_run("gated", run_id) == "failed"
     harness.scheduler.nudge()
     harness.scheduler.step(max_wait=0.2)
@@ -159,3 +158,49 @@ def test_clearing_a_sensor_restarts_its_timeout(harness, tmp_path):
     assert harness.tis("s", "s1")["wait"]["sensor_started_at"] is None
     harness.scheduler.nudge()
     assert harness.wait_run("s", run_id, timeout=60) == "success"
+
+
+def test_marking_a_running_task_stops_its_attempt(harness, tmp_path):
+    from millstream.core.states import TaskState
+    from millstream.worker.runner import log_path
+
+    gate, log = write(harness, tmp_path)
+    harness.start()
+    run_id = harness.trigger("gated", run_id="s1")
+    wait_for(lambda: "a-start" in notes(log), 30, "a to start")
+    control.mark_task_instances(harness.store, "gated", "s1", "a", TaskState.FAILED)
+    attempt_log = log_path(harness.home / "logs", "gated", "s1", "a", -1, 1)
+
+    def stopped():
+        try:
+            return "stopped: marked failed by a user" in open(attempt_log).read()
+        except FileNotFoundError:
+            return False
+
+    wait_for(stopped, 30, "the scheduler to stop a's attempt")
+    gate.touch()  # a, had it survived, would now note "a-end"
+    assert harness.wait_run("gated", run_id) == "failed"
+    tis = harness.tis("gated", "s1")
+    assert (tis["a"]["state"], tis["b"]["state"], tis["c"]["state"]) == (
+        "failed",
+        "upstream_failed",
+        "upstream_failed",
+    )
+    assert "a-end" not in notes(log)
+
+
+def test_marking_a_running_run_stops_its_attempts(harness, tmp_path):
+    gate, log = write(harness, tmp_path)
+    harness.start()
+    run_id = harness.trigger("gated", run_id="s2")
+    wait_for(lambda: "a-start" in notes(log), 30, "a to start")
+    control.mark_run(harness.store, "gated", "s2", RunState.FAILED)
+    from millstream.worker.runner import log_path
+
+    attempt_log = log_path(harness.home / "logs", "gated", "s2", "a", -1, 1)
+    wait_for(
+        lambda: "stopped: its run was marked by a user" in open(attempt_log).read(), 30, "a to be stopped"
+    )
+    gate.touch()
+    assert harness.wait_run("gated", run_id) == "failed"
+    assert "a-end" not in notes(log)

@@ -30,8 +30,9 @@ class Executor(Protocol):
 
     def in_flight(self) -> int: ...
 
-    def cancel(self, key: tuple[int, str, int]) -> None:
-        """Stop an attempt (its run timed out); whatever it reports later is ignored."""
+    def cancel(self, key: tuple[int, str, int], reason: str = "its run was stopped") -> None:
+        """Stop an attempt (its run timed out, a user marked it); whatever it reports later
+        is ignored."""
 
     def wake(self) -> None:
         """Make a pending or the next ``events`` call return at once (thread-safe)."""

@@ -356,9 +356,10 @@ class CeleryExecutor:
             except Exception:
                 log.warning("could not revoke %s", flight.item.describe(), exc_info=True)
 
-    def cancel(self, key: tuple[int, str, int]) -> None:
+    def cancel(self, key: tuple[int, str, int], reason: str = "its run was stopped") -> None:
         flight = self._flight.pop(key, None)
         if flight is not None:
+            log.warning("stopping %s: %s", flight.item.describe(), reason)
             self._revoke(flight)
 
     def wake(self) -> None:

@@ -42,7 +42,7 @@ class InlineExecutor:
             out.append(Finished(run_attempt(item, self._resolve, self._reader)))
         return out
 
-    def cancel(self, key: tuple[int, str, int]) -> None:
+    def cancel(self, key: tuple[int, str, int], reason: str = "its run was stopped") -> None:
         self._queue = deque(i for i in self._queue if i.key != key)
 
     def wake(self) -> None:

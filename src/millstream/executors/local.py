@@ -211,11 +211,11 @@ class LocalExecutor:
     def in_flight(self) -> int:
         return sum(w.load for w in self._workers.values())
 
-    def cancel(self, key: tuple[int, str, int]) -> None:
+    def cancel(self, key: tuple[int, str, int], reason: str = "its run was stopped") -> None:
         for w in list(self._workers.values()):
             if w.current is not None and w.current.key == key:
-                log.warning("stopping %s: its run was stopped", w.current.describe())
-                _note(w.current, "stopped: its run was stopped")
+                log.warning("stopping %s: %s", w.current.describe(), reason)
+                _note(w.current, f"stopped: {reason}")
                 w.current = None
                 self._replace(w, kill=True)
                 return

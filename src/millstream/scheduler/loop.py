@@ -74,6 +74,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_FINISHED_RUN = (RunState.SUCCESS.value, RunState.FAILED.value)
+
+
 class StaleRunsError(RuntimeError):
     """Runs were cleared or marked since the planner last loaded them."""
 
@@ -618,6 +621,12 @@ class Scheduler:
         with self.store.read() as conn:
             current = runs_q.running_clear_numbers(conn, owner=self.id)
         dropped = [pk for pk in self.runs if pk not in current]
+        if dropped:
+            with self.store.read() as conn:
+                finished = {pk for pk in dropped if runs_q.get_run_by_pk(conn, pk)["state"] in _FINISHED_RUN}
+            for pk in finished:  # a user marked the whole run: what still runs of it stops
+                self._cancel_active(pk, "its run was marked by a user")
+            dropped = [pk for pk in dropped if pk not in finished]
         if dropped and getattr(self.executor, "adopts_attempts", False):
             for pk in dropped:  # their remote attempts go on; their reports are not ours to read
                 self.executor.forget(pk)  # type: ignore[attr-defined]
@@ -627,7 +636,38 @@ class Scheduler:
             del self.runs[pk]  # finished outside this scheduler (marked by a user), or adopted
         stale = [pk for pk, n in current.items() if pk not in self.runs or self.runs[pk].clear_number != n]
         if stale:
+            self._stop_marked(stale)
             self._reload_runs(stale)
+
+    def _cancel_active(self, pk: int, reason: str) -> None:
+        for task_id, by_index in self.runs[pk].planner.states.items():
+            for idx, state in by_index.items():
+                if state in (S.QUEUED, S.RUNNING):
+                    self.executor.cancel((pk, task_id, idx), reason)
+
+    def _stop_marked(self, stale: list[int]) -> None:
+        """Attempts a user marked (or whose run a user marked) while they were queued or
+        running are stopped, as Airflow does: the database says they ended, so their process
+        must not go on with side effects. Nothing else ends an active attempt behind this
+        scheduler's back (a clear leaves active instances alone; an adoption drops the run)."""
+        with self.store.read() as conn:
+            for pk in stale:
+                run = self.runs.get(pk)
+                if run is None:
+                    continue
+                active = [
+                    (task_id, idx)
+                    for task_id, by_index in run.planner.states.items()
+                    for idx, state in by_index.items()
+                    if state in (S.QUEUED, S.RUNNING)
+                ]
+                if not active:
+                    continue
+                now = {(t, i): s for t, i, s in ti_q.states_of_run(conn, pk)}
+                for task_id, idx in active:
+                    state = now.get((task_id, idx))
+                    if state is not None and state not in (S.QUEUED, S.RUNNING):
+                        self.executor.cancel((pk, task_id, idx), f"marked {state.value} by a user")
 
     def _cancel_adopted_away(self, dropped: list[int]) -> None:
         """Runs another scheduler adopted while we were presumed dead (a long pause, a
@@ -639,10 +679,7 @@ class Scheduler:
             if owner is None or owner == self.id:
                 continue
             run = self.runs[pk]
-            for task_id, by_index in run.planner.states.items():
-                for idx, state in by_index.items():
-                    if state in (S.QUEUED, S.RUNNING):
-                        self.executor.cancel((pk, task_id, idx))
+            self._cancel_active(pk, f"its run was adopted by {owner}")
             log.warning(
                 "run %s of %s was adopted by %s; stopped its attempts here", run.run_id, run.dag_id, owner
             )
