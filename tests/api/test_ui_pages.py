@@ -139,3 +139,14 @@ def test_a_cleared_runs_gantt_keeps_earlier_bars_on_the_chart():
     bars, total, _ = gantt(spans, ["a", "b"], {}, t + timedelta(hours=1), t + timedelta(hours=1, seconds=5))
     assert all(b.x >= 0 and b.x + b.width <= 761 for b in bars)
     assert total == pytest.approx(3605)
+
+
+def test_instances_are_found_by_map_index_or_label(api: Api, admin):
+    r = quote(api.run_id, safe="")
+    base = f"/dags/{REF}/runs/{r}/tasks/process_file/instances"
+    assert len(re.findall(r"data-map-index=", admin.get(base).text)) == 3
+    one = admin.get(base, params={"q": "2"}).text
+    assert re.findall(r'data-map-index="(\d+)"', one) == ["2"]
+    assert re.findall(r'data-map-index="(\d+)"', admin.get(base, params={"q": "no such label"}).text) == []
+    api_page = api.admin.get(f"/api/v1/dags/{REF}/runs/{r}/tasks", params={"label": "%"}).json()
+    assert api_page["total"] == 0  # % is a character here, not a wildcard

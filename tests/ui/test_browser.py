@@ -115,6 +115,10 @@ def test_mapped_instances_show_their_labels(browser, server: Server, shots: Path
     expect(rows).to_have_count(4, timeout=WAIT)
     expect(page.locator("tr[data-map-index='1']")).to_contain_text("south.csv")
     expect(page.locator("tr[data-map-index='3'] .state")).to_have_text("success", timeout=WAIT)
+    page.fill("form.search input[name=q]", "SOUTH")
+    page.press("form.search input[name=q]", "Enter")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-map-index", "1")
     page.close()
 
 

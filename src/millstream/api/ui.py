@@ -264,13 +264,24 @@ def instances_page(
     task_id: str,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     state: Annotated[str | None, Query(max_length=20)] = None,
+    q: Annotated[str | None, Query(max_length=1000, description="A map index, or part of a label.")] = None,
 ) -> Response:
-    """A mapped task's instances, a page at a time, with their labels."""
+    """A mapped task's instances, a page at a time, with their labels; ``q`` finds one."""
     who, store, dag = _dag_context(request, dag_id)
+    q = (q or "").strip()
+    by_index = int(q) if q.isdigit() and int(q) <= MAX_INT else None
     page = runs_r.list_task_instances(
-        dag_id, run_id, store, who, Paging(INSTANCES_PAGE, offset), task_id=task_id, state=state or None
+        dag_id,
+        run_id,
+        store,
+        who,
+        Paging(INSTANCES_PAGE, offset),
+        task_id=task_id,
+        state=state or None,
+        map_index=by_index,
+        label=q if q and by_index is None else None,
     )
-    if page.total == 0 and not state:
+    if page.total == 0 and not state and not q:
         raise NotFoundError(f"run {run_id!r} has no task {task_id!r}")
     name = "instances_table.html" if _fragment(request) else "instances.html"
     return _render(
@@ -282,6 +293,7 @@ def instances_page(
         task_id=task_id,
         page=page,
         state=state or "",
+        q=q,
         size=INSTANCES_PAGE,
     )
 

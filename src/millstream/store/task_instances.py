@@ -327,10 +327,19 @@ def attempt_of(conn: Connection, key: tuple[int, str, int], *, lock: bool = Fals
 
 
 def query_for_run(
-    run_pk: int, *, task_id: str | None = None, state: str | None = None, map_index: int | None = None
+    run_pk: int,
+    *,
+    task_id: str | None = None,
+    state: str | None = None,
+    map_index: int | None = None,
+    label: str | None = None,
 ) -> sa.Select:
-    """A run's instances matching every filter given, by task then map index."""
+    """A run's instances matching every filter given (``label``: part of it, any case), by
+    task then map index."""
     q = sa.select(ti).where(ti.c.run_pk == run_pk).order_by(ti.c.task_id, ti.c.map_index)
+    if label:
+        escaped = label.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(ti.c.label.ilike(f"%{escaped}%", escape="\\"))
     if task_id is not None:
         q = q.where(ti.c.task_id == task_id)
     if state is not None:

@@ -28,8 +28,13 @@
   }
 
   // -- live fragments -------------------------------------------------------------------------
+  function typing(el) {
+    var a = document.activeElement;
+    return a && el.contains(a) && (a.tagName === "INPUT" || a.tagName === "TEXTAREA" || a.tagName === "SELECT");
+  }
+
   function refresh(el) {
-    if (el._busy) return Promise.resolve();
+    if (el._busy || (typing(el) && el._last !== null && el._last !== undefined)) return Promise.resolve();
     el._busy = true;
     return fetch(el.getAttribute("data-live"), { credentials: "same-origin" }).then(function (r) {
       if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); return; }
@@ -121,8 +126,26 @@
     return template.replace(/\{(\w+)\}/g, function (_, k) { return encodeURIComponent(data[k]); });
   }
 
+  function loadPanel(url) {
+    var panel = document.getElementById("panel");
+    if (!panel) { location.href = url.replace(/[?&]fragment=1/, ""); return; }
+    if (url.indexOf("fragment=1") < 0) url += (url.indexOf("?") < 0 ? "?" : "&") + "fragment=1";
+    panel.setAttribute("data-live", url);
+    panel.hidden = false;
+    panel._last = null;
+    refresh(panel).then(function () { panel.scrollIntoView({ block: "nearest" }); });
+  }
+
   document.addEventListener("submit", function (ev) {
     var form = ev.target;
+    if (form.hasAttribute("data-panel-form")) {
+      // find an instance: in the grid's panel if there is one, else as a page
+      ev.preventDefault();
+      var url = form.getAttribute("action") + "?" + new URLSearchParams(new FormData(form)).toString();
+      if (document.getElementById("panel")) loadPanel(url);
+      else location.href = url;
+      return;
+    }
     if (!form.hasAttribute("data-api")) return;
     ev.preventDefault();
     var err = form.querySelector("[data-error]");
@@ -169,14 +192,7 @@
     } else {
       // a mapped task's instances, shown in the panel under the grid (and kept live there)
       ev.preventDefault();
-      var panel = document.getElementById("panel");
-      var url = el.getAttribute("data-panel") || el.getAttribute("href");
-      if (!panel) { location.href = url.replace(/[?&]fragment=1/, ""); return; }
-      if (url.indexOf("fragment=1") < 0) url += (url.indexOf("?") < 0 ? "?" : "&") + "fragment=1";
-      panel.setAttribute("data-live", url);
-      panel.hidden = false;
-      panel._last = null;
-      refresh(panel).then(function () { panel.scrollIntoView({ block: "nearest" }); });
+      loadPanel(el.getAttribute("data-panel") || el.getAttribute("href"));
     }
   });
 
