@@ -61,6 +61,7 @@ def _duration(seconds: float | None) -> str:
 
 
 templates.env.filters["dt"] = _fmt
+templates.env.filters["short"] = lambda v: v.astimezone(UTC).strftime("%m-%d %H:%M") if v else ""
 templates.env.filters["dur"] = _duration
 templates.env.filters["q"] = lambda v: quote(str(v), safe="")
 templates.env.globals["STATES"] = graph.STATE_PRIORITY
