@@ -203,6 +203,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Address the API server and web UI listen on (`0.0.0.0` for every interface).",
     ),
     Setting("api", "port", 8080, "Port of the API server and web UI.", _positive_int),
+    Setting(
+        "api",
+        "secure_cookies",
+        False,
+        "Send the UI's session cookie over HTTPS only: set it when the UI is served behind TLS.",
+        _bool,
+    ),
 )
 
 
@@ -249,6 +256,7 @@ class Settings:
     cron_data_intervals: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
+    secure_cookies: bool = False
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> where it came from
 

@@ -546,3 +546,33 @@ def test_login_with_an_impossible_username_is_a_401(api: Api):
 def test_a_backfill_of_the_future_is_refused(api: Api):
     body = {"dag_id": "daily_report", "from_date": "2999-01-01", "to_date": "2999-01-05"}
     error(api.admin.post("/api/v1/backfills", json=body), 422, "in the future")
+
+
+def test_password_guessing_is_throttled_per_username(api: Api):
+    from millstream.store import users as users_q
+
+    with api.harness.store.begin() as conn:
+        users_q.create_user(conn, "guessme", "password-g", "viewer")
+    for _ in range(10):
+        error(api.anon.post("/api/v1/auth/token", json={"username": "guessme", "password": "nope"}), 401)
+    r = api.anon.post("/api/v1/auth/token", json={"username": "guessme", "password": "password-g"})
+    error(r, 429, "too many wrong passwords")
+    assert 1 <= int(r.headers["retry-after"]) <= 301
+    page = TestClient(api.app).post("/login", data={"username": "guessme", "password": "password-g"})
+    assert page.status_code == 429 and "too many wrong passwords" in page.text
+    # other users are not affected
+    ok(api.anon.post("/api/v1/auth/token", json={"username": "reader", "password": "password-2"}), 201)
+
+
+def test_health_says_when_the_database_is_down(api: Api):
+    from millstream.store import Store
+
+    real = api.app.state.store
+    api.app.state.store = Store("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    try:
+        r = api.anon.get("/api/v1/health")
+        assert r.status_code == 503 and r.json()["status"] == "degraded"
+        assert "unreachable" in r.json()["database"]
+    finally:
+        api.app.state.store.dispose()
+        api.app.state.store = real

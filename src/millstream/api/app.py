@@ -14,6 +14,7 @@ from millstream.api import errors
 from millstream.api.auth import User
 from millstream.api.routes import assets, backfills, dags, pools, runs, system
 from millstream.api.schemas import ERRORS
+from millstream.api.throttle import LoginThrottle
 from millstream.settings import Settings
 from millstream.store import Store, ensure_schema
 from millstream.store import users as users_q
@@ -66,6 +67,7 @@ def create_app(settings: Settings, store: Store | None = None, *, ui: bool = Tru
     )
     app.state.store = store
     app.state.settings = settings
+    app.state.throttle = LoginThrottle()
     errors.install(app)
     for module in (system, dags, runs, assets, backfills, pools):
         app.include_router(module.router, prefix=API, responses=ERRORS)
@@ -84,7 +86,7 @@ def create_app(settings: Settings, store: Store | None = None, *, ui: bool = Tru
         session_cookie="millstream_session",
         max_age=12 * 3600,
         same_site="lax",
-        https_only=False,
+        https_only=settings.secure_cookies,
     )
     app.add_middleware(RefuseNul)
     return app

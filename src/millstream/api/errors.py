@@ -76,6 +76,7 @@ def install(app: FastAPI) -> None:
             403: "forbidden",
             404: "not_found",
             405: "method_not_allowed",
+            429: "too_many_requests",
         }
         return JSONResponse(
             {"detail": exc.detail, "type": kinds.get(exc.status_code, "error")},

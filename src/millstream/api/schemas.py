@@ -68,6 +68,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "Unknown DAG, run, task, asset, backfill or pool"},
     409: {"model": ErrorOut, "description": "Contradicts the current state"},
     422: {"model": ErrorOut, "description": "Invalid request: the message names the field"},
+    429: {"model": ErrorOut, "description": "Too many wrong passwords for this username; see Retry-After"},
 }
 
 

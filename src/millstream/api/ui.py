@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import FastAPI, Form, Query, Request
+from fastapi import FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -145,11 +145,19 @@ def login(
     password: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
+    throttle = request.app.state.throttle
+    try:
+        throttle.check(username)
+    except HTTPException as e:
+        return _render(
+            request, "login.html", None, next=_safe_next(next), error=e.detail, username=username, code=429
+        )
     user = None
     if users_q.valid_username(username):  # (a NUL or such never reaches the database)
         with _store(request).read() as conn:
             user = users_q.authenticate(conn, username, password)
     if user is None:
+        throttle.failed(username)
         return _render(
             request,
             "login.html",
@@ -159,6 +167,7 @@ def login(
             username=username,
             code=401,
         )
+    throttle.succeeded(username)
     start_session(request, user["id"], user["username"], user["session_epoch"])
     return RedirectResponse(_safe_next(next), status_code=303)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from millstream.api.auth import Admin, User
@@ -41,12 +41,17 @@ def health(store: StoreDep, settings: SettingsDep) -> Health | JSONResponse:
 @router.post(
     "/auth/token", response_model=TokenOut, status_code=201, tags=["Users"], summary="Get a bearer token"
 )
-def token(body: TokenBody, store: StoreDep) -> TokenOut:
-    """Exchanges a username and password for a token (shown once); open to everyone, as a login is."""
+def token(body: TokenBody, store: StoreDep, request: Request) -> TokenOut:
+    """Exchanges a username and password for a token (shown once); open to everyone, as a
+    login is. Too many wrong passwords for a username make it wait (429)."""
+    throttle = request.app.state.throttle
+    throttle.check(body.username)
     with store.begin() as conn:
         user = users_q.authenticate(conn, body.username, body.password)
         if user is None:
+            throttle.failed(body.username)
             raise HTTPException(401, "wrong username or password")
+        throttle.succeeded(body.username)
         return TokenOut(token=users_q.create_token(conn, user["username"], body.name))
 
 
