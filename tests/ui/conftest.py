@@ -55,6 +55,33 @@ labelled_files()
 """
 
 
+TALKATIVE = """
+import os
+import time
+from pathlib import Path
+
+from millstream import dag, task
+
+GATE = Path(os.environ["MILLSTREAM_HOME"]) / "talk-gate"
+
+
+@dag(schedule=None)
+def talkative():
+    @task
+    def talk():
+        print("first line", flush=True)
+        deadline = time.monotonic() + 60
+        while not GATE.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print("second line", flush=True)
+
+    talk()
+
+
+talkative()
+"""
+
+
 @dataclass
 class Server:
     url: str
@@ -83,6 +110,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for name in ("process_daily_files.py", "daily_report.py", "temp_workspace.py", "csv_arrivals.py"):
         shutil.copy(EXAMPLES / name, dags)
     (dags / "labelled_files.py").write_text(LABELLED)
+    (dags / "talkative.py").write_text(TALKATIVE)
     port = free_port()
     env = {**os.environ, "MILLSTREAM_HOME": str(home), "MILLSTREAM_DAGS_FOLDER": str(dags)}
     env["MILLSTREAM__API__PORT"] = str(port)

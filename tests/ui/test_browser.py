@@ -149,3 +149,22 @@ def test_a_viewer_sees_no_buttons_that_change_things(browser, server: Server):
     page.goto(server.url + "/backfills")
     expect(page.locator("button[data-open=new-backfill]")).to_have_count(0)
     page.close()
+
+
+def test_a_running_tasks_log_is_followed_live(browser, server: Server):
+    server.cli("dags", "trigger", "talkative", "--run-id", "live")
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    login(page, server)
+    page.goto(server.url + "/dags/talkative/runs/live/tasks/talk")
+    log = page.locator("pre.log")
+    expect(log).to_contain_text("first line", timeout=WAIT)  # the page may open before the task starts
+    expect(log).to_have_class(re.compile(r"\bfollowing\b"))
+    expect(log).not_to_contain_text("second line")
+    page.evaluate("window.__not_reloaded = true")
+    (server.home / "talk-gate").touch()
+    expect(log).to_contain_text("second line", timeout=WAIT)
+    expect(log).to_have_class(re.compile(r"\bcomplete\b"), timeout=WAIT)
+    expect(page.locator("dl.facts .state")).to_have_text("success", timeout=WAIT)
+    assert page.evaluate("window.__not_reloaded") is True
+    assert log.inner_text().count("first line") == 1  # followed from an offset, not re-sent
+    page.close()
