@@ -150,3 +150,8 @@ def test_instances_are_found_by_map_index_or_label(api: Api, admin):
     assert re.findall(r'data-map-index="(\d+)"', admin.get(base, params={"q": "no such label"}).text) == []
     api_page = api.admin.get(f"/api/v1/dags/{REF}/runs/{r}/tasks", params={"label": "%"}).json()
     assert api_page["total"] == 0  # % is a character here, not a wildcard
+    assert admin.get(base, params={"q": "\u00b2"}).status_code == 200  # a digit to isdigit(), not to int()
+    found = api.admin.get(
+        f"/api/v1/dags/{REF}/runs/{r}/tasks", params={"search": "1", "task_id": "process_file"}
+    )
+    assert [t["map_index"] for t in found.json()["items"]] == [1]

@@ -68,8 +68,10 @@ def test_a_report_arriving_after_the_user_marked_the_run_does_not_undo_the_mark(
     control.mark_run(harness.store, "gated", "g1", RunState.FAILED)
     gate.touch()  # a's success report races with the scheduler noticing (and stopping) it
     assert harness.wait_run("gated", run_id) == "failed"
+    # a's report (if it finished before it was stopped) is applied or ignored by the
+    # scheduler's own thread: wait until it has been, then the mark must still hold.
+    wait_for(lambda: not harness.scheduler.executor.in_flight(), 30, "a's attempt to be done with")
     harness.scheduler.nudge()
-    harness.scheduler.step(max_wait=0.2)
     tis = harness.tis("gated", "g1")
     assert (tis["a"]["state"], tis["b"]["state"], tis["c"]["state"]) == ("failed", "skipped", "skipped")
     assert "b" not in notes(log)
@@ -204,3 +206,66 @@ def test_marking_a_running_run_stops_its_attempts(harness, tmp_path):
     gate.touch()
     assert harness.wait_run("gated", run_id) == "failed"
     assert "a-end" not in notes(log)
+
+
+BUSY = """
+import time
+from pathlib import Path
+from millstream import dag, task
+
+GATE = Path({gate!r})
+LOG = Path({log!r})
+
+def note(x):
+    with LOG.open("a") as f:
+        f.write(x + "\\n")
+
+@dag(schedule=None)
+def busy():
+    @task
+    def a():
+        note("a-start")
+        deadline = time.monotonic() + 60
+        while not GATE.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        note("a-end")
+
+    @task
+    def items():
+        return list(range(300))
+
+    @task
+    def m(i):
+        time.sleep(0.02)
+
+    a()
+    m.expand(i=items())
+
+busy()
+"""
+
+
+def test_a_mark_made_while_other_instances_report_still_stops_the_attempt(harness, tmp_path):
+    """The turn that meets the mark is refused as stale and the scheduler rebuilds from the
+    store: the rebuild must stop the marked attempt too (found by review: it ran on)."""
+    from millstream.core.states import TaskState
+    from millstream.worker.runner import log_path
+
+    gate, log = tmp_path / "gate", tmp_path / "log"
+    harness.write_dag("busy.py", BUSY.format(gate=str(gate), log=str(log)))
+    harness.start(parallelism=4)
+    harness.trigger("busy", run_id="r")
+    wait_for(lambda: log.exists() and "a-start" in log.read_text(), 30, "a to start")
+    wait_for(
+        lambda: any(
+            k.startswith("m[") and v["state"] == "success" for k, v in harness.tis("busy", "r").items()
+        ),
+        30,
+        "the mapped instances to report",
+    )
+    control.mark_task_instances(harness.store, "busy", "r", "a", TaskState.FAILED)
+    attempt_log = log_path(harness.home / "logs", "busy", "r", "a", -1, 1)
+    wait_for(lambda: "stopped: marked failed by a user" in open(attempt_log).read(), 30, "a to be stopped")
+    gate.touch()
+    assert harness.wait_run("busy", "r") == "failed"
+    assert "a-end" not in log.read_text()

@@ -146,18 +146,23 @@ def login(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     throttle = request.app.state.throttle
-    try:
-        throttle.check(username)
-    except HTTPException as e:
-        return _render(
-            request, "login.html", None, next=_safe_next(next), error=e.detail, username=username, code=429
-        )
     user = None
     if users_q.valid_username(username):  # (a NUL or such never reaches the database)
+        try:
+            throttle.attempt(username)
+        except HTTPException as e:
+            return _render(
+                request,
+                "login.html",
+                None,
+                next=_safe_next(next),
+                error=e.detail,
+                username=username,
+                code=429,
+            )
         with _store(request).read() as conn:
             user = users_q.authenticate(conn, username, password)
     if user is None:
-        throttle.failed(username)
         return _render(
             request,
             "login.html",
@@ -279,7 +284,6 @@ def instances_page(
     """A mapped task's instances, a page at a time, with their labels; ``q`` finds one."""
     who, store, dag = _dag_context(request, dag_id)
     q = (q or "").strip()
-    by_index = int(q) if q.isdigit() and int(q) <= MAX_INT else None
     page = runs_r.list_task_instances(
         dag_id,
         run_id,
@@ -288,8 +292,7 @@ def instances_page(
         Paging(INSTANCES_PAGE, offset),
         task_id=task_id,
         state=state or None,
-        map_index=by_index,
-        label=q if q and by_index is None else None,
+        search=q,
     )
     if page.total == 0 and not state and not q:
         raise NotFoundError(f"run {run_id!r} has no task {task_id!r}")

@@ -145,6 +145,7 @@ class LocalExecutor:
         self._workers: dict[int, _Worker] = {}
         self._spawns: list[float] = []
         self._cancelled: set[tuple[tuple[int, str, int], int]] = set()
+        self._backlog: list[Event] = []  # reports read outside events() (by cancel), not yet returned
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
         self._wake_lock = threading.Lock()
@@ -211,8 +212,20 @@ class LocalExecutor:
     def in_flight(self) -> int:
         return sum(w.load for w in self._workers.values())
 
+    def _catch_up(self, w: _Worker) -> None:
+        """Read what the worker has reported so far, so ``current`` is what it runs now (a
+        worker that finished the attempt and took the next must not be killed for it)."""
+        try:
+            while w.reports.poll():
+                self._backlog.extend(self._track(w, w.reports.recv()))
+        except (EOFError, OSError):
+            pass  # it died: the watchdog deals with it
+
     def cancel(self, key: tuple[int, str, int], reason: str = "its run was stopped") -> None:
         for w in list(self._workers.values()):
+            self._catch_up(w)
+            if self._workers.get(w.pid) is not w:
+                continue  # replaced while catching up
             if w.current is not None and w.current.key == key:
                 log.warning("stopping %s: %s", w.current.describe(), reason)
                 _note(w.current, f"stopped: {reason}")
@@ -234,9 +247,9 @@ class LocalExecutor:
 
     def events(self, timeout: float) -> list[Event]:
         assert self._wake_r is not None
+        out, self._backlog = self._backlog, []
         conns = [w.reports for w in self._workers.values()] + [self._wake_r]
-        ready = wait(conns, timeout=min(timeout, self._watch_interval()))
-        out: list[Event] = []
+        ready = wait(conns, timeout=0 if out else min(timeout, self._watch_interval()))
         by_conn = {w.reports: w for w in self._workers.values()}
         for conn in ready:
             if conn is self._wake_r:

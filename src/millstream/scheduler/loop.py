@@ -603,6 +603,8 @@ class Scheduler:
         executor still holds them and will report on them.
         """
         now = self.clock()
+        if self.runs:
+            self._stop_what_users_ended(list(self.runs))  # a turn refused as stale may hide a mark
         self.runs.clear()
         self._ready.clear()
         self._ready_rank.clear()
@@ -624,8 +626,7 @@ class Scheduler:
         if dropped:
             with self.store.read() as conn:
                 finished = {pk for pk in dropped if runs_q.get_run_by_pk(conn, pk)["state"] in _FINISHED_RUN}
-            for pk in finished:  # a user marked the whole run: what still runs of it stops
-                self._cancel_active(pk, "its run was marked by a user")
+            self._stop_what_users_ended(sorted(finished))  # a user marked the whole run
             dropped = [pk for pk in dropped if pk not in finished]
         if dropped and getattr(self.executor, "adopts_attempts", False):
             for pk in dropped:  # their remote attempts go on; their reports are not ours to read
@@ -636,7 +637,7 @@ class Scheduler:
             del self.runs[pk]  # finished outside this scheduler (marked by a user), or adopted
         stale = [pk for pk, n in current.items() if pk not in self.runs or self.runs[pk].clear_number != n]
         if stale:
-            self._stop_marked(stale)
+            self._stop_what_users_ended(stale)
             self._reload_runs(stale)
 
     def _cancel_active(self, pk: int, reason: str) -> None:
@@ -645,13 +646,16 @@ class Scheduler:
                 if state in (S.QUEUED, S.RUNNING):
                     self.executor.cancel((pk, task_id, idx), reason)
 
-    def _stop_marked(self, stale: list[int]) -> None:
+    def _stop_what_users_ended(self, pks: list[int]) -> None:
         """Attempts a user marked (or whose run a user marked) while they were queued or
-        running are stopped, as Airflow does: the database says they ended, so their process
-        must not go on with side effects. Nothing else ends an active attempt behind this
-        scheduler's back (a clear leaves active instances alone; an adoption drops the run)."""
+        running are stopped, as Airflow does: the store says they ended, so their process
+        must not go on with side effects. Called before any planner is rebuilt from the
+        store (a user's change noticed by ``sync_runs``, or a turn refused as stale), since
+        the old planner is what knows they were running. Nothing but a user's mark ends an
+        active attempt behind this scheduler's back: a clear leaves active instances alone,
+        and an adoption resets them to be run again rather than to an end."""
         with self.store.read() as conn:
-            for pk in stale:
+            for pk in pks:
                 run = self.runs.get(pk)
                 if run is None:
                     continue
@@ -663,10 +667,14 @@ class Scheduler:
                 ]
                 if not active:
                     continue
+                if runs_q.get_run_by_pk(conn, pk)["state"] in _FINISHED_RUN:
+                    for task_id, idx in active:
+                        self.executor.cancel((pk, task_id, idx), "its run was marked by a user")
+                    continue
                 now = {(t, i): s for t, i, s in ti_q.states_of_run(conn, pk)}
                 for task_id, idx in active:
                     state = now.get((task_id, idx))
-                    if state is not None and state not in (S.QUEUED, S.RUNNING):
+                    if state in TERMINAL_TASK_STATES:
                         self.executor.cancel((pk, task_id, idx), f"marked {state.value} by a user")
 
     def _cancel_adopted_away(self, dropped: list[int]) -> None:

@@ -326,6 +326,11 @@ def attempt_of(conn: Connection, key: tuple[int, str, int], *, lock: bool = Fals
     return None if row is None else (row.state, row.try_number)
 
 
+def _label_like(text: str) -> sa.ColumnElement[bool]:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return ti.c.label.ilike(f"%{escaped}%", escape="\\")
+
+
 def query_for_run(
     run_pk: int,
     *,
@@ -333,13 +338,19 @@ def query_for_run(
     state: str | None = None,
     map_index: int | None = None,
     label: str | None = None,
+    search: str | None = None,
 ) -> sa.Select:
-    """A run's instances matching every filter given (``label``: part of it, any case), by
-    task then map index."""
+    """A run's instances matching every filter given, by task then map index. ``label``
+    matches part of the label in any case (ASCII only on SQLite); ``search`` matches a map
+    index written in digits, or part of the label."""
     q = sa.select(ti).where(ti.c.run_pk == run_pk).order_by(ti.c.task_id, ti.c.map_index)
     if label:
-        escaped = label.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        q = q.where(ti.c.label.ilike(f"%{escaped}%", escape="\\"))
+        q = q.where(_label_like(label))
+    if search:
+        cond = _label_like(search)
+        if search.isascii() and search.isdigit() and int(search) < 2**31:
+            cond = sa.or_(ti.c.map_index == int(search), cond)
+        q = q.where(cond)
     if task_id is not None:
         q = q.where(ti.c.task_id == task_id)
     if state is not None:

@@ -116,12 +116,19 @@ def list_task_instances(
     task_id: Annotated[str | None, Query(max_length=250)] = None,
     state: Annotated[str | None, Query(max_length=20)] = None,
     map_index: Annotated[int | None, Query(ge=-1, le=MAX_INT)] = None,
-    label: Annotated[str | None, Query(max_length=1000, description="Part of the label, any case.")] = None,
+    label: Annotated[
+        str | None, Query(max_length=1000, description="Part of the label (case folded for ASCII on SQLite).")
+    ] = None,
+    search: Annotated[
+        str | None, Query(max_length=1000, description="A map index, or part of the label.")
+    ] = None,
 ) -> Page[TaskInstanceOut]:
     with store.read() as conn:
         dags_q.get_dag(conn, dag_id)
         run = runs_q.get_run(conn, dag_id, run_id)
-        q = ti_q.query_for_run(run["id"], task_id=task_id, state=state, map_index=map_index, label=label)
+        q = ti_q.query_for_run(
+            run["id"], task_id=task_id, state=state, map_index=map_index, label=label, search=search or None
+        )
         rows, total = paging.page(conn, q, page.limit, page.offset)
     return Page(items=[ti_out(r, run_id) for r in rows], total=total, limit=page.limit, offset=page.offset)
 

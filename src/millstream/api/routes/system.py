@@ -45,11 +45,12 @@ def token(body: TokenBody, store: StoreDep, request: Request) -> TokenOut:
     """Exchanges a username and password for a token (shown once); open to everyone, as a
     login is. Too many wrong passwords for a username make it wait (429)."""
     throttle = request.app.state.throttle
-    throttle.check(body.username)
+    if not users_q.valid_username(body.username):  # cannot exist: no try to count
+        raise HTTPException(401, "wrong username or password")
+    throttle.attempt(body.username)
     with store.begin() as conn:
         user = users_q.authenticate(conn, body.username, body.password)
         if user is None:
-            throttle.failed(body.username)
             raise HTTPException(401, "wrong username or password")
         throttle.succeeded(body.username)
         return TokenOut(token=users_q.create_token(conn, user["username"], body.name))

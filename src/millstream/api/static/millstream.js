@@ -34,7 +34,7 @@
   }
 
   function refresh(el) {
-    if (el._busy || (typing(el) && el._last !== null && el._last !== undefined)) return Promise.resolve();
+    if (el._busy || (typing(el) && el._last !== null)) return Promise.resolve();  // null: a panel just (re)loaded
     el._busy = true;
     return fetch(el.getAttribute("data-live"), { credentials: "same-origin" }).then(function (r) {
       if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); return; }
