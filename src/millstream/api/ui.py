@@ -393,12 +393,13 @@ def backfills_page(request: Request, offset: Annotated[int, Query(ge=0, le=MAX_I
     who = _user(request)
     store = _store(request)
     page = backfills_r.list_backfills(store, who, Paging(50, offset))
-    with store.read() as conn:
+    if _fragment(request):  # the 2 s refresh: the table only
+        return _render(request, "backfills_table.html", who, page=page, offset=offset)
+    with store.read() as conn:  # DAGs the new-backfill form offers: those on a time schedule
         periodic = [
             r["dag_id"] for r in dags_q.list_dags(conn) if r["next_run_logical_date"] or _periodic(conn, r)
         ]
-    name = "backfills_table.html" if _fragment(request) else "backfills.html"
-    return _render(request, name, who, page=page, dag_ids=periodic, offset=offset)
+    return _render(request, "backfills.html", who, page=page, dag_ids=periodic, offset=offset)
 
 
 def _periodic(conn: Any, row: Any) -> bool:
