@@ -82,6 +82,35 @@ talkative()
 """
 
 
+GROUPED = """
+from millstream import TaskGroup, dag, task
+
+
+@dag(schedule=None)
+def grouped():
+    @task
+    def start():
+        return 1
+
+    with TaskGroup("clean") as clean:
+
+        @task
+        def a(x):
+            return x
+
+        @task
+        def b(x):
+            return x
+
+        b(a(1))
+
+    start() >> clean
+
+
+grouped()
+"""
+
+
 @dataclass
 class Server:
     url: str
@@ -111,6 +140,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         shutil.copy(EXAMPLES / name, dags)
     (dags / "labelled_files.py").write_text(LABELLED)
     (dags / "talkative.py").write_text(TALKATIVE)
+    (dags / "grouped.py").write_text(GROUPED)
     port = free_port()
     env = {**os.environ, "MILLSTREAM_HOME": str(home), "MILLSTREAM_DAGS_FOLDER": str(dags)}
     env["MILLSTREAM__API__PORT"] = str(port)

@@ -168,3 +168,19 @@ def test_a_running_tasks_log_is_followed_live(browser, server: Server):
     assert page.evaluate("window.__not_reloaded") is True
     assert log.inner_text().count("first line") == 1  # followed from an offset, not re-sent
     page.close()
+
+
+def test_a_task_group_folds_in_the_grid(browser, server: Server):
+    server.cli("dags", "trigger", "grouped", "--run-id", "g")
+    page = browser.new_page()
+    login(page, server)
+    page.goto(server.url + "/dags/grouped")
+    members = page.locator("tr[data-group=clean]")
+    expect(members).to_have_count(2, timeout=WAIT)
+    toggle = page.locator("[data-group-toggle=clean]")
+    toggle.click()
+    expect(members.first).to_be_hidden()
+    expect(toggle).to_have_text("\u25b8 clean")
+    toggle.click()
+    expect(members.first).to_be_visible()
+    page.close()

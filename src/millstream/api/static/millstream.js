@@ -101,8 +101,22 @@
     step();
   }
 
+  // Task groups folded in the grid stay folded across refreshes.
+  var folded = {};
+  function applyFolds(root) {
+    root.querySelectorAll("tr[data-group]").forEach(function (tr) {
+      var g = tr.getAttribute("data-group");
+      tr.hidden = Object.keys(folded).some(function (f) { return folded[f] && (g === f || g.indexOf(f + ".") === 0); });
+    });
+    root.querySelectorAll("[data-group-toggle]").forEach(function (b) {
+      var g = b.getAttribute("data-group-toggle");
+      b.textContent = (folded[g] ? "▸ " : "▾ ") + g;
+    });
+  }
+
   function init(root) {
     root.querySelectorAll("pre[data-log]").forEach(tail);
+    applyFolds(root);
   }
 
   // -- forms ----------------------------------------------------------------------------------
@@ -163,6 +177,13 @@
 
   // -- clicks ---------------------------------------------------------------------------------
   document.addEventListener("click", function (ev) {
+    var fold = ev.target.closest("[data-group-toggle]");
+    if (fold) {
+      var g = fold.getAttribute("data-group-toggle");
+      folded[g] = !folded[g];
+      applyFolds(document);
+      return;
+    }
     var el = ev.target.closest("[data-open],[data-close],[data-api],[data-dry-run],[data-panel],#panel [data-nav]");
     if (!el || el.tagName === "FORM") return;
     if (el.hasAttribute("data-open")) {
