@@ -202,6 +202,31 @@ def test_reference_dag_and_a_1000_instance_map_on_two_workers(tmp_path, pg_url):
             "process_file",
             "summarize",
         }
+        # An API server on another host (another home, no logs of its own) shows the log
+        # from the copy the worker left in the object store.
+        from fastapi.testclient import TestClient
+
+        from millstream.api import create_app
+        from millstream.settings import Settings
+        from millstream.store import users as users_q
+
+        with c.store.begin() as conn:
+            users_q.create_user(conn, "ops", "password-o", "viewer")
+            token = users_q.create_token(conn, "ops", "t")
+        api_env = {
+            "MILLSTREAM_HOME": str(tmp_path / "api-host"),
+            "MILLSTREAM__RESULTS__OBJECT_STORE_URL": str(tmp_path / "results"),
+        }
+        api = TestClient(
+            create_app(Settings.load(environ=api_env), c.store), headers={"Authorization": f"Bearer {token}"}
+        )
+        from urllib.parse import quote
+
+        log = api.get(
+            f"/api/v1/dags/process_daily_files/runs/{quote(ref, safe='')}/tasks/process_file/logs/1",
+            params={"map_index": 2},
+        ).json()
+        assert log["found"] and log["complete"] and "Processing file_003.csv" in log["content"]
         wide = c.trigger("wide")
         assert c.wait_run("wide", wide, timeout=240) == "success"
         with c.store.read() as conn:

@@ -168,11 +168,28 @@ def _run_remote(payload: dict[str, Any]) -> None:
         stop.set()
         beater.join(5)
     result.pid, result.hostname = pid, HOSTNAME
+    _ship_log(item)
     end = datetime.now(UTC)
     with st.store.begin() as conn:
         attempts_q.report(conn, item.key, item.try_number, "finished", Finished(result), end)
         attempts_q.drop_lease(conn, item.key, item.try_number)
     _publish(st.redis)
+
+
+def _ship_log(item: WorkItem) -> None:
+    """The log stays on this worker's disk; a copy goes to the object store, where the API
+    (on another host) reads it. Best effort: a failed copy costs the copy, not the attempt."""
+    if not item.result_store_url:
+        return
+    from millstream.store import objects
+
+    url = objects.log_url(
+        item.result_store_url, item.dag_id, item.run_id, item.task_id, item.map_index, item.try_number
+    )
+    try:
+        objects.copy_file(item.log_path, url)
+    except Exception:
+        log.warning("could not copy the log of %s to %s", item.describe(), url, exc_info=True)
 
 
 # -- the scheduler side ----------------------------------------------------------------------

@@ -27,6 +27,27 @@ def result_url(
     return f"{base.rstrip('/')}/{'/'.join(parts)}/{quote(key, safe='')}.json"
 
 
+def log_url(base: str, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+    """Where a remote worker leaves the log of an attempt once it has ended, so that the
+    API (on another host) can show it."""
+    parts = [quote(dag_id, safe=""), quote(run_id, safe=""), quote(task_id, safe=""), str(map_index)]
+    return f"{base.rstrip('/')}/logs/{'/'.join(parts)}/try{try_number}.log"
+
+
+def copy_file(path: str, url: str) -> None:
+    with open(path, "rb") as src, fsspec.open(url, "wb", auto_mkdir=True) as dst:
+        dst.write(src.read())
+
+
+def read_bytes(url: str) -> bytes | None:
+    """The object's bytes, or None when there is no such object."""
+    try:
+        with fsspec.open(url, "rb") as f:
+            return bytes(f.read())
+    except FileNotFoundError:
+        return None
+
+
 def write(url: str, text: str) -> None:
     with fsspec.open(url, "w", encoding="utf-8", auto_mkdir=True) as f:
         f.write(text)

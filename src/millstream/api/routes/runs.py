@@ -194,6 +194,23 @@ def get_log(
         or ti["state"] in (TaskState.UP_FOR_RETRY.value, TaskState.UP_FOR_RESCHEDULE.value)
     )
     content, next_offset, found = _read_chunk(path, offset, ended)
+    if not found and ended and settings.object_store_url:
+        # Run on another host (a Celery worker): its copy in the object store, once it ended.
+        from millstream.store import objects
+
+        data = objects.read_bytes(
+            objects.log_url(settings.object_store_url, dag_id, run_id, task_id, map_index, try_number)
+        )
+        if data is not None:
+            start = min(offset, len(data))
+            return LogOut(
+                try_number=try_number,
+                content=data[start : start + LOG_CHUNK].decode("utf-8", errors="replace"),
+                offset=offset,
+                next_offset=min(len(data), start + LOG_CHUNK),
+                complete=start + LOG_CHUNK >= len(data),
+                found=True,
+            )
     complete = ended and (not found or next_offset >= os.path.getsize(path))
     return LogOut(
         try_number=try_number,

@@ -83,6 +83,7 @@
         return r.json();
       }).then(function (d) {
         if (d.content) {
+          if (pre._placeholder) { pre.textContent = ""; pre._placeholder = false; }
           var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
           pre.appendChild(document.createTextNode(d.content));
           if (atEnd) pre.scrollTop = pre.scrollHeight;
@@ -91,8 +92,14 @@
         if (d.complete) {
           pre.classList.remove("following");
           pre.classList.add("complete");
-          if (!pre.textContent) pre.textContent = d.found ? "(empty log)" : "(no log on this server for this attempt)";
+          if (!pre.textContent || pre._placeholder) {
+            pre.textContent = d.found ? "(empty log)" : "(no log for this attempt here, nor in the object store)";
+          }
         } else {
+          if (!d.found && !pre.textContent) {
+            pre.textContent = "(waiting for the log: an attempt on another host shows its log once it ends)";
+            pre._placeholder = true;
+          }
           pre.classList.add("following");
           setTimeout(step, LOG_MS);
         }
