@@ -576,3 +576,59 @@ def test_health_says_when_the_database_is_down(api: Api):
     finally:
         api.app.state.store.dispose()
         api.app.state.store = real
+
+
+def test_log_chunks_reassemble_exactly_across_cut_characters():
+    import io
+
+    from millstream.api.routes.runs import LOG_CHUNK, _read_chunk
+
+    text = "x" + "é" * (LOG_CHUNK // 2 + 10)  # a 2-byte character falls across the chunk's end
+    f = io.BytesIO(text.encode())
+    got, offset, size = "", 0, None
+    while size is None or offset < size:
+        part, offset, size = _read_chunk(f, offset, ended=True)
+        got += part
+    assert got == text and "\ufffd" not in got
+
+
+def test_a_log_from_another_host_is_read_from_the_object_store(api: Api, tmp_path):
+    from millstream.settings import Settings
+    from millstream.store import objects
+
+    with api.harness.store.read() as conn:
+        from millstream.store import runs as runs_q
+
+        run_pk = runs_q.get_run(conn, REF, api.run_id)["id"]
+    store_url = str(tmp_path / "objects")
+    local = api.harness.home / "logs"
+    from millstream.worker.runner import log_path
+
+    objects.copy_file(
+        log_path(local, REF, api.run_id, "process_file", 1, 1),
+        objects.log_url(store_url, REF, run_pk, "process_file", 1, 1),
+    )
+    env = {"MILLSTREAM_HOME": str(tmp_path / "elsewhere"), "MILLSTREAM__RESULTS__OBJECT_STORE_URL": store_url}
+    from millstream.api import create_app
+
+    other = TestClient(
+        create_app(Settings.load(environ=env), api.harness.store), headers=dict(api.admin.headers)
+    )
+    url = f"/api/v1/dags/{REF}/runs/{q(api.run_id)}/tasks/process_file/logs/1"
+    log = ok(other.get(url, params={"map_index": 1}))
+    assert log["found"] and log["complete"] and "Processing file_002.csv" in log["content"]
+    missing = ok(other.get(url, params={"map_index": 2}))  # no copy of this one
+    assert not missing["found"] and missing["complete"] and missing["content"] == ""
+    env["MILLSTREAM__RESULTS__OBJECT_STORE_URL"] = "http://127.0.0.1:9/unreachable"
+    down = TestClient(
+        create_app(Settings.load(environ=env), api.harness.store), headers=dict(api.admin.headers)
+    )
+    assert ok(down.get(url, params={"map_index": 1}))["found"] is False  # not a 500
+
+
+def test_log_urls_stay_apart_and_inside_the_store():
+    from millstream.store.objects import log_url
+
+    a = log_url("/base", "..", 7, "..", 0, 1)
+    assert "/../" not in a and a.startswith("/base/logs/dag=..")
+    assert log_url("/base", "alpha", 1, "t", -1, 1) != log_url("/base", "beta", 1, "t", -1, 1)

@@ -193,4 +193,29 @@ def test_task_groups_are_grouped_in_the_grid(api: Api, admin):
     api.harness.wait_run("grouped", api.harness.trigger("grouped"))
     page = admin.get("/dags/grouped").text
     assert page.count('data-group-toggle="clean"') == 1
-    assert re.findall(r'data-task="([^"]+)" data-group="clean"', page) == ["clean.a", "clean.b"]
+    assert re.findall(r'data-task="([^"]+)" data-groups="clean"', page) == ["clean.a", "clean.b"]
+
+
+def test_grid_rows_keep_groups_together_and_nest_them():
+    from types import SimpleNamespace as T
+
+    from millstream.api.graph import grid_rows
+
+    tasks = [
+        T(task_id="outer.inner.b", group_id="outer.inner"),
+        T(task_id="g.a", group_id="g"),
+        T(task_id="y", group_id=None),
+        T(task_id="outer.c", group_id="outer"),
+        T(task_id="g.z", group_id="g"),
+    ]
+    rows = [(r.kind, r.id, r.depth, r.groups) for r in grid_rows(tasks)]
+    assert rows == [
+        ("group", "outer", 0, []),
+        ("group", "outer.inner", 1, ["outer"]),
+        ("task", "outer.inner.b", 2, ["outer", "outer.inner"]),
+        ("task", "outer.c", 1, ["outer"]),
+        ("group", "g", 0, []),
+        ("task", "g.a", 1, ["g"]),
+        ("task", "g.z", 1, ["g"]),
+        ("task", "y", 0, []),
+    ]

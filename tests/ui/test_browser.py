@@ -175,7 +175,7 @@ def test_a_task_group_folds_in_the_grid(browser, server: Server):
     page = browser.new_page()
     login(page, server)
     page.goto(server.url + "/dags/grouped")
-    members = page.locator("tr[data-group=clean]")
+    members = page.locator("tr[data-task^='clean.']")
     expect(members).to_have_count(2, timeout=WAIT)
     toggle = page.locator("[data-group-toggle=clean]")
     toggle.click()

@@ -193,6 +193,52 @@ def asset_graph(assets: Sequence[Mapping[str, Any]], dag_ids: Sequence[str] = ()
 
 
 @dataclass
+class GridRow:
+    kind: str  # group | task
+    id: str  # the group id, or the task id
+    depth: int  # how many groups it is inside
+    groups: list[str]  # the groups it is inside, outermost first (what folds it)
+    task: Any = None
+
+
+def _ancestors(group_id: str | None) -> list[str]:
+    """``outer.inner`` -> [outer, outer.inner]: groups nest by their prefixed ids (a group
+    made with ``prefix_group_id=False`` shows as a group of its own, not nested)."""
+    if not group_id:
+        return []
+    parts = group_id.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def grid_rows(tasks: Sequence[Any]) -> list[GridRow]:
+    """The grid's rows: tasks in the given (topological) order, except that the tasks of a
+    group are kept together, under a header row for the group and each group it is in,
+    where the group first appears."""
+    root: list[Any] = []  # items: ("task", t) or ("group", id, children)
+    groups: dict[str, list[Any]] = {}
+    for t in tasks:
+        siblings = root
+        for g in _ancestors(t.group_id):
+            if g not in groups:
+                groups[g] = []
+                siblings.append(("group", g, groups[g]))
+            siblings = groups[g]
+        siblings.append(("task", t))
+    rows: list[GridRow] = []
+
+    def walk(items: list[Any], inside: list[str]) -> None:
+        for item in items:
+            if item[0] == "group":
+                rows.append(GridRow("group", item[1], len(inside), list(inside)))
+                walk(item[2], [*inside, item[1]])
+            else:
+                rows.append(GridRow("task", item[1].task_id, len(inside), list(inside), item[1]))
+
+    walk(root, [])
+    return rows
+
+
+@dataclass
 class Bar:
     task_id: str
     x: float

@@ -215,9 +215,19 @@ def grid_page(
     who, store, dag = _dag_context(request, dag_id)
     grid = dags_r.grid(dag_id, store, who, Paging(GRID_RUNS, offset), state=state or None)
     runs = list(reversed(grid.runs))  # oldest on the left, as time reads
+    rows = graph.grid_rows(grid.tasks)
     name = "grid_table.html" if _fragment(request) else "grid.html"
     return _render(
-        request, name, who, dag=dag, grid=grid, runs=runs, offset=offset, limit=GRID_RUNS, state=state or ""
+        request,
+        name,
+        who,
+        dag=dag,
+        grid=grid,
+        runs=runs,
+        rows=rows,
+        offset=offset,
+        limit=GRID_RUNS,
+        state=state or "",
     )
 
 

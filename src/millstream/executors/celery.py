@@ -164,11 +164,11 @@ def _run_remote(payload: dict[str, Any]) -> None:
         result = run_attempt(
             item, lambda f, d: st.dags.resolve_version(f, d, item.dag_version_id, st.store), st.reader
         )
+        _ship_log(item)  # while the lease is still renewed: a slow copy must not lose the attempt
     finally:
         stop.set()
         beater.join(5)
     result.pid, result.hostname = pid, HOSTNAME
-    _ship_log(item)
     end = datetime.now(UTC)
     with st.store.begin() as conn:
         attempts_q.report(conn, item.key, item.try_number, "finished", Finished(result), end)
@@ -184,7 +184,7 @@ def _ship_log(item: WorkItem) -> None:
     from millstream.store import objects
 
     url = objects.log_url(
-        item.result_store_url, item.dag_id, item.run_id, item.task_id, item.map_index, item.try_number
+        item.result_store_url, item.dag_id, item.run_pk, item.task_id, item.map_index, item.try_number
     )
     try:
         objects.copy_file(item.log_path, url)

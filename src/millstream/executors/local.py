@@ -210,7 +210,8 @@ class LocalExecutor:
         w.work.send(item)
 
     def in_flight(self) -> int:
-        return sum(w.load for w in self._workers.values())
+        # Reports read ahead (by a cancel) count until events() has handed them over.
+        return sum(w.load for w in self._workers.values()) + len(self._backlog)
 
     def _catch_up(self, w: _Worker) -> None:
         """Read what the worker has reported so far, so ``current`` is what it runs now (a
@@ -223,9 +224,11 @@ class LocalExecutor:
 
     def cancel(self, key: tuple[int, str, int], reason: str = "its run was stopped") -> None:
         for w in list(self._workers.values()):
-            self._catch_up(w)
-            if self._workers.get(w.pid) is not w:
-                continue  # replaced while catching up
+            if self._workers.get(w.pid) is w:
+                self._catch_up(w)
+        # Catching up may have replaced a worker and handed its queue to others: look in the
+        # workers there are now.
+        for w in list(self._workers.values()):
             if w.current is not None and w.current.key == key:
                 log.warning("stopping %s: %s", w.current.describe(), reason)
                 _note(w.current, f"stopped: {reason}")

@@ -7,9 +7,13 @@ write) never overwrites the object a newer attempt's reference points to.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
 from urllib.parse import quote
 
 import fsspec
+
+log = logging.getLogger(__name__)
 
 
 def result_url(
@@ -27,24 +31,36 @@ def result_url(
     return f"{base.rstrip('/')}/{'/'.join(parts)}/{quote(key, safe='')}.json"
 
 
-def log_url(base: str, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+def log_url(base: str, dag_id: str, run_pk: int, task_id: str, map_index: int, try_number: int) -> str:
     """Where a remote worker leaves the log of an attempt once it has ended, so that the
-    API (on another host) can show it."""
-    parts = [quote(dag_id, safe=""), quote(run_id, safe=""), quote(task_id, safe=""), str(map_index)]
+    API (on another host) can show it. Keyed like results: by the run's primary key, every
+    user-chosen part in a named segment ("dag=..", never a bare ".."), so no two logs share
+    an object and none leaves ``base``."""
+    parts = [
+        f"dag={quote(dag_id, safe='')}",
+        f"run{run_pk}",
+        f"task={quote(task_id, safe='')}",
+        str(map_index),
+    ]
     return f"{base.rstrip('/')}/logs/{'/'.join(parts)}/try{try_number}.log"
 
 
 def copy_file(path: str, url: str) -> None:
+    import shutil
+
     with open(path, "rb") as src, fsspec.open(url, "wb", auto_mkdir=True) as dst:
-        dst.write(src.read())
+        shutil.copyfileobj(src, dst, 1024 * 1024)
 
 
-def read_bytes(url: str) -> bytes | None:
-    """The object's bytes, or None when there is no such object."""
+def open_bytes(url: str) -> Any:
+    """The object opened for reading (seekable), or None when there is none. A store that
+    cannot be reached is logged and counts as none: a log view must not fail for it."""
     try:
-        with fsspec.open(url, "rb") as f:
-            return bytes(f.read())
+        return fsspec.open(url, "rb").open()
     except FileNotFoundError:
+        return None
+    except Exception:
+        log.warning("cannot read %s", url, exc_info=True)
         return None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
@@ -145,23 +145,22 @@ def get_task_instance(
     return ti_out(ti, run_id)
 
 
-def _read_chunk(path: str, offset: int, ended: bool) -> tuple[str, int, bool]:
-    """(text, next offset, found) from byte ``offset``. While the attempt runs, a character
-    cut by the end of what is written so far is left for the next call rather than shown
-    broken; once it has ended, the tail is what it is."""
+def _read_chunk(f: BinaryIO, offset: int, ended: bool) -> tuple[str, int, int]:
+    """(text, next offset, size) of at most LOG_CHUNK bytes from byte ``offset``. A UTF-8
+    character cut by the chunk's end is left for the next call rather than shown broken,
+    unless it is the end of an attempt that has ended (then the tail is what it is)."""
+    size = f.seek(0, os.SEEK_END)
+    offset = min(offset, size)
+    f.seek(offset)
+    data = f.read(LOG_CHUNK)
+    end = offset + len(data)
     try:
-        with open(path, "rb") as f:
-            offset = min(offset, os.fstat(f.fileno()).st_size)
-            f.seek(offset)
-            data = f.read(LOG_CHUNK)
-    except FileNotFoundError:
-        return "", offset, False
-    try:
-        return data.decode("utf-8"), offset + len(data), True
+        return data.decode("utf-8"), end, size
     except UnicodeDecodeError as e:
-        if not ended and e.reason == "unexpected end of data" and e.start >= len(data) - 3:
-            return data[: e.start].decode("utf-8", errors="replace"), offset + e.start, True
-        return data.decode("utf-8", errors="replace"), offset + len(data), True
+        more_to_come = not ended or end < size
+        if more_to_come and e.reason == "unexpected end of data" and e.start >= len(data) - 3:
+            return data[: e.start].decode("utf-8", errors="replace"), offset + e.start, size
+        return data.decode("utf-8", errors="replace"), end, size
 
 
 @router.get(
@@ -182,43 +181,40 @@ def get_log(
 ) -> LogOut:
     from millstream.worker.runner import log_path
 
-    _, ti = control.find_task_instance(store, dag_id, run_id, task_id, map_index)
+    run, ti = control.find_task_instance(store, dag_id, run_id, task_id, map_index)
     if ti["try_number"] < try_number:
         raise NotFoundError(
             f"task {task_id!r} has had {ti['try_number']} attempt(s) in run {run_id!r}; there is no attempt {try_number}"
         )
-    path = log_path(settings.logs_folder, dag_id, run_id, task_id, map_index, try_number)
     ended = (
         try_number < ti["try_number"]
         or TaskState(ti["state"]) in TERMINAL_TASK_STATES
         or ti["state"] in (TaskState.UP_FOR_RETRY.value, TaskState.UP_FOR_RESCHEDULE.value)
     )
-    content, next_offset, found = _read_chunk(path, offset, ended)
-    if not found and ended and settings.object_store_url:
-        # Run on another host (a Celery worker): its copy in the object store, once it ended.
+    f: BinaryIO | None
+    try:
+        f = open(log_path(settings.logs_folder, dag_id, run_id, task_id, map_index, try_number), "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        f = None
+    if f is None and ended and settings.object_store_url:
+        # Run on another host (a Celery worker): the copy it left in the object store.
         from millstream.store import objects
 
-        data = objects.read_bytes(
-            objects.log_url(settings.object_store_url, dag_id, run_id, task_id, map_index, try_number)
+        url = objects.log_url(settings.object_store_url, dag_id, run["id"], task_id, map_index, try_number)
+        f = objects.open_bytes(url)
+    if f is None:
+        return LogOut(
+            try_number=try_number, content="", offset=offset, next_offset=offset, complete=ended, found=False
         )
-        if data is not None:
-            start = min(offset, len(data))
-            return LogOut(
-                try_number=try_number,
-                content=data[start : start + LOG_CHUNK].decode("utf-8", errors="replace"),
-                offset=offset,
-                next_offset=min(len(data), start + LOG_CHUNK),
-                complete=start + LOG_CHUNK >= len(data),
-                found=True,
-            )
-    complete = ended and (not found or next_offset >= os.path.getsize(path))
+    with f:
+        content, next_offset, size = _read_chunk(f, offset, ended)
     return LogOut(
         try_number=try_number,
         content=content,
         offset=offset,
         next_offset=next_offset,
-        complete=complete,
-        found=found,
+        complete=ended and next_offset >= size,
+        found=True,
     )
 
 

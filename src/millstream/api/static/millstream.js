@@ -111,9 +111,9 @@
   // Task groups folded in the grid stay folded across refreshes.
   var folded = {};
   function applyFolds(root) {
-    root.querySelectorAll("tr[data-group]").forEach(function (tr) {
-      var g = tr.getAttribute("data-group");
-      tr.hidden = Object.keys(folded).some(function (f) { return folded[f] && (g === f || g.indexOf(f + ".") === 0); });
+    root.querySelectorAll("tr[data-groups]").forEach(function (tr) {
+      var inside = tr.getAttribute("data-groups").split(" ");
+      tr.hidden = inside.some(function (g) { return g && folded[g]; });
     });
     root.querySelectorAll("[data-group-toggle]").forEach(function (b) {
       var g = b.getAttribute("data-group-toggle");
