@@ -604,7 +604,12 @@ class Scheduler:
         """
         now = self.clock()
         if self.runs:
-            self._stop_what_users_ended(list(self.runs))  # a turn refused as stale may hide a mark
+            try:  # a turn refused as stale may hide a user's mark
+                self._stop_what_users_ended(list(self.runs))
+            except Exception:
+                # The store may be what failed: rebuild regardless, as before (an attempt
+                # missed here reports later and is ignored, as a mark's always were).
+                log.warning("could not check runs for marks before reloading", exc_info=True)
         self.runs.clear()
         self._ready.clear()
         self._ready_rank.clear()
