@@ -709,12 +709,6 @@ def assets() -> None:
     """Assets: their events, who produces and consumes them, and events from outside."""
 
 
-def _asset_refs(conn: Any) -> dict[str, dict[str, list[str]]]:
-    from millstream.store import assets as assets_q
-
-    return assets_q.refs_by_key(conn)
-
-
 @assets.command("list")
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
 @handle_errors
@@ -724,7 +718,7 @@ def assets_list(output: str) -> None:
 
     with Env(None).store.read() as conn:
         rows = assets_q.list_assets(conn)
-        refs = _asset_refs(conn)
+        refs = assets_q.refs_by_key(conn)
     if output == "json":
         data = [
             {
@@ -810,7 +804,7 @@ def assets_graph() -> None:
     with Env(None).store.read() as conn:
         rows = assets_q.list_assets(conn)
         aliases = assets_q.list_aliases(conn)
-        refs = _asset_refs(conn)
+        refs = assets_q.refs_by_key(conn)
 
     def line(label: str, ref: dict[str, list[str]], note: str = "") -> None:
         producers = ", ".join(ref.get("producers", [])) or "(external)"

@@ -158,37 +158,9 @@ def test_instances_are_found_by_map_index_or_label(api: Api, admin):
 
 
 def test_task_groups_are_grouped_in_the_grid(api: Api, admin):
-    api.harness.write_dag(
-        "grouped.py",
-        """
-        from millstream import dag, task, TaskGroup
+    from tests.ui.conftest import GROUPED
 
-        @dag(schedule=None)
-        def grouped():
-            @task
-            def start():
-                return 1
-
-            with TaskGroup("clean") as clean:
-                @task
-                def a(x):
-                    return x
-
-                @task
-                def b(x):
-                    return x
-
-                b(a(1))
-
-            @task
-            def end():
-                pass
-
-            start() >> clean >> end()
-
-        grouped()
-        """,
-    )
+    api.harness.write_dag("grouped.py", GROUPED)
     api.harness.wait_parsed("grouped")
     api.harness.wait_run("grouped", api.harness.trigger("grouped"))
     page = admin.get("/dags/grouped").text

@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from millstream.store import Store
+from millstream.api.deps import get_store
 from millstream.store import users as users_q
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -34,13 +34,9 @@ class Principal:
         return self.role == "admin"
 
 
-def store_of(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
-
-
 def resolve(request: Request) -> Principal | None:
     """The caller, or None when the request carries no valid credentials."""
-    store = store_of(request)
+    store = get_store(request)
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")

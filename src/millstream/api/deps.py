@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 
-from millstream.api.schemas import MAX_INT, RunOut, TaskInstanceOut
+from millstream.api.schemas import MAX_INT, Page, RunOut, TaskInstanceOut
 from millstream.settings import Settings
 from millstream.store import Store
+
+T = TypeVar("T")
 
 
 def get_store(request: Request) -> Store:
@@ -32,6 +34,13 @@ def changed(request: Request) -> None:
 class Paging:
     limit: int
     offset: int
+
+    def window(self, rows: Sequence[T]) -> Sequence[T]:
+        """This page of a list filtered in Python (the few-hundred-row kinds: DAGs, pools)."""
+        return rows[self.offset : self.offset + self.limit]
+
+    def of(self, items: list[Any], total: int) -> Page[Any]:
+        return Page(items=items, total=total, limit=self.limit, offset=self.offset)
 
 
 def paging(

@@ -19,7 +19,7 @@ from jinja2 import StrictUndefined
 
 from millstream.api import graph
 from millstream.api.auth import Principal, csrf_token, resolve, start_session
-from millstream.api.deps import Paging, run_out
+from millstream.api.deps import Paging, get_store, run_out
 from millstream.api.routes import assets as assets_r
 from millstream.api.routes import backfills as backfills_r
 from millstream.api.routes import dags as dags_r
@@ -89,10 +89,6 @@ def _user(request: Request) -> Principal:
     return who
 
 
-def _store(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
-
-
 def _render(
     request: Request, name: str, who: Principal | None, *, code: int = 200, **ctx: Any
 ) -> HTMLResponse:
@@ -160,7 +156,7 @@ def login(
                 username=username,
                 code=429,
             )
-        with _store(request).read() as conn:
+        with get_store(request).read() as conn:
             user = users_q.authenticate(conn, username, password)
     if user is None:
         return _render(
@@ -181,7 +177,7 @@ def logout(request: Request) -> Response:
     """Ends every UI session of the user, not only this cookie (a copied cookie dies too)."""
     who = resolve(request)
     if who is not None and who.via == "session":
-        with _store(request).begin() as conn:
+        with get_store(request).begin() as conn:
             users_q.end_sessions(conn, who.id)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
@@ -192,7 +188,7 @@ def logout(request: Request) -> Response:
 
 def dags_page(request: Request, offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> Response:
     who = _user(request)
-    store = _store(request)
+    store = get_store(request)
     page = dags_r.list_dags(store, who, Paging(100, offset))
     with store.read() as conn:
         errors = dags_q.list_import_errors(conn)
@@ -202,7 +198,7 @@ def dags_page(request: Request, offset: Annotated[int, Query(ge=0, le=MAX_INT)] 
 
 def _dag_context(request: Request, dag_id: str) -> tuple[Principal, Store, Any]:
     who = _user(request)
-    store = _store(request)
+    store = get_store(request)
     return who, store, dags_r.get_dag(dag_id, store, who)
 
 
@@ -351,7 +347,7 @@ def task_page(
 
 def assets_page(request: Request) -> Response:
     who = _user(request)
-    store = _store(request)
+    store = get_store(request)
     page = assets_r.list_assets(store, who, Paging(1000, 0))
     aliases = assets_r.list_aliases(store, who, Paging(1000, 0))
     with store.read() as conn:
@@ -378,7 +374,7 @@ def asset_page(
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> Response:
     who = _user(request)
-    store = _store(request)
+    store = get_store(request)
     from millstream.store import assets as assets_q
 
     with store.read() as conn:
@@ -401,7 +397,7 @@ def asset_page(
 
 def backfills_page(request: Request, offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0) -> Response:
     who = _user(request)
-    store = _store(request)
+    store = get_store(request)
     page = backfills_r.list_backfills(store, who, Paging(50, offset))
     if _fragment(request):  # the 2 s refresh: the table only
         return _render(request, "backfills_table.html", who, page=page, offset=offset)
@@ -425,7 +421,7 @@ def backfill_page(
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> Response:
     who = _user(request)
-    store = _store(request)
+    store = get_store(request)
     if not 1 <= backfill_id <= MAX_INT:
         raise NotFoundError(f"no backfill {backfill_id}")
     b = backfills_r.get(backfill_id, store, who)

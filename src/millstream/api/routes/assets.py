@@ -46,9 +46,9 @@ def list_assets(
             last_event=r["last_event"],
             **refs.get(f"asset:{r['name']}", _empty()),
         )
-        for r in rows[page.offset : page.offset + page.limit]
+        for r in page.window(rows)
     ]
-    return Page(items=items, total=len(rows), limit=page.limit, offset=page.offset)
+    return page.of(items, len(rows))
 
 
 @router.get("/assets/aliases", response_model=Page[AliasOut], summary="List asset aliases")
@@ -57,7 +57,7 @@ def list_aliases(store: StoreDep, who: User, page: PagingDep) -> Page[AliasOut]:
         rows = assets_q.list_aliases(conn)
         refs = assets_q.refs_by_key(conn)
     items = []
-    for a in rows[page.offset : page.offset + page.limit]:
+    for a in page.window(rows):
         ref = refs.get(f"alias:{a['name']}", _empty())
         items.append(
             AliasOut(
@@ -67,7 +67,7 @@ def list_aliases(store: StoreDep, who: User, page: PagingDep) -> Page[AliasOut]:
                 consumers=ref["consumers"],
             )
         )
-    return Page(items=items, total=len(rows), limit=page.limit, offset=page.offset)
+    return page.of(items, len(rows))
 
 
 def _event(r: Any) -> AssetEventOut:
@@ -90,7 +90,7 @@ def list_events(
             source_dag_id=source_dag_id,
         )
         rows, total = paging.page(conn, q, page.limit, page.offset)
-    return Page(items=[_event(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
+    return page.of([_event(r) for r in rows], total)
 
 
 @router.post("/assets/events", response_model=Emitted, status_code=201, summary="Emit an event from outside")

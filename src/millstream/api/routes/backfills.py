@@ -83,7 +83,7 @@ def list_backfills(
             conn, backfills_q.query(dag_id=dag_id, state=state), page.limit, page.offset
         )
         items = [backfill_out(b, backfills_q.progress(conn, b["id"])) for b in rows]
-    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+    return page.of(items, total)
 
 
 @router.get("/backfills/{backfill_id}", response_model=BackfillOut, summary="One backfill with its progress")

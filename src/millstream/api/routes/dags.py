@@ -67,10 +67,10 @@ def list_dags(
             rows = [r for r in rows if tag in (r["tags"] or [])]
         if paused is not None:
             rows = [r for r in rows if bool(r["is_paused"]) == paused]
-        shown = rows[page.offset : page.offset + page.limit]
+        shown = page.window(rows)
         recent = runs_q.recent(conn, [r["dag_id"] for r in shown], 5)
     items = [_dag_out(r, errors, recent[r["dag_id"]]) for r in shown]
-    return Page(items=items, total=len(rows), limit=page.limit, offset=page.offset)
+    return page.of(items, len(rows))
 
 
 @router.get("/dags/{dag_id}", response_model=DagDetail, summary="One DAG with its tasks")
@@ -143,8 +143,8 @@ def import_errors(
         rows = dags_q.list_import_errors(conn)
     if filename_pattern:
         rows = [r for r in rows if filename_pattern in r["filename"]]
-    items = [ImportErrorOut(**dict(r)) for r in rows[page.offset : page.offset + page.limit]]
-    return Page(items=items, total=len(rows), limit=page.limit, offset=page.offset)
+    items = [ImportErrorOut(**dict(r)) for r in page.window(rows)]
+    return page.of(items, len(rows))
 
 
 @router.get("/dags/{dag_id}/grid", response_model=Grid, summary="Runs x tasks with instance counts per state")

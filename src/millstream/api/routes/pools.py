@@ -27,8 +27,8 @@ def list_pools(
         rows = pools_q.list_pools(conn)
     if name_pattern:
         rows = [r for r in rows if name_pattern in str(r["name"])]
-    items = [PoolOut(**r) for r in rows[page.offset : page.offset + page.limit]]  # type: ignore[arg-type]
-    return Page(items=items, total=len(rows), limit=page.limit, offset=page.offset)
+    items = [PoolOut(**r) for r in page.window(rows)]  # type: ignore[arg-type]
+    return page.of(items, len(rows))
 
 
 @router.put("/pools/{name}", response_model=PoolOut, summary="Create or change a pool")

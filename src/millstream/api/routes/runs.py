@@ -65,7 +65,7 @@ def list_runs(
             backfill_id=backfill_id,
         )
         rows, total = paging.page(conn, q, page.limit, page.offset)
-    return Page(items=[run_out(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
+    return page.of([run_out(r) for r in rows], total)
 
 
 @router.post(
@@ -130,7 +130,7 @@ def list_task_instances(
             run["id"], task_id=task_id, state=state, map_index=map_index, label=label, search=search or None
         )
         rows, total = paging.page(conn, q, page.limit, page.offset)
-    return Page(items=[ti_out(r, run_id) for r in rows], total=total, limit=page.limit, offset=page.offset)
+    return page.of([ti_out(r, run_id) for r in rows], total)
 
 
 @router.get(

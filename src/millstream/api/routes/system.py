@@ -66,8 +66,8 @@ def me(store: StoreDep, who: User) -> UserOut:
 def list_users(store: StoreDep, who: Admin, page: PagingDep) -> Page[UserOut]:
     with store.read() as conn:
         rows = users_q.list_users(conn)
-    items = [UserOut(**r) for r in rows[page.offset : page.offset + page.limit]]
-    return Page(items=items, total=len(rows), limit=page.limit, offset=page.offset)
+    items = [UserOut(**r) for r in page.window(rows)]
+    return page.of(items, len(rows))
 
 
 @router.post(
