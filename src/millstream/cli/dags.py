@@ -1,0 +1,246 @@
+"""``millstream dags``: list, test, trigger, pause DAGs and mark their runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from millstream import control
+from millstream.cli.env import Env, dags_folder_option
+from millstream.cli.output import (
+    console,
+    echo_json,
+    err_console,
+    fmt_dt,
+    handle_errors,
+    output_option,
+    plain_table,
+    styled,
+)
+from millstream.errors import NotFoundError
+from millstream.settings import Settings
+from millstream.store import dags as dags_q
+from millstream.store import runs as runs_q
+
+
+@click.group()
+def dags() -> None:
+    """List, test, trigger and pause DAGs."""
+
+
+@dags.command("list")
+@dags_folder_option
+@output_option
+@handle_errors
+def dags_list(dags_folder: str | None, output: str) -> None:
+    """DAGs found in the DAG folder."""
+    env = Env(dags_folder)
+    env.sync_dags()
+    with env.store.read() as conn:
+        rows = dags_q.list_dags(conn)
+        errors = dags_q.list_import_errors(conn)
+    if output == "json":
+        echo_json(
+            [
+                {
+                    "dag_id": r["dag_id"],
+                    "fileloc": r["fileloc"],
+                    "paused": r["is_paused"],
+                    "schedule": r["timetable_summary"],
+                    "tags": r["tags"],
+                }
+                for r in rows
+            ]
+        )
+        return
+    table = plain_table("dag_id", "schedule", "paused", "file", "tags")
+    for r in rows:
+        table.add_row(
+            r["dag_id"],
+            r["timetable_summary"] or "None",
+            "yes" if r["is_paused"] else "no",
+            os.path.relpath(r["fileloc"]),
+            ", ".join(r["tags"]),
+        )
+    console.print(table)
+    if errors:
+        err_console.print(
+            f"[red]{len(errors)} DAG file(s) failed to import[/]: `millstream dags list-import-errors`"
+        )
+
+
+@dags.command("list-import-errors")
+@dags_folder_option
+@handle_errors
+def dags_list_import_errors(dags_folder: str | None) -> None:
+    """DAG files that failed to import, with file and line."""
+    env = Env(dags_folder)
+    env.sync_dags()
+    with env.store.read() as conn:
+        errors = dags_q.list_import_errors(conn)
+    if not errors:
+        console.print("No import errors.")
+        return
+    for e in errors:
+        where = f"{e['filename']}:{e['lineno']}" if e["lineno"] else e["filename"]
+        console.print(f"[bold]{where}[/]: {e['message']}", soft_wrap=True)
+    sys.exit(1)
+
+
+@dags.command("test")
+@click.argument("dag_id")
+@dags_folder_option
+@click.option("--conf", default=None, help="Run conf as a JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="Only print the summary.")
+@handle_errors
+def dags_test(dag_id: str, dags_folder: str | None, conf: str | None, quiet: bool) -> None:
+    """Run one DAG run in this process and print every task instance's state."""
+    from millstream.sdk.loader import dag_files, load_file
+    from millstream.testing import run_dag_inline
+
+    settings = Settings.load(dags_folder=dags_folder)
+    conf_dict = control.parse_conf(conf)
+    found = None
+    errors = []
+    for f in dag_files(settings.dags_folder):
+        loaded = load_file(f)
+        if loaded.error:
+            errors.append(loaded.error)
+        if dag_id in loaded.dags:
+            found = loaded.dags[dag_id]
+            break
+    if found is None:
+        hint = (
+            f" ({len(errors)} file(s) failed to import: `millstream dags list-import-errors`)"
+            if errors
+            else ""
+        )
+        raise NotFoundError(f"no DAG {dag_id!r} in {settings.dags_folder}{hint}")
+
+    def listen(kind: str, data: dict[str, Any]) -> None:
+        if quiet or kind != "ti_finished":
+            return
+        idx = f"[{data['map_index']}]" if data["map_index"] >= 0 else ""
+        err = f"  {data['error']}" if data.get("error") else ""
+        console.print(f"  {data['task_id']}{idx}: {styled(data['state'])}{err}", soft_wrap=True)
+
+    result = run_dag_inline(found, conf=conf_dict, listener=listen)
+    _print_ti_table(result)
+    console.print(f"Run {result.run_id}: {styled(result.state.value)}")
+    if result.state.value != "success":
+        sys.exit(1)
+
+
+def _print_ti_table(result: Any) -> None:
+    from collections import Counter
+
+    table = plain_table("task", "map_index", "state", "tries")
+    by_task: dict[str, list[Any]] = {}
+    for ti in result.task_instances:
+        by_task.setdefault(ti.task_id, []).append(ti)
+    for task_id, tis in by_task.items():
+        role = " (setup)" if tis[0].is_setup else " (teardown)" if tis[0].is_teardown else ""
+        if len(tis) > 20:
+            counts = Counter(t.state.value for t in tis)
+            summary = ", ".join(f"{n} {styled(s)}" for s, n in counts.most_common())
+            table.add_row(task_id + role, f"0..{len(tis) - 1}", summary, "")
+            continue
+        for ti in tis:
+            idx = str(ti.map_index) if ti.map_index >= 0 else ""
+            label = f" {ti.label}" if ti.label else ""
+            table.add_row(task_id + role, idx + label, styled(ti.state.value), str(ti.try_number))
+    console.print(table)
+
+
+@dags.command("trigger")
+@click.argument("dag_id")
+@dags_folder_option
+@click.option("--conf", default=None, help="Run conf as a JSON object.")
+@click.option("--run-id", default=None, help="Run id (default: manual__<time>).")
+@handle_errors
+def dags_trigger(dag_id: str, dags_folder: str | None, conf: str | None, run_id: str | None) -> None:
+    """Queue a manual run; a running scheduler picks it up."""
+    env = Env(dags_folder)
+    env.sync_dags()
+    rid = control.trigger(env.store, dag_id, conf=control.parse_conf(conf), run_id=run_id)
+    from millstream.scheduler.wakeup import notify
+
+    notify(env.settings.home)
+    console.print(f"Triggered {dag_id}: run {rid}")
+
+
+@dags.command("pause")
+@click.argument("dag_id")
+@handle_errors
+def dags_pause(dag_id: str) -> None:
+    """Stop creating scheduled runs of DAG_ID."""
+    control.set_paused(Env(None).store, dag_id, True)
+    console.print(f"Paused {dag_id}")
+
+
+@dags.command("unpause")
+@click.argument("dag_id")
+@handle_errors
+def dags_unpause(dag_id: str) -> None:
+    """Resume creating scheduled runs of DAG_ID."""
+    env = Env(None)
+    control.set_paused(env.store, dag_id, False)
+    from millstream.scheduler.wakeup import notify
+
+    notify(env.settings.home)
+    console.print(f"Unpaused {dag_id}")
+
+
+@dags.command("list-runs")
+@click.argument("dag_id")
+@click.option("--state", default=None)
+@click.option("--limit", default=25, show_default=True)
+@handle_errors
+def dags_list_runs(dag_id: str, state: str | None, limit: int) -> None:
+    """The most recent runs of DAG_ID."""
+    store = Env(None).store
+    with store.read() as conn:
+        dags_q.get_dag(conn, dag_id)
+        rows = runs_q.list_runs(conn, dag_id, state=state, limit=limit)
+    table = plain_table("run_id", "type", "state", "logical date", "started", "ended")
+    for r in rows:
+        table.add_row(
+            r["run_id"],
+            r["run_type"],
+            styled(r["state"]),
+            fmt_dt(r["logical_date"]),
+            fmt_dt(r["start_date"]),
+            fmt_dt(r["end_date"]),
+        )
+    console.print(table)
+
+
+def _mark_run(dag_id: str, run_id: str, state: str) -> None:
+    from millstream.core.states import RunState
+    from millstream.scheduler.wakeup import notify
+
+    env = Env(None)
+    changed = control.mark_run(env.store, dag_id, run_id, RunState(state))
+    notify(env.settings.home)
+    console.print(f"Marked run {run_id} {styled(state)} ({changed} unfinished task instance(s) changed)")
+
+
+@dags.command("mark-run-success")
+@click.argument("dag_id")
+@click.argument("run_id")
+@handle_errors
+def dags_mark_run_success(dag_id: str, run_id: str) -> None:
+    """Mark a run successful by hand; its pending teardowns still run."""
+    _mark_run(dag_id, run_id, "success")
+
+
+@dags.command("mark-run-failed")
+@click.argument("dag_id")
+@click.argument("run_id")
+@handle_errors
+def dags_mark_run_failed(dag_id: str, run_id: str) -> None:
+    """Mark a run failed by hand; its pending teardowns still run."""
+    _mark_run(dag_id, run_id, "failed")

@@ -1,0 +1,65 @@
+"""What a command needs around it: settings, the store, the DAG folder option, and dates.
+
+The store is opened on first use, so commands that only read settings (``config``) never
+touch the database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from millstream.errors import MillstreamError
+from millstream.settings import Settings
+from millstream.store import Store, ensure_schema
+
+
+class Env:
+    """Settings and store for one command invocation."""
+
+    def __init__(self, dags_folder: str | None) -> None:
+        self.settings = Settings.load(dags_folder=dags_folder)
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.database_url)
+            ensure_schema(self._store)
+        return self._store
+
+    def sync_dags(self) -> list[Any]:
+        from millstream.scheduler.dagsync import sync_folder
+        from millstream.scheduler.parsing import DagFolder
+
+        folder = DagFolder(self.settings.dags_folder, self.settings.dag_file_timeout)
+        return sync_folder(self.store, folder, paused_on_creation=self.settings.paused_on_creation)
+
+
+dags_folder_option = click.option(
+    "--dags-folder",
+    "-d",
+    default=None,
+    envvar="MILLSTREAM_DAGS_FOLDER",
+    help="Folder (or file) of DAG files. Default: $MILLSTREAM_HOME/dags.",
+)
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: the password hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def parse_date(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 option value; a date without a zone is taken as UTC, as Airflow does."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise MillstreamError(f"{option} {value!r} is not a date; use ISO 8601, e.g. 2025-01-31") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

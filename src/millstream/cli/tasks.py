@@ -1,0 +1,189 @@
+"""``millstream tasks``: task instances of a run: their states, logs, clearing and marking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from millstream import control
+from millstream.cli.env import Env, parse_date
+from millstream.cli.output import console, handle_errors, plain_table, styled
+from millstream.errors import NotFoundError
+from millstream.store import dags as dags_q
+
+
+@click.group()
+def tasks() -> None:
+    """Inspect task instances."""
+
+
+@tasks.command("states")
+@click.argument("dag_id")
+@click.argument("run_id")
+@handle_errors
+def tasks_states(dag_id: str, run_id: str) -> None:
+    """Every task instance of a run, with its state and why it waits."""
+    store = Env(None).store
+    run, tis = control.task_instances(store, dag_id, run_id)
+    with store.read() as conn:
+        spec = dags_q.spec_for_version(conn, run["dag_version_id"])
+    table = plain_table("task", "map_index", "state", "tries", "reason")
+    for t in tis:
+        task = spec.task(t["task_id"]) if spec.has_task(t["task_id"]) else None
+        role = " (setup)" if task and task.is_setup else " (teardown)" if task and task.is_teardown else ""
+        idx = "" if t["map_index"] < 0 else str(t["map_index"])
+        if t["label"]:
+            idx += f" {t['label']}"
+        table.add_row(
+            t["task_id"] + role, idx, styled(t["state"]), str(t["try_number"]), t["state_reason"] or ""
+        )
+    console.print(table)
+    console.print(
+        f"Run {run_id}: {styled(run['state'])}" + (f" ({run['state_reason']})" if run["state_reason"] else "")
+    )
+
+
+@tasks.command("logs")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option("--map-index", default=-1, show_default=True)
+@click.option("--try", "try_number", type=int, default=None, help="Attempt number (default: the latest).")
+@handle_errors
+def tasks_logs(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int | None) -> None:
+    """Print the log of one attempt of a task instance."""
+    from millstream.worker.runner import log_path, read_log
+
+    env = Env(None)
+    _, ti = control.find_task_instance(env.store, dag_id, run_id, task_id, map_index)
+    latest = ti["try_number"]
+    if latest == 0:
+        raise NotFoundError(f"task {task_id!r} has not run yet in run {run_id!r} (state {ti['state']})")
+    n = try_number or latest
+    if not 1 <= n <= latest:
+        raise NotFoundError(f"task {task_id!r} has attempts 1..{latest}; there is no attempt {n}")
+    path = log_path(env.settings.logs_folder, dag_id, run_id, task_id, map_index, n)
+    text = read_log(path)
+    if not text:
+        raise NotFoundError(f"no log for attempt {n} at {path}")
+    click.echo(text, nl=False)
+
+
+@tasks.command("clear")
+@click.argument("dag_id")
+@click.option("--run-id", default=None, help="Only this run (default: every run in the date range).")
+@click.option("--start-date", default=None, help="Runs with a logical date on or after (ISO 8601).")
+@click.option("--end-date", default=None, help="Runs with a logical date on or before (ISO 8601).")
+@click.option("--task-regex", "-t", default=None, help="Tasks whose id matches (re.search).")
+@click.option("--map-index", type=int, default=None, help="Only this instance of the matched mapped tasks.")
+@click.option("--downstream", "-D", is_flag=True, help="Also clear what depends on the matched tasks.")
+@click.option("--upstream", "-U", is_flag=True, help="Also clear what the matched tasks depend on.")
+@click.option("--only-failed", "-f", is_flag=True, help="Only failed and upstream_failed instances.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def tasks_clear(
+    dag_id: str,
+    run_id: str | None,
+    start_date: str | None,
+    end_date: str | None,
+    task_regex: str | None,
+    map_index: int | None,
+    downstream: bool,
+    upstream: bool,
+    only_failed: bool,
+    yes: bool,
+) -> None:
+    """Run finished task instances again; the run resumes from them."""
+    env = Env(None)
+    options: dict[str, Any] = dict(
+        run_id=run_id,
+        start_date=parse_date(start_date, "--start-date"),
+        end_date=parse_date(end_date, "--end-date"),
+        task_regex=task_regex,
+        map_index=map_index,
+        downstream=downstream,
+        upstream=upstream,
+        only_failed=only_failed,
+    )
+    selected = control.clear(env.store, dag_id, dry_run=True, **options)
+    if not selected:
+        console.print("Nothing to clear: no finished task instance matches.")
+        return
+    table = plain_table("run", "task", "map_index", "state")
+    for c in selected[:50]:
+        table.add_row(c.run_id, c.task_id, "" if c.map_index < 0 else str(c.map_index), styled(c.state))
+    console.print(table)
+    if len(selected) > 50:
+        console.print(f"... and {len(selected) - 50} more")
+    if not yes and not click.confirm(f"Clear these {len(selected)} task instance(s)?", default=False):
+        console.print("Nothing cleared.")
+        return
+    done = control.clear(env.store, dag_id, **options)
+    from millstream.scheduler.wakeup import notify
+
+    notify(env.settings.home)
+    console.print(f"Cleared {len(done)} task instance(s).")
+
+
+def _mark_tasks(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    state: str,
+    map_index: int | None,
+    downstream: bool,
+    upstream: bool,
+) -> None:
+    from millstream.core.states import TaskState
+    from millstream.scheduler.wakeup import notify
+
+    env = Env(None)
+    marked = control.mark_task_instances(
+        env.store,
+        dag_id,
+        run_id,
+        task_id,
+        TaskState(state),
+        map_index=map_index,
+        downstream=downstream,
+        upstream=upstream,
+    )
+    notify(env.settings.home)
+    console.print(f"Marked {len(marked)} task instance(s) {styled(state)}")
+
+
+def _mark_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.argument("dag_id"),
+            click.argument("run_id"),
+            click.argument("task_id"),
+            click.option("--map-index", type=int, default=None, help="Only this instance of a mapped task."),
+            click.option("--downstream", "-D", is_flag=True, help="Also what depends on it."),
+            click.option("--upstream", "-U", is_flag=True, help="Also what it depends on."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+@tasks.command("mark-success")
+@_mark_options
+@handle_errors
+def tasks_mark_success(
+    dag_id: str, run_id: str, task_id: str, map_index: int | None, downstream: bool, upstream: bool
+) -> None:
+    """Mark a task's instances successful by hand; the run carries on."""
+    _mark_tasks(dag_id, run_id, task_id, "success", map_index, downstream, upstream)
+
+
+@tasks.command("mark-failed")
+@_mark_options
+@handle_errors
+def tasks_mark_failed(
+    dag_id: str, run_id: str, task_id: str, map_index: int | None, downstream: bool, upstream: bool
+) -> None:
+    """Mark a task's instances failed by hand; the run carries on."""
+    _mark_tasks(dag_id, run_id, task_id, "failed", map_index, downstream, upstream)
