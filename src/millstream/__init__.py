@@ -6,6 +6,8 @@ Port an Airflow DAG by changing ``from airflow.sdk import dag, task`` to
 
 from __future__ import annotations
 
+import typing as _typing
+
 from millstream.core.timetables import CronDataIntervalTimetable, CronTriggerTimetable
 from millstream.core.trigger_rules import TriggerRule
 from millstream.errors import (
@@ -15,6 +17,7 @@ from millstream.errors import (
     MillstreamError,
     SkipTask,
 )
+from millstream.sdk import engine as _engine
 from millstream.sdk.asset_decorator import asset
 from millstream.sdk.assets import (
     Asset,
@@ -32,12 +35,42 @@ from millstream.sdk.deadlines import DeadlineAlert, DeadlineReference
 from millstream.sdk.loader_api import load_dags
 from millstream.sdk.operators import BashOperator, EmptyOperator, PythonOperator
 from millstream.sdk.params import Param
-from millstream.sdk.setup_teardown import setup, teardown
+from millstream.sdk.setup_teardown_decorators import setup, teardown
 from millstream.sdk.task import chain, task
 from millstream.sdk.taskgroup import TaskGroup, task_group
 from millstream.sdk.xcom import PokeReturnValue, XComArg
 
+if _typing.TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+
+    from millstream.sdk.engine import ParsedFile
+    from millstream.sdk.results import RunResult
+
 __version__ = "0.1.0"
+
+
+# The authoring layer cannot import the engine (see millstream.sdk.engine), so the engine
+# is handed to it here. Each wrapper imports the engine on its first call: DAG files and
+# ``import millstream`` must not pay for the scheduler and the store.
+
+
+def _run_inline(
+    dag: DAG, *, conf: Mapping[str, _typing.Any] | None, logical_date: datetime | None
+) -> RunResult:
+    from millstream.testing import run_dag_inline
+
+    return run_dag_inline(dag, conf=conf, logical_date=logical_date)
+
+
+def _parse_files(paths: list[str], timeout: float) -> Sequence[ParsedFile]:
+    from millstream.scheduler.parsing import parse_files
+
+    return parse_files(paths, timeout)
+
+
+_engine.register_inline_runner(_run_inline)
+_engine.register_file_parser(_parse_files)
 
 __all__ = [
     "DAG",

@@ -2,6 +2,9 @@
 
 This is the real engine — scheduler, planner, store, worker — with an in-memory SQLite
 store and the inline executor; nothing is simplified for tests.
+
+``RunResult`` and ``TaskInstanceResult`` are defined in :mod:`millstream.sdk.results`
+(so the authoring layer can name them without importing the engine) and re-exported here.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,7 @@ from millstream.core.states import RunState, TaskState
 from millstream.executors.inline import InlineExecutor
 from millstream.scheduler.loop import Scheduler
 from millstream.scheduler.parsing import Parsed
+from millstream.sdk.results import RunResult, TaskInstanceResult
 from millstream.store import Store
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
@@ -29,42 +32,7 @@ from millstream.worker.runner import log_path, read_log
 if TYPE_CHECKING:
     from millstream.sdk.dag import DAG
 
-
-@dataclass(frozen=True)
-class TaskInstanceResult:
-    task_id: str
-    map_index: int
-    state: TaskState
-    try_number: int
-    label: str | None
-    log: str
-    reason: str | None = None
-    is_setup: bool = False
-    is_teardown: bool = False
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """A finished run: what ``dag.test()`` returns."""
-
-    dag_id: str
-    run_id: str
-    state: RunState
-    task_instances: list[TaskInstanceResult] = field(default_factory=list)
-
-    def ti(self, task_id: str, map_index: int = -1) -> TaskInstanceResult:
-        for t in self.task_instances:
-            if t.task_id == task_id and t.map_index == map_index:
-                return t
-        raise KeyError(f"no task instance {task_id!r}[{map_index}] in run {self.run_id!r}")
-
-    def states(self) -> dict[str, TaskState]:
-        """task_id (``id[i]`` for mapped instances) -> state."""
-        return {
-            (t.task_id if t.map_index < 0 else f"{t.task_id}[{t.map_index}]"): t.state
-            for t in self.task_instances
-        }
-
+__all__ = ["Listener", "RunResult", "TaskInstanceResult", "run_dag_inline"]
 
 Listener = Callable[[str, dict[str, Any]], None]
 

@@ -13,7 +13,6 @@ import logging
 
 from sqlalchemy import Connection
 
-from millstream import control
 from millstream.core.planner import Command, ExpandTask, FinishRun, SetStates
 from millstream.core.states import RunState, TaskState
 from millstream.scheduler import callbacks
@@ -21,6 +20,7 @@ from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.state import ActiveRun, SchedulerState, StaleRunsError
 from millstream.store import runs as runs_q
 from millstream.store import schedulers as schedulers_q
+from millstream.store.clearing import FINISHED_STATES, clear_run
 
 log = logging.getLogger("millstream.scheduler")
 
@@ -107,8 +107,8 @@ def commit_batch(state: SchedulerState, conn: Connection, batch: WriteBatch) -> 
                 for t, by in run.planner.states.items()
                 if any(s in (S.FAILED, S.UPSTREAM_FAILED) for s in by.values())
             }
-            states = control.FINISHED_STATES - {S.SUCCESS.value}  # reuse what succeeded
-        cleared = control.clear_run(
+            states = FINISHED_STATES - {S.SUCCESS.value}  # reuse what succeeded
+        cleared = clear_run(
             conn, row, run.spec, roots, downstream=True, **({"states": states} if states else {})
         )
         runs_q.next_attempt(conn, run.pk)

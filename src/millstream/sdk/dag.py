@@ -26,27 +26,22 @@ from millstream.core.timetables import (
 )
 from millstream.core.timetables import ScheduleError as CoreScheduleError
 from millstream.errors import CycleError, DagDefinitionError, DuplicateTaskIdError, ScheduleError
-from millstream.sdk import setup_teardown
+from millstream.sdk import engine, setup_teardown
 from millstream.sdk._location import caller_location
 from millstream.sdk.assets import Asset, split_schedule
+from millstream.sdk.current import enter_dag, exit_dag
 from millstream.sdk.deadlines import DeadlineAlert
 from millstream.sdk.params import Param, params_to_dict
 from millstream.sdk.xcom import DagParam
 
 if TYPE_CHECKING:
+    from millstream.sdk.results import RunResult
     from millstream.sdk.task import Task
-    from millstream.testing import RunResult
 
 _DAG_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
-_dag_stack: ContextVar[tuple[DAG, ...]] = ContextVar("millstream_dags", default=())
 #: While a DAG file is imported, every DAG created is appended here (see collect_dags).
 _collector: ContextVar[list[DAG] | None] = ContextVar("millstream_collector", default=None)
-
-
-def current_dag() -> DAG | None:
-    stack = _dag_stack.get()
-    return stack[-1] if stack else None
 
 
 @contextmanager
@@ -211,11 +206,11 @@ class DAG:
     # -- building -----------------------------------------------------------------------
 
     def __enter__(self) -> DAG:
-        self._token = _dag_stack.set((*_dag_stack.get(), self))
+        self._token = enter_dag(self)
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        _dag_stack.reset(self._token)
+        exit_dag(self._token)
         if exc_type is None:
             self.validate()
 
@@ -358,9 +353,7 @@ class DAG:
         Uses the real scheduler and store (an in-memory SQLite database) with the inline
         executor. A failing task does not raise: the run's state says what happened.
         """
-        from millstream.testing import run_dag_inline
-
-        return run_dag_inline(
+        return engine.inline_runner()(
             self, conf=run_conf if run_conf is not None else conf, logical_date=logical_date
         )
 

@@ -16,21 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from millstream.errors import DagDefinitionError
+from millstream.sdk.import_errors import ImportErrorInfo as ImportErrorInfo  # re-exported: its old home
 
 if TYPE_CHECKING:
     from millstream.sdk.dag import DAG
-
-
-@dataclass(frozen=True)
-class ImportErrorInfo:
-    filename: str
-    lineno: int | None
-    message: str
-    stacktrace: str = ""
-
-    def __str__(self) -> str:
-        where = f"{self.filename}:{self.lineno}" if self.lineno else self.filename
-        return f"{where}: {self.message}"
 
 
 @dataclass

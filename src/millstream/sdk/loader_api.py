@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from millstream.sdk import engine
 from millstream.sdk.loader import ImportErrorInfo, dag_files, load_file
 
 if TYPE_CHECKING:
@@ -31,13 +32,11 @@ def load_dags(path: str | os.PathLike[str], *, timeout: float = 30.0) -> LoadRes
     hangs is reported, not waited on forever), then the files that imported cleanly are
     imported here to return live DAG objects (``dag.test()`` works on them).
     """
-    from millstream.scheduler.parsing import parse_files
-
     files = dag_files(path)
     if not files and not os.path.exists(path):
         raise FileNotFoundError(f"no DAG file or folder at {path}")
     out = LoadResult()
-    for parsed in parse_files(files, timeout):
+    for parsed in engine.file_parser()(files, timeout):
         if parsed.error is not None:
             out.errors.append(parsed.error)
             continue

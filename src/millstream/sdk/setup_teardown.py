@@ -8,9 +8,8 @@ created in the block between them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from millstream.core.trigger_rules import TriggerRule
 from millstream.errors import DagDefinitionError
@@ -85,7 +84,7 @@ def make_setup(task: Task) -> None:
     task.is_setup = True
 
 
-def make_teardown(task: Task, setups: Any = None, on_failure_fail_dagrun: bool | None = None) -> None:
+def make_teardown(task: Task, setups: list[Task], on_failure_fail_dagrun: bool | None = None) -> None:
     if task.is_setup:
         raise DagDefinitionError(
             f"task {task.task_id!r} is already a setup; a task cannot be both",
@@ -96,7 +95,7 @@ def make_teardown(task: Task, setups: Any = None, on_failure_fail_dagrun: bool |
     task.config["trigger_rule"] = TriggerRule.ALL_DONE_SETUP_SUCCESS
     if on_failure_fail_dagrun is not None:
         task.on_failure_fail_dagrun = on_failure_fail_dagrun
-    for s in _tasks_of(setups):
+    for s in setups:
         if s is task:
             raise DagDefinitionError(
                 f"task {task.task_id!r} cannot be the teardown of itself",
@@ -105,21 +104,6 @@ def make_teardown(task: Task, setups: Any = None, on_failure_fail_dagrun: bool |
             )
         make_setup(s)
         s.set_downstream(task)
-
-
-def _tasks_of(value: Any) -> list[Task]:
-    from millstream.sdk.task import Task
-    from millstream.sdk.xcom import XComArg
-
-    if value is None:
-        return []
-    if isinstance(value, XComArg):
-        return [value.operator]
-    if isinstance(value, Task):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tasks_of(v)]
-    raise TypeError(f"setups= takes tasks (or their outputs), got {type(value).__name__}")
 
 
 def validate(tasks: dict[str, Task]) -> None:
@@ -152,33 +136,3 @@ def validate(tasks: dict[str, Task]) -> None:
                         filename=follower.filename,
                         lineno=follower.lineno,
                     )
-
-
-def decorator(kind: str) -> Callable[..., Any]:
-    """``@setup`` / ``@teardown(on_failure_fail_dagrun=...)`` on top of ``@task``."""
-
-    def outer(python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:
-        from millstream.sdk.task import TaskDecorator, task
-
-        role = {
-            "role": kind,
-            **(
-                {"on_failure_fail_dagrun": config.pop("on_failure_fail_dagrun")}
-                if "on_failure_fail_dagrun" in config
-                else {}
-            ),
-        }
-
-        def wrap(fn: Callable[..., Any]) -> TaskDecorator:
-            if isinstance(fn, TaskDecorator):
-                return TaskDecorator(fn.function, kind=fn.kind, config={**fn.config, **config}, role=role)
-            base = task(fn, **config)
-            return TaskDecorator(base.function, kind=base.kind, config=base.config, role=role)
-
-        return wrap(python_callable) if python_callable is not None else wrap
-
-    return outer
-
-
-setup = decorator("setup")
-teardown = decorator("teardown")

@@ -20,15 +20,14 @@ from millstream.errors import DagDefinitionError
 from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
 from millstream.sdk.assets import outlet_key
+from millstream.sdk.current import current_dag
+from millstream.sdk.mapping import KWARGS_ARG, validate_mapped
 from millstream.sdk.taskgroup import TaskGroup, current_group
 from millstream.sdk.xcom import NOTSET, ConcatArg, MapArg, XComArg, ZipArg, find_xcom_args
 
 if TYPE_CHECKING:
     from millstream.sdk.dag import DAG
 
-
-#: The argument name that stands for "a whole dict of arguments" (``expand_kwargs``).
-KWARGS_ARG = "**"
 
 #: Task arguments Millstream understands, with their defaults.
 TASK_DEFAULTS: dict[str, Any] = {
@@ -162,8 +161,6 @@ class Task:
         explicit_id: bool = False,
         role: Mapping[str, Any] | None = None,
     ) -> None:
-        from millstream.sdk.dag import current_dag
-
         self.filename, self.lineno = caller_location()
         the_dag = dag or current_dag()
         if the_dag is None:
@@ -209,7 +206,9 @@ class Task:
             if role["role"] == "setup":
                 setup_teardown.make_setup(self)
             else:
-                setup_teardown.make_teardown(self, on_failure_fail_dagrun=role.get("on_failure_fail_dagrun"))
+                setup_teardown.make_teardown(
+                    self, [], on_failure_fail_dagrun=role.get("on_failure_fail_dagrun")
+                )
         setup_teardown.register_in_scopes(self)
         group_input = self.mapped_group.mapped_input if self.mapped_group else None
         for arg in find_xcom_args((self.op_args, self.op_kwargs, self.expand_kwargs, group_input)):
@@ -306,7 +305,7 @@ class Task:
         return self
 
     def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool | None = None) -> Task:
-        setup_teardown.make_teardown(self, setups, on_failure_fail_dagrun)
+        setup_teardown.make_teardown(self, _setup_tasks(setups), on_failure_fail_dagrun)
         return self
 
     def __enter__(self) -> Task:
@@ -384,39 +383,6 @@ def map_source(arg: str, value: Any) -> MapSource:
     if isinstance(value, ConcatArg):
         return MapSource(arg=arg, kind="concat", parts=tuple(map_source("", p) for p in value.parts))
     return MapSource(arg=arg, length=len(value))
-
-
-_MAPPABLE = (XComArg, MapArg, ZipArg, ConcatArg, list, tuple, dict)
-
-
-def validate_mapped(fn_name: str, fn: Callable[..., Any] | None, mapped: Mapping[str, Any]) -> None:
-    filename, lineno = caller_location()
-    if not mapped:
-        raise DagDefinitionError(
-            f"{fn_name}.expand() needs at least one keyword argument to map over",
-            filename=filename,
-            lineno=lineno,
-        )
-    params = inspect.signature(fn).parameters if fn else {}
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    for name, value in mapped.items():
-        if name == KWARGS_ARG:
-            continue
-        if fn is not None and name not in params and not takes_kwargs:
-            raise DagDefinitionError(
-                f"{fn_name}.expand() got argument {name!r}, which {fn_name}() does not take",
-                filename=filename,
-                lineno=lineno,
-            )
-        if not isinstance(value, _MAPPABLE) or any(
-            not isinstance(p, _MAPPABLE) for p in getattr(value, "parts", ())
-        ):
-            raise DagDefinitionError(
-                f"{fn_name}.expand(): argument {name!r} must be a list, a dict or the output "
-                f"of a task, got {type(value).__name__}",
-                filename=filename,
-                lineno=lineno,
-            )
 
 
 class TaskDecorator:
@@ -593,3 +559,16 @@ def chain(*elements: Any) -> None:
                 a >> right
         else:
             left >> right
+
+
+def _setup_tasks(value: Any) -> list[Task]:
+    """The tasks behind ``as_teardown(setups=...)``: tasks, their outputs, or lists of them."""
+    if value is None:
+        return []
+    if isinstance(value, XComArg):
+        return [value.operator]
+    if isinstance(value, Task):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _setup_tasks(v)]
+    raise TypeError(f"setups= takes tasks (or their outputs), got {type(value).__name__}")

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from millstream.errors import DagDefinitionError
 from millstream.sdk._location import caller_location
+from millstream.sdk.current import current_dag
+from millstream.sdk.mapping import validate_mapped
 from millstream.sdk.xcom import MappedArgument
 
 if TYPE_CHECKING:
@@ -36,8 +38,6 @@ class TaskGroup:
         dag: DAG | None = None,
         mapped_input: dict[str, Any] | None = None,
     ) -> None:
-        from millstream.sdk.dag import current_dag
-
         self.dag = dag or current_dag()
         if self.dag is None:
             file, line = caller_location()
@@ -174,8 +174,6 @@ class TaskGroupFactory:
 
     def expand(self, **mapped: Any) -> Any:
         """One instance of the whole group per element; its tasks share the map index."""
-        from millstream.sdk.task import validate_mapped
-
         validate_mapped(self.fn.__name__, self.fn, mapped)
         return self._build(dict(mapped), dict(self.partial_kwargs))
 

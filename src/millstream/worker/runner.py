@@ -27,7 +27,8 @@ from millstream.core.planner import Output
 from millstream.errors import FailTask, SkipTask, TaskFlowError
 from millstream.sdk.context import CONTEXT_KEYS, set_current_context
 from millstream.sdk.dag import DAG
-from millstream.sdk.task import KWARGS_ARG, Task
+from millstream.sdk.mapping import KWARGS_ARG
+from millstream.sdk.task import Task
 from millstream.sdk.xcom import (
     NOTSET,
     ConcatArg,
