@@ -137,18 +137,6 @@ def find_task_instance(
     raise NotFoundError(f"task {task_id!r} has no map index {map_index}; valid: {hint}")
 
 
-_CLEARABLE = {
-    "success",
-    "failed",
-    "skipped",
-    "upstream_failed",
-    "removed",
-    "up_for_retry",
-    "none",
-    "scheduled",
-}
-
-
 def clear(
     store: Store,
     dag_id: str,
