@@ -1,0 +1,1 @@
+echo "include {{ ds_nodash }}" > $TEMPLATES_OUT/bash_searchpath.txt

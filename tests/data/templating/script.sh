@@ -1,0 +1,1 @@
+echo "file {{ ds }} {{ params.x }}" > $TEMPLATES_OUT/bash_file.txt
