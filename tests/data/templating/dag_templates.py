@@ -6,17 +6,17 @@ airflow_3_3_2.json (recorded by record_airflow.py in a scratch venv).
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 try:
-    from airflow.sdk import DAG, task
     from airflow.providers.standard.operators.bash import BashOperator
     from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG, task
 except ImportError:
     from millstream import DAG, BashOperator, PythonOperator, task
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def record(name, value):
@@ -33,8 +33,10 @@ def show_python(*args, templates_dict=None, **kwargs):
     )
 
 
-def show_native(n, l, d):
-    return record("native_python", {"n": [type(n).__name__, n], "l": [type(l).__name__, l], "d": [type(d).__name__, d]})
+def show_native(n, l, d):  # noqa: E741
+    return record(
+        "native_python", {"n": [type(n).__name__, n], "l": [type(l).__name__, l], "d": [type(d).__name__, d]}
+    )
 
 
 with DAG(
@@ -60,7 +62,11 @@ with DAG(
     BashOperator(
         task_id="bash_env",
         bash_command='echo "$WHEN/$WHO/${HOME:-nohome}" > $TEMPLATES_OUT/bash_env.txt',
-        env={"WHEN": "{{ ds_nodash }}", "WHO": "{{ params.x }}", "TEMPLATES_OUT": os.environ.get("TEMPLATES_OUT", "")},
+        env={
+            "WHEN": "{{ ds_nodash }}",
+            "WHO": "{{ params.x }}",
+            "TEMPLATES_OUT": os.environ.get("TEMPLATES_OUT", ""),
+        },
     )
     BashOperator(
         task_id="bash_append_env",
@@ -78,7 +84,11 @@ with DAG(
         task_id="python_fields",
         python_callable=show_python,
         op_args=["{{ ds }}", 7, ["{{ params.x }}", "{{ ds_nodash }}"]],
-        op_kwargs={"b": "{{ params.x }}-{{ ds }}", "c": {"k": ["{{ task.task_id }}", 1]}, "d": "{% if params.n > 2 %}big{% else %}small{% endif %}"},
+        op_kwargs={
+            "b": "{{ params.x }}-{{ ds }}",
+            "c": {"k": ["{{ task.task_id }}", 1]},
+            "d": "{% if params.n > 2 %}big{% else %}small{% endif %}",
+        },
         templates_dict={"a": "{{ ds_nodash }}", "file": "query.sql", "nested": {"q": "{{ params.n * 2 }}"}},
         templates_exts=[".sql"],
     )
@@ -105,7 +115,9 @@ with DAG(
 
     bash_decorated()
 
-with DAG("templates_native", schedule=None, start_date=START, params={"n": 3}, render_template_as_native_obj=True):
+with DAG(
+    "templates_native", schedule=None, start_date=START, params={"n": 3}, render_template_as_native_obj=True
+):
     PythonOperator(
         task_id="native_python",
         python_callable=show_native,

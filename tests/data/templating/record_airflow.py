@@ -1,6 +1,6 @@
 """Records what Airflow 3.3.2 renders for dag_templates.py (run with Airflow's python, outside the repo).
 
-    python record_airflow.py > airflow_3_3_2.json
+python record_airflow.py > airflow_3_3_2.json
 """
 
 import glob
@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 out = tempfile.mkdtemp()
 os.environ["TEMPLATES_OUT"] = out
@@ -17,11 +17,13 @@ from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 from airflow.models.taskinstance import TaskInstance  # noqa: E402
 from airflow.utils.session import create_session  # noqa: E402
 
-bag = DagBag(dag_folder=os.path.join(os.path.dirname(os.path.abspath(__file__)), "dag_templates.py"), safe_mode=False)
+bag = DagBag(
+    dag_folder=os.path.join(os.path.dirname(os.path.abspath(__file__)), "dag_templates.py"), safe_mode=False
+)
 assert not bag.import_errors, bag.import_errors
 result = {"states": {}, "outputs": {}}
 for dag_id in sorted(bag.dags):
-    run = bag.dags[dag_id].test(logical_date=datetime(2024, 1, 2, tzinfo=timezone.utc))
+    run = bag.dags[dag_id].test(logical_date=datetime(2024, 1, 2, tzinfo=UTC))
     with create_session() as s:
         tis = s.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run.run_id)
         result["states"][dag_id] = {
