@@ -1,7 +1,8 @@
 """Templating cases run under Airflow 3.3.2 and Millstream; each task records what it got.
 
-The same file runs on both: only the import differs. Airflow's answers are kept in
-airflow_3_3_2.json (recorded by record_airflow.py in a scratch venv).
+The same file runs on both: only the import differs. Airflow's answers are to be kept in
+airflow_3_3_2.json, written by record_airflow.py in a scratch venv; not recorded yet (the
+recorder still fails on the second DAG's dag.test()), and no test reads this file yet.
 """
 
 import json
