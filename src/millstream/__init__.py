@@ -32,11 +32,12 @@ from millstream.sdk.assets import (
 from millstream.sdk.context import get_current_context
 from millstream.sdk.dag import DAG, dag
 from millstream.sdk.deadlines import DeadlineAlert, DeadlineReference
+from millstream.sdk.decorators import task
 from millstream.sdk.loader_api import load_dags
 from millstream.sdk.operators import BashOperator, EmptyOperator, PythonOperator
 from millstream.sdk.params import Param
 from millstream.sdk.setup_teardown_decorators import setup, teardown
-from millstream.sdk.task import chain, task
+from millstream.sdk.task import chain
 from millstream.sdk.taskgroup import TaskGroup, task_group
 from millstream.sdk.xcom import PokeReturnValue, XComArg
 

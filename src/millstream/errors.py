@@ -10,7 +10,8 @@
     ├── ParamValidationError      a run's conf does not fit the DAG's params
     ├── NotFoundError             an unknown DAG, run, task or map index
     ├── ConflictError             an operation that contradicts the current state
-    └── TaskFlowError             task code misused the API at run time
+    ├── TaskFlowError             task code misused the API at run time
+    └── TemplateError             a template field that cannot be rendered (which task, field, text)
     SkipTask / FailTask           raised by task code to end an attempt early (not errors)
 
 Messages name the object involved and say what to do next; the CLI prints them on one
@@ -63,6 +64,10 @@ class ConflictError(MillstreamError):
 
 class TaskFlowError(MillstreamError):
     pass
+
+
+class TemplateError(MillstreamError):
+    """A task's template field could not be rendered; fails the attempt before it runs."""
 
 
 class SkipTask(Exception):  # noqa: N818 - named for what it does, like Airflow's

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from millstream import DAG, PokeReturnValue, task
 from millstream.core.states import RunState, TaskState
-from millstream.worker.runner import sensor_interval
+from millstream.sdk.execution import sensor_interval
 
 S = TaskState
 

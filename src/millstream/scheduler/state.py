@@ -64,7 +64,8 @@ class ActiveRun:
     sensor_starts: dict[tuple[str, int], datetime] = field(default_factory=dict)
     attempt: int = 1
     deadlines_fired: set[str] = field(default_factory=set)
-    prev_success: tuple[datetime | None, datetime | None] = (None, None)
+    # The latest earlier successful run: data interval start and end, start date.
+    prev_success: tuple[datetime | None, datetime | None, datetime | None] = (None, None, None)
     # Attempts made per instance, mirrored from the store so dispatch needs no query.
     tries: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -136,7 +137,8 @@ class SchedulerState:
             run_version=run.clear_number,
             max_tries=run.planner.max_tries.get((task_id, idx), task.retries),
             sensor_started_at=run.sensor_starts.get((task_id, idx)),
-            prev_success_interval=run.prev_success,
+            prev_success_interval=run.prev_success[:2],
+            prev_start_date_success=run.prev_success[2],
             result_store_url=self.result_store_url,
             inline_limit=self.inline_limit,
             queue=task.queue,

@@ -40,7 +40,7 @@ class AssetDefinition(Asset):
             and v.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         }
         from millstream.sdk.dag import DAG
-        from millstream.sdk.task import task
+        from millstream.sdk.decorators import task
 
         me = self
 

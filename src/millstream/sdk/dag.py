@@ -6,7 +6,7 @@ import functools
 import inspect
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -137,6 +137,11 @@ class DAG:
         retries: int = 0,
         retry_strategy: str = "failed_only",
         deadline: DeadlineAlert | None = None,
+        template_searchpath: str | Sequence[str] | None = None,
+        template_undefined: type | None = None,
+        user_defined_macros: Mapping[str, Any] | None = None,
+        user_defined_filters: Mapping[str, Callable[..., Any]] | None = None,
+        render_template_as_native_obj: bool = False,
         **airflow_only: Any,
     ) -> None:
         self.filename, self.lineno = caller_location()
@@ -150,10 +155,6 @@ class DAG:
             "owner_links",
             "access_control",
             "is_paused_upon_creation",
-            "render_template_as_native_obj",
-            "template_searchpath",
-            "user_defined_macros",
-            "user_defined_filters",
             "fail_fast",
             "dag_display_name",
             "sla_miss_callback",
@@ -196,6 +197,12 @@ class DAG:
         self.retries = retries
         self.retry_strategy = retry_strategy
         self.deadline = deadline
+        # Templating (see millstream.sdk.templating); None means StrictUndefined, as in Airflow.
+        self.template_searchpath = template_searchpath
+        self.template_undefined = template_undefined
+        self.user_defined_macros = dict(user_defined_macros or {})
+        self.user_defined_filters = dict(user_defined_filters or {})
+        self.render_template_as_native_obj = bool(render_template_as_native_obj)
         self.deadline_callback = deadline.callback if deadline else None
         self.tasks: dict[str, Task] = {}
         self.task_group_ids: set[str] = set()

@@ -1,7 +1,8 @@
 """Classic Airflow-style operators, so DAGs written with them port unchanged.
 
-Unlike decorated tasks, an operator's ``task_id`` is taken literally: using one twice
-in a DAG is an error, as in Airflow.
+They are :class:`BaseOperator` subclasses with Airflow's arguments and template fields.
+Unlike decorated tasks, an operator's ``task_id`` is taken literally: using one twice in
+a DAG is an error, as in Airflow.
 """
 
 from __future__ import annotations
@@ -9,48 +10,96 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from millstream.sdk.task import Task
+from millstream.sdk import execution
+from millstream.sdk.baseoperator import BaseOperator
 
 
-def _noop() -> None:
-    return None
-
-
-class EmptyOperator(Task):
+class EmptyOperator(BaseOperator):
     """A task that does nothing: a join point or a placeholder."""
 
-    def __init__(self, task_id: str, **config: Any) -> None:
-        super().__init__(task_id=task_id, python_callable=_noop, config=config, explicit_id=True)
+    ui_color = "#e8f7e4"
+    task_kind = "empty"
+
+    def execute(self, context: Mapping[str, Any]) -> None:
+        return None
 
 
-class PythonOperator(Task):
+class PythonOperator(BaseOperator):
+    """Calls ``python_callable(*op_args, **op_kwargs)``; context values it names as
+    parameters (or all, with ``**kwargs``) are passed too, ``templates_dict`` among them."""
+
+    template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs")
+    template_fields_renderers = {"templates_dict": "json", "op_args": "py", "op_kwargs": "py"}
+    ui_color = "#ffefeb"
+    task_kind = "python"
+
     def __init__(
         self,
-        task_id: str,
+        *,
         python_callable: Callable[..., Any],
-        op_args: Sequence[Any] = (),
+        op_args: Sequence[Any] | None = None,
         op_kwargs: Mapping[str, Any] | None = None,
-        **config: Any,
+        templates_dict: Mapping[str, Any] | None = None,
+        templates_exts: Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            task_id=task_id,
-            python_callable=python_callable,
-            op_args=op_args,
-            op_kwargs=op_kwargs,
-            config=config,
-            explicit_id=True,
+        if not callable(python_callable):
+            raise TypeError(f"python_callable must be callable, got {python_callable!r}")
+        super().__init__(**kwargs)
+        self.python_callable = python_callable
+        self.op_args = tuple(op_args or ())
+        self.op_kwargs = dict(op_kwargs or {})
+        self.templates_dict = dict(templates_dict) if templates_dict is not None else None
+        if templates_exts:
+            self.template_ext = tuple(templates_exts)
+
+    def execute(self, context: Mapping[str, Any]) -> Any:
+        return super(BaseOperator, self).execute(context)
+
+
+class BashOperator(BaseOperator):
+    """Runs ``bash_command`` with ``bash -c``; its last line of output is the result.
+
+    ``bash_command`` ending in ``.sh`` or ``.bash`` names a template file, found in the DAG
+    file's folder or ``template_searchpath``. ``env`` replaces the environment unless
+    ``append_env=True``; exit code 99 (``skip_on_exit_code``) skips the task.
+    """
+
+    template_fields: Sequence[str] = ("bash_command", "env", "cwd")
+    template_fields_renderers = {"bash_command": "bash", "env": "json"}
+    template_ext: Sequence[str] = (".sh", ".bash")
+    ui_color = "#f0ede4"
+    task_kind = "bash"
+
+    def __init__(
+        self,
+        *,
+        bash_command: str,
+        env: Mapping[str, str] | None = None,
+        append_env: bool = False,
+        output_encoding: str = "utf-8",
+        skip_on_exit_code: int | Sequence[int] | None = 99,
+        cwd: str | None = None,
+        output_processor: Callable[[str], Any] = lambda output: output,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bash_command = bash_command
+        self.env = dict(env) if env is not None else None
+        self.append_env = append_env
+        self.output_encoding = output_encoding
+        self.skip_on_exit_code = skip_on_exit_code
+        self.cwd = cwd
+        self.output_processor = output_processor
+
+    def execute(self, context: Mapping[str, Any]) -> Any:
+        last = execution.run_bash(
+            self.bash_command,
+            env=self.env,
+            append_env=self.append_env,
+            cwd=self.cwd,
+            output_encoding=self.output_encoding,
+            skip_on_exit_code=self.skip_on_exit_code,
+            context=context,
         )
-
-
-class BashOperator(Task):
-    """Runs ``bash_command``; its last line of output is the task's result."""
-
-    def __init__(self, task_id: str, bash_command: str, env: Mapping[str, str] | None = None, **config: Any):
-        super().__init__(
-            task_id=task_id,
-            python_callable=None,
-            kind="bash",
-            op_kwargs={"bash_command": bash_command, "env": dict(env) if env else None},
-            config=config,
-            explicit_id=True,
-        )
+        return self.output_processor(last)

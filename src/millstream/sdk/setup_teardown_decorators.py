@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from millstream.sdk.task import TaskDecorator, task
+from millstream.sdk.decorators import TaskDecorator, task
 
 
 def decorator(kind: str) -> Callable[..., Any]:

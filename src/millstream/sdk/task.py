@@ -8,7 +8,6 @@ time.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -21,7 +20,6 @@ from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
 from millstream.sdk.assets import outlet_key
 from millstream.sdk.current import current_dag
-from millstream.sdk.mapping import KWARGS_ARG, validate_mapped
 from millstream.sdk.taskgroup import TaskGroup, current_group
 from millstream.sdk.xcom import NOTSET, ConcatArg, MapArg, XComArg, ZipArg, find_xcom_args
 
@@ -56,6 +54,8 @@ TASK_DEFAULTS: dict[str, Any] = {
     "doc_md": None,
     "queue": None,
     "deadline": None,
+    "do_xcom_push": True,
+    "show_return_value_in_logs": True,
 }
 
 CALLBACKS = (
@@ -85,15 +85,12 @@ IGNORED_AIRFLOW_ARGS = frozenset(
         "email_on_retry",
         "depends_on_past",
         "wait_for_downstream",
-        "do_xcom_push",
         "executor_config",
         "sla",
         "weight_rule",
         "run_as_user",
         "resources",
         "executor",
-        "show_return_value_in_logs",
-        "templates_dict",
     }
 )
 
@@ -144,8 +141,26 @@ def _check_config(config: Mapping[str, Any], where: str, kind: str = "python") -
     return out
 
 
+#: Kinds of task whose body is the Python callable (``execute`` calls it).
+PYTHON_KINDS = frozenset({"python", "branch", "short_circuit"})
+
+
 class Task:
-    """One node of a DAG: a callable plus how and when to run it."""
+    """One node of a DAG: what to run (``execute``) plus how and when to run it.
+
+    Decorated tasks are Tasks; operator classes (``BaseOperator`` and its subclasses)
+    derive from it. The worker treats them all alike: it renders ``template_fields`` on
+    the attempt's own copy, then calls ``pre_execute``, ``execute`` and ``post_execute``.
+    """
+
+    #: Attributes rendered with Jinja just before ``execute`` (Airflow's contract).
+    template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs")
+    #: A template field's string ending in one of these is the name of a template file.
+    template_ext: Sequence[str] = ()
+    template_fields_renderers: Mapping[str, str] = {}
+    ui_color: str = "#ffefeb"
+    ui_fgcolor: str = "#000"
+    templates_dict: Any = None
 
     def __init__(
         self,
@@ -189,9 +204,20 @@ class Task:
         self.op_kwargs = dict(op_kwargs or {})
         self.expand_kwargs = dict(expand_kwargs or {})
         inherited = {**self.dag.default_args, **(self.group.default_args if self.group else {})}
-        if kind != "sensor":  # default_args may carry sensor settings meant for sensors only
-            inherited = {k: v for k, v in inherited.items() if k not in SENSOR_DEFAULTS}
+        # default_args may also carry sensor settings meant for sensors only, and operator
+        # arguments meant for the operator classes that take them (as in Airflow).
+        accepted = (
+            TASK_DEFAULTS.keys()
+            | IGNORED_AIRFLOW_ARGS
+            | (SENSOR_DEFAULTS.keys() if kind == "sensor" else set())
+        )
+        inherited = {k: v for k, v in inherited.items() if k in accepted}
         merged = {**inherited, **(config or {})}
+        if python_callable is not None and kind in PYTHON_KINDS | {"bash", "sensor"}:
+            self.templates_dict = merged.pop("templates_dict", None)
+            exts = merged.pop("templates_exts", None)
+            if exts:
+                self.template_ext = tuple(exts)
         defaults = {**TASK_DEFAULTS, **(SENSOR_DEFAULTS if kind == "sensor" else {})}
         self.config = {**defaults, **_check_config(merged, f"task {full_id!r}", kind)}
         self.upstream_task_ids: set[str] = set()
@@ -213,6 +239,53 @@ class Task:
         group_input = self.mapped_group.mapped_input if self.mapped_group else None
         for arg in find_xcom_args((self.op_args, self.op_kwargs, self.expand_kwargs, group_input)):
             self.set_upstream(arg.operator)
+
+    # -- running (Airflow's operator contract) --------------------------------------------
+
+    def execute(self, context: Mapping[str, Any]) -> Any:
+        """Run the task; the return value is its result (``return_value`` XCom)."""
+        from millstream.sdk import execution
+
+        if self.python_callable is None:
+            raise NotImplementedError(f"{type(self).__name__} must define execute(self, context)")
+        fn = self.python_callable
+        if self.kind == "bash":
+            args, kwargs = execution.call_arguments(fn, self.op_args, self.op_kwargs, context)
+            command = self.render_template(fn(*args, **kwargs), context, (".sh", ".bash"))
+            return execution.run_bash(str(command), env=None, context=context)
+        if self.kind == "sensor":
+
+            def poke() -> Any:
+                args, kwargs = execution.call_arguments(fn, self.op_args, self.op_kwargs, context)
+                return fn(*args, **kwargs)
+
+            return execution.run_sensor(poke, self.config, context, self.task_id)
+        ctx = context if self.templates_dict is None else {**context, "templates_dict": self.templates_dict}
+        args, kwargs = execution.call_arguments(fn, self.op_args, self.op_kwargs, ctx)
+        return fn(*args, **kwargs)
+
+    def pre_execute(self, context: Mapping[str, Any]) -> None:
+        """Called just before ``execute``, after the template fields are rendered."""
+
+    def post_execute(self, context: Mapping[str, Any], result: Any = None) -> None:
+        """Called just after a successful ``execute`` with its result."""
+
+    def on_kill(self) -> None:
+        """Called when a running attempt is stopped; release what ``execute`` holds."""
+
+    def render_template(self, content: Any, context: Mapping[str, Any], exts: Sequence[str] = ()) -> Any:
+        """Render ``content`` (a string, or lists and dicts of them) with this task's DAG's
+        Jinja environment, as Airflow's ``BaseOperator.render_template`` does."""
+        from millstream.sdk.templating import Renderer
+
+        renderer = Renderer(self.dag, context, where=self.where)
+        return renderer.render(content, tuple(exts or self.template_ext))
+
+    @property
+    def where(self) -> str:
+        """How errors name this task: DAG, task and the line that defined it."""
+        at = f" ({self.filename}:{self.lineno})" if self.filename else ""
+        return f"task {self.task_id!r} of DAG {self.dag.dag_id!r}{at}"
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -383,165 +456,6 @@ def map_source(arg: str, value: Any) -> MapSource:
     if isinstance(value, ConcatArg):
         return MapSource(arg=arg, kind="concat", parts=tuple(map_source("", p) for p in value.parts))
     return MapSource(arg=arg, length=len(value))
-
-
-class TaskDecorator:
-    """What ``@task`` turns a function into: call it to add a task to the current DAG."""
-
-    def __init__(
-        self,
-        function: Callable[..., Any] | None,
-        *,
-        kind: str = "python",
-        config: Mapping[str, Any] | None = None,
-        partial_kwargs: Mapping[str, Any] | None = None,
-        role: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.function = function
-        self.role = dict(role) if role else None
-        self.kind = kind
-        self.config = dict(config or {})
-        self.partial_kwargs = dict(partial_kwargs or {})
-        if function is not None:
-            self.__name__ = function.__name__
-            self.__doc__ = function.__doc__
-            self.__wrapped__ = function
-
-    @property
-    def _name(self) -> str:
-        return str(self.config.get("task_id") or getattr(self.function, "__name__", "task"))
-
-    def _config(self) -> dict[str, Any]:
-        cfg = {k: v for k, v in self.config.items() if k != "task_id"}
-        if self.function is not None and self.function.__doc__ and "doc" not in cfg:
-            cfg["doc"] = inspect.cleandoc(self.function.__doc__)
-        return cfg
-
-    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
-        if self.function is not None:
-            self._check_binding(args, {**self.partial_kwargs, **kwargs})
-        task = Task(
-            task_id=self._name,
-            python_callable=self.function,
-            kind=self.kind,
-            op_args=args,
-            op_kwargs={**self.partial_kwargs, **kwargs},
-            config=self._config(),
-            role=self.role,
-        )
-        return XComArg(task)
-
-    def _check_binding(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        assert self.function is not None
-        sig = inspect.signature(self.function)
-        try:
-            sig.bind_partial(*args, **kwargs)
-        except TypeError as e:
-            filename, lineno = caller_location()
-            raise DagDefinitionError(
-                f"{self._name}() called with arguments that do not fit its signature: {e}",
-                filename=filename,
-                lineno=lineno,
-            ) from None
-
-    def override(self, **config: Any) -> TaskDecorator:
-        """A copy with some task arguments changed (``task_id``, ``retries``, …)."""
-        _check_config(
-            {k: v for k, v in config.items() if k != "task_id"}, f"{self._name}.override()", self.kind
-        )
-        return TaskDecorator(
-            self.function,
-            kind=self.kind,
-            config={**self.config, **config},
-            partial_kwargs=self.partial_kwargs,
-            role=self.role,
-        )
-
-    def partial(self, **kwargs: Any) -> TaskDecorator:
-        """Fix some arguments for every mapped instance; follow with ``.expand()``."""
-        return TaskDecorator(
-            self.function,
-            kind=self.kind,
-            config=self.config,
-            partial_kwargs={**self.partial_kwargs, **kwargs},
-            role=self.role,
-        )
-
-    def expand(self, **mapped: Any) -> XComArg:
-        """One task instance per element of the mapped argument(s), decided at run time."""
-        validate_mapped(self._name, self.function, mapped)
-        overlap = set(mapped) & set(self.partial_kwargs)
-        if overlap:
-            filename, lineno = caller_location()
-            raise DagDefinitionError(
-                f"{self._name}: argument(s) {sorted(overlap)} given to both partial() and expand()",
-                filename=filename,
-                lineno=lineno,
-            )
-        return self._mapped(mapped)
-
-    def expand_kwargs(self, value: Any) -> XComArg:
-        """One task instance per dict of arguments: ``[{"a": 1, "b": 2}, {"a": 3, "b": 4}]``."""
-        filename, lineno = caller_location()
-        if isinstance(value, (list, tuple)):
-            bad = [i for i, v in enumerate(value) if not isinstance(v, dict)]
-            if bad:
-                raise DagDefinitionError(
-                    f"{self._name}.expand_kwargs(): element {bad[0]} is a {type(value[bad[0]]).__name__}, "
-                    "expected a dict of arguments",
-                    filename=filename,
-                    lineno=lineno,
-                )
-        elif not isinstance(value, (XComArg, MapArg, ZipArg, ConcatArg)):
-            raise DagDefinitionError(
-                f"{self._name}.expand_kwargs() takes a list of dicts or the output of a task, got "
-                f"{type(value).__name__}",
-                filename=filename,
-                lineno=lineno,
-            )
-        return self._mapped({KWARGS_ARG: value})
-
-    def _mapped(self, expand: dict[str, Any]) -> XComArg:
-        task = Task(
-            task_id=self._name,
-            python_callable=self.function,
-            kind=self.kind,
-            op_kwargs=self.partial_kwargs,
-            expand_kwargs=expand,
-            config=self._config(),
-            role=self.role,
-        )
-        return XComArg(task)
-
-
-def _decorator(kind: str) -> Callable[..., Any]:
-    def make(python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:
-        if python_callable is not None and not callable(python_callable):
-            raise TypeError(f"@task expects a function, got {python_callable!r}")
-        _check_config({k: v for k, v in config.items() if k != "task_id"}, "@task", kind)
-        if python_callable is not None:
-            return TaskDecorator(python_callable, kind=kind, config=config)
-        return lambda fn: TaskDecorator(fn, kind=kind, config=config)
-
-    return make
-
-
-class _TaskNamespace:
-    """``@task``, ``@task(...)``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``."""
-
-    def __init__(self) -> None:
-        self._python = _decorator("python")
-        self.branch = _decorator("branch")
-        self.short_circuit = _decorator("short_circuit")
-        self.bash = _decorator("bash")
-        self.sensor = _decorator("sensor")
-        self.python = self._python
-
-    def __call__(self, python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:
-        return self._python(python_callable, **config)
-
-
-task = _TaskNamespace()
 
 
 def chain(*elements: Any) -> None:

@@ -271,12 +271,12 @@ def set_deadlines_fired(conn: Connection, run_pk: int, names: list[str]) -> None
 
 def previous_success_interval(
     conn: Connection, dag_id: str, logical_date: datetime | None
-) -> tuple[datetime | None, datetime | None]:
-    """The data interval of the latest successful run before ``logical_date``."""
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """The data interval and start date of the latest successful run before ``logical_date``."""
     if logical_date is None:
-        return (None, None)
+        return (None, None, None)
     row = conn.execute(
-        sa.select(dag_run.c.data_interval_start, dag_run.c.data_interval_end)
+        sa.select(dag_run.c.data_interval_start, dag_run.c.data_interval_end, dag_run.c.start_date)
         .where(
             dag_run.c.dag_id == dag_id,
             dag_run.c.state == RunState.SUCCESS.value,
@@ -285,7 +285,7 @@ def previous_success_interval(
         .order_by(dag_run.c.logical_date.desc())
         .limit(1)
     ).first()
-    return (row[0], row[1]) if row else (None, None)
+    return (row[0], row[1], row[2]) if row else (None, None, None)
 
 
 def any_queued(conn: Connection) -> bool:

@@ -30,6 +30,7 @@ class WorkItem:
     max_tries: int = 0  # a failure at try_number <= max_tries is retried
     sensor_started_at: datetime | None = None  # a rescheduled sensor's first poke
     prev_success_interval: tuple[datetime | None, datetime | None] = (None, None)
+    prev_start_date_success: datetime | None = None
     # Results whose JSON is longer than inline_limit bytes go to this object store (any
     # fsspec URL); only their URL is reported. Empty: every result stays in the database.
     result_store_url: str = ""

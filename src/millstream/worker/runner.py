@@ -12,12 +12,11 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,17 +24,18 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from millstream.core.planner import Output
 from millstream.errors import FailTask, SkipTask, TaskFlowError
-from millstream.sdk.context import CONTEXT_KEYS, set_current_context
+from millstream.sdk.context import set_current_context
 from millstream.sdk.dag import DAG
+from millstream.sdk.execution import Reschedule, SensorTimeout
 from millstream.sdk.mapping import KWARGS_ARG
 from millstream.sdk.task import Task
+from millstream.sdk.templating import MACROS
 from millstream.sdk.xcom import (
     NOTSET,
     ConcatArg,
     DagParam,
     MapArg,
     MappedArgument,
-    PokeReturnValue,
     XComArg,
     ZipArg,
 )
@@ -43,6 +43,7 @@ from millstream.store import objects
 from millstream.worker.assets import InletEventAccessors, OutletEventAccessors, TriggeringAssetEvents
 from millstream.worker.callbacks import call_all
 from millstream.worker.item import AttemptResult, WorkItem
+from millstream.worker.rendering import prepare
 from millstream.worker.results import (
     ConcatSequence,
     LazyResults,
@@ -90,6 +91,7 @@ class TaskInstanceInfo:
     _reader: ResultReader
     _run_pk: int
     _mapped_tasks: frozenset[str]
+    sensor_started_at: datetime | None = None  # a rescheduled sensor's first poke
 
     def xcom_pull(self, task_ids: str | list[str] | None = None, key: str = "return_value") -> Any:
         ids = [self.task_id] if task_ids is None else task_ids
@@ -200,7 +202,15 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
     ld = item.logical_date
     mapped = frozenset(t for t, o in dag.tasks.items() if o.is_mapped)
     ti = TaskInstanceInfo(
-        item.dag_id, item.run_id, item.task_id, item.map_index, item.try_number, reader, item.run_pk, mapped
+        item.dag_id,
+        item.run_id,
+        item.task_id,
+        item.map_index,
+        item.try_number,
+        reader,
+        item.run_pk,
+        mapped,
+        item.sensor_started_at,
     )
     run = DagRunInfo(
         item.dag_id,
@@ -223,6 +233,11 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
         "ds": ld.strftime("%Y-%m-%d") if ld else None,
         "ds_nodash": ld.strftime("%Y%m%d") if ld else None,
         "ts": ld.isoformat() if ld else None,
+        "ts_nodash": ld.strftime("%Y%m%dT%H%M%S") if ld else None,
+        "ts_nodash_with_tz": ld.isoformat().replace("-", "").replace(":", "") if ld else None,
+        "task_instance_key_str": f"{item.dag_id}__{item.task_id}__{ld.strftime('%Y%m%d') if ld else ''}",
+        "macros": MACROS,
+        "prev_start_date_success": item.prev_start_date_success,
         "data_interval_start": item.data_interval_start,
         "data_interval_end": item.data_interval_end,
         "prev_data_interval_start_success": item.prev_success_interval[0],
@@ -266,30 +281,6 @@ def capture_to(path: str) -> Iterator[TextIO]:
                 root.setLevel(old_level)
 
 
-def _call_kwargs(task: Task, resolver: _Resolver, ctx: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    args = [resolver.value(a) for a in task.op_args]
-    kwargs = {k: resolver.value(v) for k, v in task.op_kwargs.items()}
-    if task.expand_kwargs:
-        kwargs.update(resolver.mapped(task.expand_kwargs))
-    fn = task.python_callable
-    if fn is None:
-        return args, kwargs
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        for k, v in ctx.items():
-            kwargs.setdefault(k, v)
-    else:
-        for name in params:
-            if name in CONTEXT_KEYS and name not in kwargs:
-                kwargs[name] = ctx[name]
-        # Positional arguments already given must not be passed twice by name.
-        for name in list(params)[: len(args)]:
-            kwargs.pop(name, None)
-    return args, kwargs
-
-
 _LABELS = SandboxedEnvironment(autoescape=False)
 
 
@@ -309,76 +300,6 @@ def render_label(
         return _LABELS.from_string(template).render({**ctx, **kwargs}).strip()[:1000] or None
     except Exception:  # noqa: BLE001
         return None
-
-
-class SensorTimeout(Exception):  # noqa: N818 - the name Airflow users know
-    """A sensor was not satisfied within its timeout."""
-
-
-class _Reschedule(Exception):  # noqa: N818 - control flow, not an error
-    def __init__(self, at: datetime) -> None:
-        super().__init__(at.isoformat())
-        self.at = at
-
-
-def sensor_interval(cfg: Mapping[str, Any], elapsed: float) -> float:
-    """Seconds until the next poke. With exponential backoff the interval doubles after
-    each poke (1, 2, 4 ... times poke_interval, with some jitter), computed from the time
-    already spent so that reschedule mode needs no counter, and capped by max_wait."""
-    base = float(cfg["poke_interval"])
-    if not cfg["exponential_backoff"] or base <= 0:
-        return base
-    import math
-    import random
-
-    pokes = int(math.log2(elapsed / base + 1)) if elapsed > 0 else 0
-    interval = base * 2**pokes * random.uniform(0.9, 1.1)
-    return min(interval, float(cfg["max_wait"])) if cfg["max_wait"] else interval
-
-
-def _run_sensor(task: Task, args: list[Any], kwargs: dict[str, Any], item: WorkItem, log: TextIO) -> Any:
-    cfg = task.config
-    assert task.python_callable is not None
-    first = item.sensor_started_at or datetime.now(UTC)
-    while True:
-        result = task.python_callable(*args, **kwargs)
-        done = bool(result.is_done) if isinstance(result, PokeReturnValue) else bool(result)
-        now = datetime.now(UTC)
-        if done:
-            print("sensor condition met", file=log)
-            return result.xcom_value if isinstance(result, PokeReturnValue) else None
-        elapsed = (now - first).total_seconds()
-        if elapsed >= cfg["timeout"]:
-            raise SensorTimeout(
-                f"sensor {task.task_id!r} not satisfied after {elapsed:.1f}s (timeout {cfg['timeout']:g}s)"
-            )
-        wait = min(sensor_interval(cfg, elapsed), cfg["timeout"] - elapsed)
-        print(f"[{now.isoformat()}] not yet; poking again in {wait:.1f}s", file=log)
-        if cfg["mode"] == "reschedule":
-            raise _Reschedule(now + timedelta(seconds=wait))
-        time.sleep(wait)
-
-
-def _run_bash(command: str, env: Mapping[str, str] | None, log: TextIO) -> str:
-    proc = subprocess.Popen(
-        ["bash", "-c", command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    last = ""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        log.write(line)
-        if line.strip():
-            last = line.rstrip("\n")
-    code = proc.wait()
-    if code == 99:
-        raise SkipTask("bash command exited with code 99")
-    if code != 0:
-        raise RuntimeError(f"bash command exited with code {code}")
-    return last
 
 
 Row = tuple[str, str, int | None, str, str | None]
@@ -412,6 +333,8 @@ def _output_of(task: Task, value: Any, item: WorkItem) -> tuple[list[Row], Outpu
 
     rows: list[tuple[str, str, int | None, str]] = []
     length, type_name = meta(value)
+    if not task.config["do_xcom_push"]:
+        return [], Output(length=length, type_name=type_name, key_lengths={})
     rows.append(("return_value", to_json(value, task.task_id), length, type_name))
     key_lengths: dict[str, int | None] = {}
     if task.config["multiple_outputs"]:
@@ -425,6 +348,11 @@ def _output_of(task: Task, value: Any, item: WorkItem) -> tuple[list[Row], Outpu
             rows.append((str(k), to_json(v, task.task_id), kl, kt))
             key_lengths[str(k)] = kl
     return _offload(rows, item), Output(length=length, type_name=type_name, key_lengths=key_lengths)
+
+
+def _short_repr(value: Any, limit: int = 1000) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
 def _branch_follow(task: Task, value: Any) -> tuple[str, ...]:
@@ -465,24 +393,19 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             ctx = build_context(item, dag, task, reader)
             resolver = _Resolver(item, task, reader)
             callback_ctx = (task, ctx)
-            args, kwargs = _call_kwargs(task, resolver, ctx)
-            label_inputs = (task.config["map_index_template"], ctx, kwargs)
+            label_inputs = (task.config["map_index_template"], ctx, {})
+            op = prepare(task, ctx, resolver.value, resolver.mapped)
+            ctx["task"] = op
+            label_inputs = (task.config["map_index_template"], ctx, dict(op.op_kwargs))
             call_all(task.config["on_execute_callback"], ctx, "on_execute_callback", log)
             with set_current_context(ctx):
-                if task.kind == "bash":
-                    command = (
-                        task.python_callable(*args, **kwargs)
-                        if task.python_callable
-                        else kwargs["bash_command"]
-                    )
-                    value = _run_bash(str(command), None if task.python_callable else kwargs.get("env"), log)
-                elif task.kind == "sensor":
-                    value = _run_sensor(task, args, kwargs, item, log)
-                else:
-                    assert task.python_callable is not None
-                    value = task.python_callable(*args, **kwargs)
+                op.pre_execute(ctx)
+                value = op.execute(ctx)
                 if inspect.isgenerator(value):  # a task that yields Metadata(asset, extra)
                     value = ctx["outlet_events"].take(value)
+                op.post_execute(ctx, value)
+            if task.config["show_return_value_in_logs"] and value is not None:
+                print(f"returned: {_short_repr(value)}", file=log)
             rows, output = _output_of(task, value, item)
             if task.kind == "branch":
                 output = Output(
@@ -494,7 +417,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                     print("condition is falsy: skipping downstream tasks", file=log)
             asset_events = ctx["outlet_events"].events()
             state, error, retryable = "success", None, True
-        except _Reschedule as e:
+        except Reschedule as e:
             rows, output, state, error, retryable = [], None, "reschedule", None, True
             reschedule_at = e.at
         except SensorTimeout as e:

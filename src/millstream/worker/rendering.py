@@ -1,0 +1,66 @@
+"""The attempt's own operator: unmapped for its map index, template fields rendered.
+
+The DAG a worker holds is cached and shared by many attempts, so nothing here changes
+it: each attempt renders into a shallow copy of its task (or, for a mapped operator
+class, into a fresh instance built from the fixed and mapped arguments).
+
+As in Airflow, values that come from other tasks' results are resolved but never
+rendered again, literal mapped values are rendered like any argument, and the rendered
+copy is what ``context["task"]`` shows.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from millstream.sdk.baseoperator import MappedOperator
+from millstream.sdk.mapping import KWARGS_ARG
+from millstream.sdk.task import Task
+from millstream.sdk.templating import Renderer
+from millstream.sdk.xcom import ConcatArg, DagParam, MapArg, MappedArgument, XComArg, ZipArg
+
+_RESOLVABLE = (XComArg, MapArg, ZipArg, ConcatArg, MappedArgument, DagParam)
+_LITERAL = (list, tuple, dict)
+
+
+class _SkippingRenderer(Renderer):
+    """Leaves alone the given objects (mapped values read from other tasks' results)."""
+
+    skip: frozenset[int] = frozenset()
+
+    def render(self, value: Any, exts: tuple[str, ...] = (), seen: set[int] | None = None) -> Any:
+        if id(value) in self.skip:
+            return value
+        return super().render(value, exts, seen)
+
+
+def prepare(
+    task: Task,
+    context: Mapping[str, Any],
+    resolve: Callable[[Any], Any],
+    mapped_values: Callable[[Mapping[str, Any]], dict[str, Any]],
+) -> Task:
+    """The operator this attempt runs, its template fields rendered against ``context``."""
+    skip: set[int] = set()
+    values: dict[str, Any] = {}
+    if task.expand_kwargs:
+        values = mapped_values(task.expand_kwargs)
+        for name, src in task.expand_kwargs.items():
+            if isinstance(src, _LITERAL):
+                continue
+            if name == KWARGS_ARG:
+                skip.update(id(v) for v in values.values())
+            elif name in values:
+                skip.add(id(values[name]))
+    if isinstance(task, MappedOperator):
+        op: Task = task.unmap(values)
+    else:
+        op = copy.copy(task)
+        if values:
+            op.op_kwargs = {**task.op_kwargs, **values}
+    renderer = _SkippingRenderer(task.dag, context, resolvable=_RESOLVABLE, resolve=resolve, where=task.where)
+    renderer.skip = frozenset(skip)
+    renderer.render_fields(op, op.template_fields, tuple(op.template_ext))
+    return op
