@@ -29,6 +29,7 @@ from millstream.sdk.assets import (
     FileArrivalWatcher,
     Metadata,
 )
+from millstream.sdk.baseoperator import BaseOperator, BaseSensorOperator
 from millstream.sdk.context import get_current_context
 from millstream.sdk.dag import DAG, dag
 from millstream.sdk.deadlines import DeadlineAlert, DeadlineReference
@@ -83,6 +84,8 @@ __all__ = [
     "AssetAny",
     "AssetOrTimeSchedule",
     "AssetTrigger",
+    "BaseOperator",
+    "BaseSensorOperator",
     "BashOperator",
     "CronDataIntervalTimetable",
     "CronTriggerTimetable",

@@ -142,6 +142,7 @@ class DAG:
         user_defined_macros: Mapping[str, Any] | None = None,
         user_defined_filters: Mapping[str, Callable[..., Any]] | None = None,
         render_template_as_native_obj: bool = False,
+        jinja_environment_kwargs: Mapping[str, Any] | None = None,
         **airflow_only: Any,
     ) -> None:
         self.filename, self.lineno = caller_location()
@@ -203,6 +204,7 @@ class DAG:
         self.user_defined_macros = dict(user_defined_macros or {})
         self.user_defined_filters = dict(user_defined_filters or {})
         self.render_template_as_native_obj = bool(render_template_as_native_obj)
+        self.jinja_environment_kwargs = dict(jinja_environment_kwargs or {})
         self.deadline_callback = deadline.callback if deadline else None
         self.tasks: dict[str, Task] = {}
         self.task_group_ids: set[str] = set()

@@ -40,7 +40,8 @@ def call_arguments(
             if name in context and name not in out:
                 out[name] = context[name]
     # Positional arguments already given must not be passed twice by name.
-    for name in list(params)[: len(out_args)]:
+    positional = [n for n, p in params.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for name in positional[: len(out_args)]:
         out.pop(name, None)
     return out_args, out
 

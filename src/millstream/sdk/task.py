@@ -55,6 +55,8 @@ TASK_DEFAULTS: dict[str, Any] = {
     "queue": None,
     "deadline": None,
     "do_xcom_push": True,
+    "pre_execute": None,
+    "post_execute": None,
     "show_return_value_in_logs": True,
 }
 

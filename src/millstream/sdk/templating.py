@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, is_internal_attribute
 
 from millstream.errors import TemplateError
 
@@ -39,24 +39,24 @@ _MARKERS = ("{{", "{%", "{#")
 # -- filters and macros (Airflow's names and outputs) -------------------------------------
 
 
-def _ds(value: datetime | date) -> str:
-    return value.strftime("%Y-%m-%d")
+def _ds(value: datetime | date | None) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%d")
 
 
-def _ds_nodash(value: datetime | date) -> str:
-    return value.strftime("%Y%m%d")
+def _ds_nodash(value: datetime | date | None) -> str | None:
+    return None if value is None else value.strftime("%Y%m%d")
 
 
-def _ts(value: datetime) -> str:
-    return value.isoformat()
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
-def _ts_nodash(value: datetime) -> str:
-    return value.strftime("%Y%m%dT%H%M%S")
+def _ts_nodash(value: datetime | None) -> str | None:
+    return None if value is None else value.strftime("%Y%m%dT%H%M%S")
 
 
-def _ts_nodash_with_tz(value: datetime) -> str:
-    return value.isoformat().replace("-", "").replace(":", "")
+def _ts_nodash_with_tz(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("-", "").replace(":", "")
 
 
 FILTERS: dict[str, Callable[..., Any]] = {
@@ -115,7 +115,7 @@ class _Sandbox(SandboxedEnvironment):
     (operators keep their state in them), dunder attributes are not."""
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        return not attr.startswith("__")
+        return not is_internal_attribute(obj, attr)
 
 
 class _NativeSandbox(_Sandbox):
@@ -137,13 +137,19 @@ def environment(dag: DAG) -> jinja2.Environment:
     env: jinja2.Environment | None = dag.__dict__.get("_jinja_env")
     if env is None:
         cls = _NativeSandbox if dag.render_template_as_native_obj else _Sandbox
-        env = cls(
-            loader=jinja2.FileSystemLoader(template_searchpath(dag)),
-            undefined=dag.template_undefined or jinja2.StrictUndefined,
-            extensions=["jinja2.ext.do"],
-            keep_trailing_newline=True,
-            cache_size=4000,
-        )
+        options: dict[str, Any] = {
+            "loader": jinja2.FileSystemLoader(template_searchpath(dag)),
+            "undefined": dag.template_undefined or jinja2.StrictUndefined,
+            "extensions": ["jinja2.ext.do"],
+            "cache_size": 4000,
+            **dag.jinja_environment_kwargs,
+        }
+        try:
+            env = cls(**options)
+        except TypeError as e:
+            raise TemplateError(
+                f"DAG {dag.dag_id!r}: jinja_environment_kwargs has an option Jinja does not know: {e}"
+            ) from None
         env.filters.update(FILTERS)
         env.filters.update(dag.user_defined_filters)
         env.globals.update(dag.user_defined_macros)
@@ -208,8 +214,8 @@ class Renderer:
             return [self.render(v, exts, seen) for v in value]
         if isinstance(value, dict):
             return {k: self.render(v, exts, seen) for k, v in value.items()}
-        if isinstance(value, (set, frozenset)):
-            return type(value)(self.render(v, exts, seen) for v in value)
+        if isinstance(value, set):
+            return {self.render(v, exts, seen) for v in value}
         nested = getattr(type(value), "template_fields", None)
         if nested and not isinstance(value, type) and id(value) not in seen:
             seen.add(id(value))

@@ -397,12 +397,18 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             op = prepare(task, ctx, resolver.value, resolver.mapped)
             ctx["task"] = op
             label_inputs = (task.config["map_index_template"], ctx, dict(op.op_kwargs))
-            call_all(task.config["on_execute_callback"], ctx, "on_execute_callback", log)
             with set_current_context(ctx):
+                # Airflow's order: the pre_execute hooks, on_execute_callback, execute,
+                # then the post_execute hooks (given the result).
+                if task.config["pre_execute"]:
+                    task.config["pre_execute"](ctx)
                 op.pre_execute(ctx)
+                call_all(task.config["on_execute_callback"], ctx, "on_execute_callback", log)
                 value = op.execute(ctx)
                 if inspect.isgenerator(value):  # a task that yields Metadata(asset, extra)
                     value = ctx["outlet_events"].take(value)
+                if task.config["post_execute"]:
+                    task.config["post_execute"](ctx, value)
                 op.post_execute(ctx, value)
             if task.config["show_return_value_in_logs"] and value is not None:
                 print(f"returned: {_short_repr(value)}", file=log)

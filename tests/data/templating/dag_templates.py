@@ -1,8 +1,9 @@
 """Templating cases run under Airflow 3.3.2 and Millstream; each task records what it got.
 
-The same file runs on both: only the import differs. Airflow's answers are to be kept in
-airflow_3_3_2.json, written by record_airflow.py in a scratch venv; not recorded yet (the
-recorder still fails on the second DAG's dag.test()), and no test reads this file yet.
+The same file runs on both: only the import differs. Airflow's answers are kept in
+airflow_3_3_2.json, written by record_airflow.py with apache-airflow 3.3.2 in a scratch
+venv outside the repo; tests/sdk/test_templating.py runs this file on Millstream and
+expects the same run states, task states and outputs.
 """
 
 import json

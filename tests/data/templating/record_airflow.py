@@ -3,7 +3,8 @@
     python record_airflow.py > airflow_3_3_2.json
 
 Each DAG runs ``dag.test()`` in its own process with its own fresh AIRFLOW_HOME and
-metadata database: two ``dag.test()`` calls in one process share a SQLite session that
+metadata database, with this folder as the DAG folder (``dag.test()`` syncs that folder
+to the database first, and refuses a DAG it did not find there). Two ``dag.test()`` calls in one process share a SQLite session that
 Airflow 3.3.2 does not expect, and the second fails on an unrelated query error.
 """
 
@@ -47,6 +48,8 @@ def main() -> None:
             "AIRFLOW_HOME": home,
             "TEMPLATES_OUT": out,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+            # dag.test() syncs the DAG folder's bundle to the database before it runs
+            "AIRFLOW__CORE__DAGS_FOLDER": HERE,
         }
         subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True

@@ -1,0 +1,1 @@
+insert into t select * from staging where ds = '{{ ds }}' -- {{ task.task_id }}
