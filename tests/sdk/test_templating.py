@@ -1,6 +1,6 @@
 """Jinja templating of task fields, checked against what Airflow 3.3.2 renders.
 
-tests/data/templating/airflow_3_3_2.json was written by record_airflow.py beside it, with
+tests/data/templating/airflow_3_3_2.json was written by tests/data/airflow/record.py, with
 apache-airflow 3.3.2 in a scratch venv outside the repo, from the same DAG file.
 """
 

@@ -1,7 +1,7 @@
 """Templating cases run under Airflow 3.3.2 and Millstream; each task records what it got.
 
 The same file runs on both: only the import differs. Airflow's answers are kept in
-airflow_3_3_2.json, written by record_airflow.py with apache-airflow 3.3.2 in a scratch
+airflow_3_3_2.json, written by tests/data/airflow/record.py with apache-airflow 3.3.2 in a scratch
 venv outside the repo; tests/sdk/test_templating.py runs this file on Millstream and
 expects the same run states, task states and outputs.
 """
