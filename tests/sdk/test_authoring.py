@@ -21,6 +21,8 @@ def test_public_api_is_pinned():
             "AssetAny",
             "AssetOrTimeSchedule",
             "AssetTrigger",
+            "BaseOperator",
+            "BaseSensorOperator",
             "BashOperator",
             "CronDataIntervalTimetable",
             "CronTriggerTimetable",

@@ -167,7 +167,7 @@ def test_plain_strings_are_returned_as_they_are_without_compiling():
     value = "no markup here"
     assert r.render(value) is value
     assert r.render({"a": ["{{ ds }}", 1]}) == {"a": ["2024-01-02", 1]}
-    assert d.__dict__["_jinja_strings"].keys() == {"{{ ds }}"}
+    assert r.env.compiled_strings.keys() == {"{{ ds }}"}
 
 
 def test_macros():

@@ -133,7 +133,9 @@ def dag_graph(spec: DagSpec, counts: Mapping[str, Mapping[str, int]] | None = No
     for t in ordered:
         kind = "setup" if t.is_setup else "teardown" if t.is_teardown else "task"
         c = dict(counts.get(t.task_id, {}))
-        n = Node(t.task_id, t.task_id, kind, mapped=t.is_mapped, counts=c, state=summary_state(c))
+        n = Node(
+            t.task_id, t.display_name or t.task_id, kind, mapped=t.is_mapped, counts=c, state=summary_state(c)
+        )
         nodes[t.task_id] = n
         columns[base + depth[t.task_id]].append(n)
     outlets = sorted({k for t in spec.tasks for k in t.outlets})

@@ -111,6 +111,7 @@ class DagOut(BaseModel):
 
 class TaskOut(BaseModel):
     task_id: str
+    display_name: str  # task_display_name, else the task id
     kind: str
     upstream: list[str]
     downstream: list[str]
@@ -251,6 +252,7 @@ class Changed(BaseModel):
 
 class GridTask(BaseModel):
     task_id: str
+    display_name: str | None = None  # task_display_name, if set
     is_mapped: bool
     is_setup: bool
     is_teardown: bool

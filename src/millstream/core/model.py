@@ -95,6 +95,7 @@ class TaskSpec:
     inlets: tuple[str, ...] = ()  # asset keys whose events it may read
     doc: str | None = None
     lineno: int | None = None
+    display_name: str | None = None  # task_display_name: shown instead of the id
 
     @property
     def is_mapped(self) -> bool:

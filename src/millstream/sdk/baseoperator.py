@@ -100,8 +100,7 @@ class BaseOperator(Task):
         if isinstance(cls.__dict__.get("template_ext"), str):
             cls.template_ext = (cls.__dict__["template_ext"],)
 
-    def __init__(self, task_id: str, *, dag: Any = None, **kwargs: Any) -> None:
-        kwargs.pop("task_group", None)  # the group is the one being built, as in a `with` block
+    def __init__(self, task_id: str, *, dag: Any = None, task_group: Any = None, **kwargs: Any) -> None:
         Task.__init__(
             self,
             task_id=task_id,
@@ -110,6 +109,7 @@ class BaseOperator(Task):
             config=kwargs,
             dag=dag,
             explicit_id=True,
+            group=task_group,
         )
 
     def _finish_init(self) -> None:
@@ -234,6 +234,7 @@ class MappedOperator(Task):
             config=config,
             dag=partial_kwargs.get("dag"),
             explicit_id=True,
+            group=partial_kwargs.get("task_group"),
         )
 
     def unmap(self, values: Mapping[str, Any]) -> BaseOperator:

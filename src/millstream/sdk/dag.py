@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from millstream.core.model import DagSpec
+from millstream.core.priority import effective_weights
 from millstream.core.timetables import (
     ContinuousTimetable,
     CronDataIntervalTimetable,
@@ -167,6 +168,9 @@ class DAG:
                 lineno=self.lineno,
             )
         self.dag_id = dag_id
+        # As in Airflow, default_args may give the DAG its start and end dates.
+        start_date = start_date or (default_args or {}).get("start_date")
+        end_date = end_date or (default_args or {}).get("end_date")
         self.start_date, zone = _as_utc(start_date, "start_date")
         self.end_date, _ = _as_utc(end_date, "end_date")
         self.timezone = timezone or zone
@@ -304,9 +308,15 @@ class DAG:
         return order
 
     def to_spec(self) -> DagSpec:
+        weights = effective_weights(
+            {t: int(task.config["priority_weight"]) for t, task in self.tasks.items()},
+            {t: task.config["weight_rule"] for t, task in self.tasks.items()},
+            {t: task.downstream_task_ids for t, task in self.tasks.items()},
+            {t: task.upstream_task_ids for t, task in self.tasks.items()},
+        )
         return DagSpec(
             dag_id=self.dag_id,
-            tasks=tuple(self.tasks[t].to_spec() for t in self.topological_order()),
+            tasks=tuple(self.tasks[t].to_spec(weights[t]) for t in self.topological_order()),
             fileloc=os.path.abspath(self.filename) if self.filename else "",
             timetable=self.timetable_spec,
             start_date=self.start_date.isoformat() if self.start_date else None,

@@ -61,6 +61,9 @@ def airflow_ctx_vars(context: Mapping[str, Any]) -> dict[str, str]:
     }
     if ld is not None:
         out["AIRFLOW_CTX_LOGICAL_DATE"] = ld.isoformat()
+    owner = getattr(context.get("task"), "owner", None)
+    if owner:
+        out["AIRFLOW_CTX_DAG_OWNER"] = str(owner)
     return out
 
 

@@ -9,6 +9,7 @@ time.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from millstream.errors import DagDefinitionError
 from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
 from millstream.sdk.assets import outlet_key
+from millstream.sdk.compat import OPERATOR_ARGUMENTS, refusal
 from millstream.sdk.current import current_dag
 from millstream.sdk.taskgroup import TaskGroup, current_group
 from millstream.sdk.xcom import NOTSET, ConcatArg, MapArg, XComArg, ZipArg, find_xcom_args
@@ -55,6 +57,16 @@ TASK_DEFAULTS: dict[str, Any] = {
     "queue": None,
     "deadline": None,
     "do_xcom_push": True,
+    "owner": "airflow",
+    "email": None,
+    "weight_rule": "downstream",
+    "params": None,
+    "task_display_name": None,
+    "logger_name": None,
+    "render_template_as_native_obj": None,
+    "doc_json": None,
+    "doc_yaml": None,
+    "doc_rst": None,
     "pre_execute": None,
     "post_execute": None,
     "show_return_value_in_logs": True,
@@ -68,6 +80,8 @@ CALLBACKS = (
     "on_execute_callback",
 )
 
+WEIGHT_RULES = ("downstream", "upstream", "absolute")
+
 #: Extra arguments of ``@task.sensor`` (names and meanings as in Airflow).
 SENSOR_DEFAULTS: dict[str, Any] = {
     "poke_interval": 60.0,
@@ -78,22 +92,10 @@ SENSOR_DEFAULTS: dict[str, Any] = {
     "max_wait": None,
 }
 
-#: Airflow operator arguments accepted so that DAGs port unchanged, but not acted on.
+#: Airflow operator arguments with no setting of their own: accepted when they ask for
+#: nothing Millstream cannot do, refused (with the reason) otherwise. See sdk/compat.py.
 IGNORED_AIRFLOW_ARGS = frozenset(
-    {
-        "owner",
-        "email",
-        "email_on_failure",
-        "email_on_retry",
-        "depends_on_past",
-        "wait_for_downstream",
-        "executor_config",
-        "sla",
-        "weight_rule",
-        "run_as_user",
-        "resources",
-        "executor",
-    }
+    set(OPERATOR_ARGUMENTS) - set(TASK_DEFAULTS) - {"task_id", "dag", "default_args", "task_group"}
 )
 
 
@@ -112,12 +114,26 @@ def _check_config(config: Mapping[str, Any], where: str, kind: str = "python") -
     known = {**TASK_DEFAULTS, **(SENSOR_DEFAULTS if kind == "sensor" else {})}
     for key, value in config.items():
         if key in IGNORED_AIRFLOW_ARGS:
+            reason = refusal(key, value)
+            if reason:
+                raise ValueError(f"{where}: {key}={value!r} is refused: {reason}")
             continue
         if key not in known:
             raise TypeError(
                 f"{where}: unknown task argument {key!r}; known arguments are {', '.join(sorted(known))}"
             )
         out[key] = value
+    if config.get("email"):
+        for key in ("email_on_failure", "email_on_retry"):
+            if config.get(key, True):
+                raise ValueError(
+                    f"{where}: email={config['email']!r} with {key}=True (Airflow's default) is refused: "
+                    f"{OPERATOR_ARGUMENTS[key].note}"
+                )
+    if out.get("weight_rule", "downstream") not in WEIGHT_RULES:
+        raise ValueError(
+            f"{where}: weight_rule must be one of {', '.join(WEIGHT_RULES)}, got {out['weight_rule']!r}"
+        )
     if "trigger_rule" in out:
         try:
             out["trigger_rule"] = TriggerRule(out["trigger_rule"])
@@ -177,6 +193,7 @@ class Task:
         dag: Any = None,
         explicit_id: bool = False,
         role: Mapping[str, Any] | None = None,
+        group: TaskGroup | None = None,
     ) -> None:
         self.filename, self.lineno = caller_location()
         the_dag = dag or current_dag()
@@ -188,7 +205,7 @@ class Task:
                 lineno=self.lineno,
             )
         self.dag: DAG = the_dag
-        self.group: TaskGroup | None = current_group()
+        self.group: TaskGroup | None = group or current_group()
         self.mapped_group: TaskGroup | None = self.group.mapped_group() if self.group else None
         if self.mapped_group is not None and expand_kwargs:
             raise DagDefinitionError(
@@ -213,8 +230,13 @@ class Task:
             | IGNORED_AIRFLOW_ARGS
             | (SENSOR_DEFAULTS.keys() if kind == "sensor" else set())
         )
-        inherited = {k: v for k, v in inherited.items() if k in accepted}
+        # start_date and end_date in default_args are the DAG's (as in Airflow).
+        inherited = {
+            k: v for k, v in inherited.items() if k in accepted and k not in ("start_date", "end_date")
+        }
         merged = {**inherited, **(config or {})}
+        for key in ("start_date", "end_date"):
+            self._check_own_date(key, merged.pop(key, None), full_id)
         if python_callable is not None and kind in PYTHON_KINDS | {"bash", "sensor"}:
             self.templates_dict = merged.pop("templates_dict", None)
             exts = merged.pop("templates_exts", None)
@@ -241,6 +263,35 @@ class Task:
         group_input = self.mapped_group.mapped_input if self.mapped_group else None
         for arg in find_xcom_args((self.op_args, self.op_kwargs, self.expand_kwargs, group_input)):
             self.set_upstream(arg.operator)
+
+    def _check_own_date(self, key: str, value: Any, task_id: str) -> None:
+        if value is None:
+            return
+        from millstream.sdk.dag import _as_utc
+
+        mine, _ = _as_utc(value, key)
+        if mine != getattr(self.dag, key):
+            raise DagDefinitionError(
+                f"task {task_id!r}: {key}={value!r} differs from the DAG's and is refused: "
+                f"{OPERATOR_ARGUMENTS[key].note}",
+                filename=self.filename,
+                lineno=self.lineno,
+            )
+
+    @property
+    def owner(self) -> str:
+        return str(self.config["owner"])
+
+    @property
+    def log(self) -> logging.Logger:
+        """The task's logger (``logger_name``, else one named for its class); its records go
+        to the attempt's log."""
+        name = self.config["logger_name"] or f"millstream.task.{type(self).__module__}.{type(self).__name__}"
+        return logging.getLogger(name)
+
+    @property
+    def task_display_name(self) -> str:
+        return str(self.config["task_display_name"] or self.task_id)
 
     # -- running (Airflow's operator contract) --------------------------------------------
 
@@ -280,7 +331,9 @@ class Task:
         Jinja environment, as Airflow's ``BaseOperator.render_template`` does."""
         from millstream.sdk.templating import Renderer
 
-        renderer = Renderer(self.dag, context, where=self.where)
+        renderer = Renderer(
+            self.dag, context, where=self.where, native=self.config["render_template_as_native_obj"]
+        )
         return renderer.render(content, tuple(exts or self.template_ext))
 
     @property
@@ -392,7 +445,9 @@ class Task:
 
     # -- description --------------------------------------------------------------------
 
-    def to_spec(self) -> TaskSpec:
+    def to_spec(self, priority_weight: int | None = None) -> TaskSpec:
+        """What the engine needs of the task; ``priority_weight`` is the effective weight
+        (its ``weight_rule`` applied by the DAG)."""
         c = self.config
         backoff = c["retry_exponential_backoff"]
         if backoff is True:
@@ -421,7 +476,7 @@ class Task:
             pool=c["pool"],
             pool_slots=int(c["pool_slots"]),
             queue=c["queue"],
-            priority_weight=int(c["priority_weight"]),
+            priority_weight=int(c["priority_weight"]) if priority_weight is None else priority_weight,
             max_active_tis_per_dagrun=c["max_active_tis_per_dagrun"],
             max_active_tis_per_dag=c["max_active_tis_per_dag"],
             map_sources=tuple(map_sources),
@@ -438,7 +493,8 @@ class Task:
             ignore_downstream_trigger_rules=bool(c["ignore_downstream_trigger_rules"]),
             outlets=tuple(dict.fromkeys(outlet_key(a, self.task_id) for a in c["outlets"])),
             inlets=tuple(dict.fromkeys(outlet_key(a, self.task_id) for a in c["inlets"])),
-            doc=c["doc_md"] or c["doc"],
+            doc=c["doc_md"] or c["doc"] or c["doc_rst"] or c["doc_json"] or c["doc_yaml"],
+            display_name=c["task_display_name"],
             lineno=self.lineno,
         )
 

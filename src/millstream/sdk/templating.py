@@ -132,11 +132,14 @@ def template_searchpath(dag: DAG) -> list[str]:
     return [folder, *paths]
 
 
-def environment(dag: DAG) -> jinja2.Environment:
-    """The DAG's Jinja environment, built once and kept on the DAG."""
-    env: jinja2.Environment | None = dag.__dict__.get("_jinja_env")
+def environment(dag: DAG, native: bool | None = None) -> jinja2.Environment:
+    """The DAG's Jinja environment (native or not), built once and kept on the DAG."""
+    if native is None:
+        native = dag.render_template_as_native_obj
+    envs: dict[bool, jinja2.Environment] = dag.__dict__.setdefault("_jinja_envs", {})
+    env = envs.get(native)
     if env is None:
-        cls = _NativeSandbox if dag.render_template_as_native_obj else _Sandbox
+        cls = _NativeSandbox if native else _Sandbox
         options: dict[str, Any] = {
             "loader": jinja2.FileSystemLoader(template_searchpath(dag)),
             "undefined": dag.template_undefined or jinja2.StrictUndefined,
@@ -154,8 +157,8 @@ def environment(dag: DAG) -> jinja2.Environment:
         env.filters.update(dag.user_defined_filters)
         env.globals.update(dag.user_defined_macros)
         env.globals["macros"] = MACROS
-        dag.__dict__["_jinja_env"] = env
-        dag.__dict__["_jinja_strings"] = {}
+        env.compiled_strings = {}  # type: ignore[attr-defined]
+        envs[native] = env
     return env
 
 
@@ -182,10 +185,11 @@ class Renderer:
         resolvable: tuple[type, ...] = (),
         resolve: Callable[[Any], Any] | None = None,
         where: str = "",
+        native: bool | None = None,
     ) -> None:
-        self.env = environment(dag)
-        self.native = bool(dag.render_template_as_native_obj)
-        self.strings: dict[str, jinja2.Template] = dag.__dict__["_jinja_strings"]
+        self.env = environment(dag, native)
+        self.native = isinstance(self.env, _NativeSandbox)
+        self.strings: dict[str, jinja2.Template] = self.env.compiled_strings  # type: ignore[attr-defined]
         self.context = context
         self.resolvable = resolvable
         self.resolve = resolve

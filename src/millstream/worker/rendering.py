@@ -60,7 +60,14 @@ def prepare(
         op = copy.copy(task)
         if values:
             op.op_kwargs = {**task.op_kwargs, **values}
-    renderer = _SkippingRenderer(task.dag, context, resolvable=_RESOLVABLE, resolve=resolve, where=task.where)
+    renderer = _SkippingRenderer(
+        task.dag,
+        context,
+        resolvable=_RESOLVABLE,
+        resolve=resolve,
+        where=task.where,
+        native=task.config["render_template_as_native_obj"],
+    )
     renderer.skip = frozenset(skip)
     renderer.render_fields(op, op.template_fields, tuple(op.template_ext))
     return op

@@ -242,7 +242,7 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
         "data_interval_end": item.data_interval_end,
         "prev_data_interval_start_success": item.prev_success_interval[0],
         "prev_data_interval_end_success": item.prev_success_interval[1],
-        "params": dict(item.params),
+        "params": _params(item, task),
         "conf": dict(item.conf),
         "triggering_asset_events": TriggeringAssetEvents(
             reader.store if item.run_type == "asset_triggered" else None, item.run_pk
@@ -250,6 +250,18 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
         "outlet_events": OutletEventAccessors(task.task_id, task.config["outlets"]),
         "inlet_events": InletEventAccessors(reader.store, task.task_id, task.config["inlets"]),
     }
+
+
+def _params(item: WorkItem, task: Task) -> dict[str, Any]:
+    """The run's params with the task's own merged over the DAG's; a key the run's conf
+    sets keeps the conf's value (Airflow's dag_run_conf_overrides_params)."""
+    own = task.config["params"]
+    if not own:
+        return dict(item.params)
+    from millstream.sdk.params import Param
+
+    mine = {k: (v.default if isinstance(v, Param) else v) for k, v in own.items() if k not in item.conf}
+    return {**item.params, **mine}
 
 
 class _TaskLog(logging.Handler):

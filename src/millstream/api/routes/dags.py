@@ -84,6 +84,7 @@ def get_dag(dag_id: str, store: StoreDep, who: User) -> DagDetail:
     tasks = [
         TaskOut(
             task_id=t.task_id,
+            display_name=t.display_name or t.task_id,
             kind=t.kind,
             upstream=list(t.upstream),
             downstream=list(spec.downstream(t.task_id)),
@@ -178,6 +179,7 @@ def grid(
     tasks = [
         GridTask(
             task_id=t,
+            display_name=spec.task(t).display_name,
             is_mapped=spec.task(t).is_mapped,
             is_setup=spec.task(t).is_setup,
             is_teardown=spec.task(t).is_teardown,

@@ -1,0 +1,171 @@
+"""Every argument of Airflow 3.3's ``BaseOperator`` and what Millstream does with it.
+
+This table is the single answer to "does Millstream honour argument X?": task argument
+checking refuses what it says to refuse, and docs/airflow-compatibility.md is generated
+from it (a test keeps the two equal, and checks that the table covers every argument of
+Airflow 3.3.2's ``BaseOperator.__init__``, recorded in tests/data/airflow/).
+
+An argument is *honoured* (Airflow's meaning), *refused* (an error at load time saying
+why, when its value asks for something Millstream cannot do; Airflow's default values
+are accepted because they ask for nothing), or *not applicable* (it only tunes something
+Millstream does not have, such as a warning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+HONOURED = "honoured"
+REFUSED = "refused"
+NOT_APPLICABLE = "not applicable"
+
+
+@dataclass(frozen=True)
+class Argument:
+    status: str
+    note: str
+    #: For refused arguments: which values are refused (the rest ask for nothing).
+    refuse_if: Callable[[Any], bool] | None = None
+
+
+def _truthy(value: Any) -> bool:
+    return bool(value)
+
+
+def _not_none(value: Any) -> bool:
+    return value is not None
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _h(note: str) -> Argument:
+    return Argument(HONOURED, note)
+
+
+def _r(note: str, refuse_if: Callable[[Any], bool] = _not_none) -> Argument:
+    return Argument(REFUSED, note, refuse_if)
+
+
+#: Airflow 3.3's BaseOperator arguments, in its order.
+OPERATOR_ARGUMENTS: dict[str, Argument] = {
+    "task_id": _h("The task's id; inside a task group it is prefixed with the group's id."),
+    "owner": _h("Kept as `task.owner` and given to Bash commands as `AIRFLOW_CTX_DAG_OWNER`."),
+    "email": _h("Where failure and retry mail would go; see email_on_failure."),
+    "email_on_retry": _r(
+        "Millstream cannot send task mail yet: refused when `email` is set and this is true (Airflow's "
+        "default). Set it to False, or use on_retry_callback.",
+        _never,  # depends on `email` too: checked with it
+    ),
+    "email_on_failure": _r(
+        "Millstream cannot send task mail yet: refused when `email` is set and this is true (Airflow's "
+        "default). Set it to False, or use on_failure_callback.",
+        _never,
+    ),
+    "retries": _h("Attempts after the first."),
+    "retry_delay": _h("Wait before a retry (timedelta or seconds)."),
+    "retry_exponential_backoff": _h("Doubling waits (or a factor), with jitter."),
+    "max_retry_delay": _h("Cap on the backoff wait."),
+    "retry_policy": _r("Retry policies are not supported; use retries, retry_delay and backoff."),
+    "start_date": _r(
+        "A task-level start date other than the DAG's is refused: Millstream runs every task of a run. "
+        "In default_args it becomes the DAG's start_date, as in Airflow.",
+        _never,  # checked against the DAG's by the task itself
+    ),
+    "end_date": _r("A task-level end date other than the DAG's is refused, like start_date.", _never),
+    "depends_on_past": _r(
+        "Refused when true: Millstream does not yet hold a task back until its previous run's instance "
+        "succeeded, and running it anyway would reorder backfills.",
+        _truthy,
+    ),
+    "ignore_first_depends_on_past": _h("Only matters with depends_on_past, which is refused when true."),
+    "wait_for_past_depends_before_skipping": _h("Only matters with depends_on_past."),
+    "wait_for_downstream": _r(
+        "Refused when true: waiting for the previous run's downstream tasks is not built yet.", _truthy
+    ),
+    "dag": _h("The DAG the task belongs to, instead of the enclosing `with DAG`."),
+    "params": _h("Task params, merged over the DAG's; a run's conf still overrides both."),
+    "default_args": _h("Operator arguments from the DAG's and task group's default_args."),
+    "priority_weight": _h("Dispatch order under contention, with weight_rule."),
+    "weight_rule": _h(
+        "`downstream` (default), `upstream` or `absolute`: how the effective weight is summed."
+    ),
+    "queue": _h("Routes the task to the workers of that queue (Celery)."),
+    "pool": _h("Runs the task in a pool's slots."),
+    "pool_slots": _h("Slots the task takes in its pool."),
+    "sla": _r("Airflow 3 removed SLAs; use deadline=DeadlineAlert(...) on the DAG."),
+    "execution_timeout": _h("Stops an attempt that runs longer."),
+    "on_execute_callback": _h("Called before execute."),
+    "on_failure_callback": _h("Called when an attempt fails for good."),
+    "on_success_callback": _h("Called on success."),
+    "on_retry_callback": _h("Called when an attempt fails and will be retried."),
+    "on_skipped_callback": _h("Called when the task is skipped."),
+    "pre_execute": _h("Called with the context before execute (after pre_execute hooks of the class)."),
+    "post_execute": _h("Called with the context and the result after execute."),
+    "trigger_rule": _h("When the task runs, given its upstream states."),
+    "resources": _r("Per-task resources are not applicable to Millstream's executors.", _truthy),
+    "run_as_user": _r("Running a task as another Unix user is not supported.", _truthy),
+    "map_index_template": _h("Labels each mapped instance."),
+    "max_active_tis_per_dag": _h("Concurrent instances of the task across runs."),
+    "max_active_tis_per_dagrun": _h("Concurrent instances of the task within a run."),
+    "executor": _r("Per-task executors are not supported; the scheduler has one executor.", _truthy),
+    "executor_config": _r(
+        "Executor-specific settings (pod overrides and the like) are not supported.", _truthy
+    ),
+    "do_xcom_push": _h("False: the return value is not kept as a result."),
+    "multiple_outputs": _h("A returned dict's keys become separate results."),
+    "inlets": _h("Assets the task reads (`inlet_events`)."),
+    "outlets": _h("Assets the task updates; their consumers are triggered."),
+    "task_group": _h("The group the task belongs to, instead of the enclosing `with TaskGroup`."),
+    "doc": _h("Shown as the task's documentation."),
+    "doc_md": _h("Shown as the task's documentation."),
+    "doc_json": _h("Shown as the task's documentation."),
+    "doc_yaml": _h("Shown as the task's documentation."),
+    "doc_rst": _h("Shown as the task's documentation."),
+    "task_display_name": _h("Shown instead of the task id by the CLI, API and UI."),
+    "logger_name": _h("The name of `self.log`."),
+    "allow_nested_operators": Argument(
+        NOT_APPLICABLE,
+        "Silences Airflow's warning about operators created in execute(); Millstream has none.",
+    ),
+    "render_template_as_native_obj": _h("Overrides the DAG's setting for this task's templates."),
+}
+
+
+def refusal(name: str, value: Any) -> str | None:
+    """Why ``name=value`` is refused, or None if Millstream honours it."""
+    arg = OPERATOR_ARGUMENTS.get(name)
+    if arg is None or arg.status != REFUSED or arg.refuse_if is None:
+        return None
+    return arg.note if arg.refuse_if(value) else None
+
+
+def markdown() -> str:
+    """docs/airflow-compatibility.md (``python -m millstream.sdk.compat > docs/airflow-compatibility.md``)."""
+    lines = [
+        "# Airflow compatibility",
+        "",
+        "Generated from `src/millstream/sdk/compat.py` by `python -m millstream.sdk.compat`; a test",
+        "fails when this file and the table in the code differ, or when the table misses an",
+        "argument of Airflow 3.3.2's `BaseOperator`.",
+        "",
+        "Each argument is **honoured** with Airflow's meaning, **refused** at load time with the",
+        "reason below (when its value asks for something Millstream cannot do; Airflow's default",
+        "values ask for nothing and are accepted), or **not applicable**.",
+        "",
+        "## `BaseOperator` arguments",
+        "",
+        "| Argument | Status | Notes |",
+        "|---|---|---|",
+    ]
+    for name, arg in OPERATOR_ARGUMENTS.items():
+        note = arg.note.replace("|", "\\|")
+        lines.append(f"| `{name}` | {arg.status} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
