@@ -134,6 +134,14 @@ SETTINGS: tuple[Setting, ...] = (
         env="MILLSTREAM_CRON_DATA_INTERVALS",
     ),
     Setting(
+        "core",
+        "airflow_imports",
+        "false",
+        "Load DAG files that import from `airflow` through Millstream's import hook: `true`, `false`, "
+        "or `force` (use the hook even where apache-airflow itself is installed).",
+        lambda v: _choice("true" if v is True else "false" if v is False else v, ("true", "false", "force")),
+    ),
+    Setting(
         "scheduler",
         "dag_refresh_interval",
         5.0,
@@ -254,6 +262,7 @@ class Settings:
     object_store_url: str = ""
     inline_limit: int = 65536
     cron_data_intervals: bool = False
+    airflow_imports: str = "false"
     host: str = "127.0.0.1"
     port: int = 8080
     secure_cookies: bool = False
@@ -299,6 +308,8 @@ class Settings:
         if values["cron_data_intervals"] and environ is None:
             # DAG files read it when they are parsed, in child processes: hand it down.
             os.environ["MILLSTREAM_CRON_DATA_INTERVALS"] = "true"
+        if values["airflow_imports"] != "false" and environ is None:
+            os.environ["MILLSTREAM__CORE__AIRFLOW_IMPORTS"] = values["airflow_imports"]
         return cls(home=home, config_file=config_file if toml else None, sources=sources, **values)
 
     def effective(self) -> list[tuple[Setting, Any, str]]:

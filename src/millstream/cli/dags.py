@@ -244,3 +244,66 @@ def dags_mark_run_success(dag_id: str, run_id: str) -> None:
 def dags_mark_run_failed(dag_id: str, run_id: str) -> None:
     """Mark a run failed by hand; its pending teardowns still run."""
     _mark_run(dag_id, run_id, "failed")
+
+
+@dags.command("check")
+@dags_folder_option
+@output_option
+@handle_errors
+def dags_check(dags_folder: str | None, output: str) -> None:
+    """Load every DAG file, without the database, and say per file what loads and what not.
+
+    With ``--airflow-imports`` it also lists, line by line, each ``airflow.*`` name the
+    import hook has no Millstream equivalent for, found by reading the file rather than
+    by running it: every missing name at once, not only the first that stops the import.
+    """
+    from rich.markup import escape
+
+    from millstream.scheduler.parsing import DagFolder
+    from millstream.sdk import airflow_imports
+    from millstream.sdk.loader import dag_files
+
+    settings = Settings.load(dags_folder=dags_folder)
+    files = dag_files(settings.dags_folder)
+    if not files:
+        raise click.ClickException(f"no DAG files under {settings.dags_folder}")
+    hook = airflow_imports.wanted() != "off"
+    parsed = {p.filename: p for p in DagFolder(settings.dags_folder, settings.dag_file_timeout).parse(files)}
+    report = []
+    for f in files:
+        p = parsed.get(f)
+        missing = airflow_imports.scan_file(f) if hook else []
+        report.append(
+            {
+                "file": f,
+                "dags": sorted(s.dag_id for s in p.specs) if p else [],
+                "error": None
+                if p is None or p.error is None
+                else {"line": p.error.lineno, "message": p.error.message},
+                "missing": [{"line": line, "name": name} for line, name in missing],
+            }
+        )
+    failed = [r for r in report if r["error"]]
+    if output == "json":
+        echo_json(report)
+    else:
+        for r in report:
+            rel = os.path.relpath(r["file"])
+            if r["error"]:
+                line = r["error"]["line"]
+                console.print(
+                    f"[red]FAIL[/] {rel}{f':{line}' if line else ''}: {escape(r['error']['message'])}",
+                    soft_wrap=True,
+                    markup=True,
+                    highlight=False,
+                )
+            else:
+                console.print(f"[green]ok[/]   {rel}: {', '.join(r['dags']) or 'no DAGs'}", highlight=False)
+            for m in r["missing"]:
+                console.print(f"       {rel}:{m['line']}: no equivalent of {m['name']}", highlight=False)
+        console.print(
+            f"{len(report) - len(failed)} of {len(report)} file(s) load, "
+            f"{sum(len(r['dags']) for r in report)} DAG(s)"
+        )
+    if failed:
+        sys.exit(1)

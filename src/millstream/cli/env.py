@@ -6,6 +6,7 @@ touch the database.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,13 +39,31 @@ class Env:
         return sync_folder(self.store, folder, paused_on_creation=self.settings.paused_on_creation)
 
 
-dags_folder_option = click.option(
-    "--dags-folder",
-    "-d",
-    default=None,
-    envvar="MILLSTREAM_DAGS_FOLDER",
-    help="Folder (or file) of DAG files. Default: $MILLSTREAM_HOME/dags.",
-)
+def _airflow_imports(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:  # the loader, here and in every child process, reads it from the environment
+        os.environ["MILLSTREAM__CORE__AIRFLOW_IMPORTS"] = os.environ.get(
+            "MILLSTREAM__CORE__AIRFLOW_IMPORTS", "true"
+        ).replace("false", "true")
+
+
+def dags_folder_option(f: Any) -> Any:
+    """``--dags-folder/-d`` and ``--airflow-imports``: what every command that loads DAGs takes."""
+    f = click.option(
+        "--airflow-imports",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_airflow_imports,
+        help="Load DAG files that import from airflow through Millstream's import hook "
+        "(setting core.airflow_imports).",
+    )(f)
+    return click.option(
+        "--dags-folder",
+        "-d",
+        default=None,
+        envvar="MILLSTREAM_DAGS_FOLDER",
+        help="Folder (or file) of DAG files. Default: $MILLSTREAM_HOME/dags.",
+    )(f)
 
 
 def safe_url(url: str) -> str:

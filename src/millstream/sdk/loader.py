@@ -51,8 +51,10 @@ def load_file(
     the text as if it were that file (``__file__``, tracebacks): a pinned copy of a DAG
     file still finds the SQL files next to the original.
     """
+    from millstream.sdk import airflow_imports
     from millstream.sdk.dag import collect_dags
 
+    airflow_imports.install_if_wanted()
     path = os.path.abspath(path)
     result = FileResult(path)
     name = module_name(path)
