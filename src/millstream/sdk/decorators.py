@@ -15,7 +15,7 @@ from typing import Any
 from millstream.errors import DagDefinitionError
 from millstream.sdk._location import caller_location
 from millstream.sdk.mapping import KWARGS_ARG, validate_mapped
-from millstream.sdk.task import Task, _check_config
+from millstream.sdk.task import PYTHON_KINDS, Task, _check_config
 from millstream.sdk.xcom import ConcatArg, MapArg, XComArg, ZipArg
 
 
@@ -80,9 +80,7 @@ class TaskDecorator:
 
     def override(self, **config: Any) -> TaskDecorator:
         """A copy with some task arguments changed (``task_id``, ``retries``, …)."""
-        _check_config(
-            {k: v for k, v in config.items() if k != "task_id"}, f"{self._name}.override()", self.kind
-        )
+        _check_decorator_config(config, f"{self._name}.override()", self.kind)
         return TaskDecorator(
             self.function,
             kind=self.kind,
@@ -148,11 +146,20 @@ class TaskDecorator:
         return XComArg(task)
 
 
+def _check_decorator_config(config: dict[str, Any], where: str, kind: str) -> None:
+    """The task arguments a decorator takes; ``task_id`` and the Python tasks' own
+    ``templates_dict``/``templates_exts`` are the task's to handle when it is built."""
+    own = {"task_id"} | (
+        {"templates_dict", "templates_exts"} if kind in PYTHON_KINDS | {"bash", "sensor"} else set()
+    )
+    _check_config({k: v for k, v in config.items() if k not in own}, where, kind)
+
+
 def _decorator(kind: str) -> Callable[..., Any]:
     def make(python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:
         if python_callable is not None and not callable(python_callable):
             raise TypeError(f"@task expects a function, got {python_callable!r}")
-        _check_config({k: v for k, v in config.items() if k != "task_id"}, "@task", kind)
+        _check_decorator_config(config, "@task", kind)
         if python_callable is not None:
             return TaskDecorator(python_callable, kind=kind, config=config)
         return lambda fn: TaskDecorator(fn, kind=kind, config=config)

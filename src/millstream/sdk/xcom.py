@@ -85,6 +85,13 @@ class XComArg(_Mappable):
     def __repr__(self) -> str:
         return f"XComArg({self.task_id!r}, {self.key!r})"
 
+    def __str__(self) -> str:
+        """As in Airflow: a template that pulls this value, so ``f"... {xcom_arg} ..."`` in a
+        template field renders the value at run time (and makes no dependency edge)."""
+        dag_id = self.operator.dag.dag_id if getattr(self.operator, "dag", None) is not None else None
+        where = f"task_ids='{self.task_id}'" + (f", dag_id='{dag_id}'" if dag_id else "")
+        return f"{{{{ task_instance.xcom_pull({where}, key='{self.key}') }}}}"
+
 
 class MapArg(_Mappable):
     def __init__(self, source: Any, fn: Callable[[Any], Any]) -> None:

@@ -10,6 +10,8 @@ from typing import Any, overload
 from millstream.store import Store, task_instances
 from millstream.store import results as q
 
+_MISSING = object()
+
 
 class ResultReader:
     """Reads task results from the store, caching recently used values.
@@ -34,18 +36,22 @@ class ResultReader:
                 del self._counts[k]
         self._versions[run_pk] = version
 
-    def get(self, run_pk: int, task_id: str, map_index: int, key: str = "return_value") -> Any:
+    def get(
+        self, run_pk: int, task_id: str, map_index: int, key: str = "return_value", default: Any = None
+    ) -> Any:
+        """The stored value, or ``default`` when there is none (a stored ``None`` is ``None``)."""
         ck = (run_pk, task_id, map_index, key)
         if ck in self._cache:
             self._cache.move_to_end(ck)
-            return self._cache[ck]
-        with self.store.read() as conn:
-            text = q.get_one(conn, run_pk, task_id, map_index, key)
-        value = None if text is None else json.loads(text)
-        self._cache[ck] = value
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return value
+            value = self._cache[ck]
+        else:
+            with self.store.read() as conn:
+                text = q.get_one(conn, run_pk, task_id, map_index, key)
+            value = _MISSING if text is None else json.loads(text)
+            self._cache[ck] = value
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return default if value is _MISSING else value
 
     def count(self, run_pk: int, task_id: str, key: str) -> int:
         with self.store.read() as conn:

@@ -14,8 +14,8 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -79,6 +79,9 @@ def to_json(value: Any, task_id: str) -> str:
         ) from None
 
 
+_NOTSET: Any = object()
+
+
 @dataclass(frozen=True)
 class TaskInstanceInfo:
     """``context["ti"]``: which attempt this is, and a way to pull other tasks' results."""
@@ -92,12 +95,49 @@ class TaskInstanceInfo:
     _run_pk: int
     _mapped_tasks: frozenset[str]
     sensor_started_at: datetime | None = None  # a rescheduled sensor's first poke
+    pushed: dict[str, Any] = field(default_factory=dict)
 
-    def xcom_pull(self, task_ids: str | list[str] | None = None, key: str = "return_value") -> Any:
-        ids = [self.task_id] if task_ids is None else task_ids
-        if isinstance(ids, str):
-            return self._pull(ids, key)
-        return [self._pull(t, key) for t in ids]
+    def xcom_push(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` beside the task's result, for downstream
+        ``xcom_pull(task_ids=..., key=key)``; kept when the attempt succeeds."""
+        if not isinstance(key, str) or not key:
+            raise TaskFlowError(f"xcom_push needs a non-empty string key, got {key!r}")
+        to_json(value, self.task_id)  # refuse a value that cannot be stored now, at the call
+        self.pushed[key] = value
+
+    def xcom_pull(
+        self,
+        task_ids: str | Iterable[str] | None = None,
+        dag_id: str | None = None,
+        key: str = "return_value",
+        include_prior_dates: bool = False,
+        *,
+        map_indexes: Any = _NOTSET,
+        default: Any = None,
+        run_id: str | None = None,
+    ) -> Any:
+        """Airflow's ``ti.xcom_pull``: one value for one unmapped task, every instance's for a
+        mapped one, a list for several tasks. As in Airflow 3.3.2, ``default`` stands in for a
+        missing value only when ``map_indexes`` is given; otherwise a missing value is None."""
+        if dag_id not in (None, self.dag_id) or run_id not in (None, self.run_id) or include_prior_dates:
+            raise TaskFlowError(
+                "xcom_pull reads results of this DAG run only: dag_id, run_id and include_prior_dates "
+                "that point at another run are not supported; pass values between DAGs through an asset"
+            )
+        single = task_ids is None or isinstance(task_ids, str)
+        ids = [self.task_id if task_ids is None else task_ids] if single else list(task_ids)  # type: ignore[arg-type]
+        if map_indexes is _NOTSET:
+            if single:
+                return self._pull(ids[0], key)
+            out: list[Any] = []
+            for t in ids:
+                v = self._pull(t, key)
+                out.extend(v) if isinstance(v, LazyResults) else out.append(v)
+            return out
+        one_index = map_indexes is None or isinstance(map_indexes, int)
+        indexes = [-1 if map_indexes is None else map_indexes] if one_index else list(map_indexes)
+        values = [self._reader.get(self._run_pk, t, i, key, default) for t in ids for i in indexes]
+        return values[0] if single and one_index else values
 
     def _pull(self, task_id: str, key: str) -> Any:
         if task_id in self._mapped_tasks:
@@ -339,16 +379,21 @@ def _offload(rows: list[tuple[str, str, int | None, str]], item: WorkItem) -> li
     return out
 
 
-def _output_of(task: Task, value: Any, item: WorkItem) -> tuple[list[Row], Output]:
+def _output_of(task: Task, value: Any, item: WorkItem, pushed: Mapping[str, Any]) -> tuple[list[Row], Output]:
     def meta(v: Any) -> tuple[int | None, str]:
         return (len(v) if isinstance(v, (list, tuple, dict)) else None), type(v).__name__
 
     rows: list[tuple[str, str, int | None, str]] = []
+    key_lengths: dict[str, int | None] = {}
+    for k, v in pushed.items():  # ti.xcom_push; the return value wins a clash, as in Airflow
+        kl, kt = meta(v)
+        rows.append((k, to_json(v, task.task_id), kl, kt))
+        key_lengths[k] = kl
     length, type_name = meta(value)
     if not task.config["do_xcom_push"]:
-        return [], Output(length=length, type_name=type_name, key_lengths={})
+        return _offload(rows, item), Output(length=length, type_name=type_name, key_lengths=key_lengths)
+    rows = [r for r in rows if r[0] != "return_value"]
     rows.append(("return_value", to_json(value, task.task_id), length, type_name))
-    key_lengths: dict[str, int | None] = {}
     if task.config["multiple_outputs"]:
         if not isinstance(value, dict):
             raise TaskFlowError(
@@ -359,6 +404,7 @@ def _output_of(task: Task, value: Any, item: WorkItem) -> tuple[list[Row], Outpu
             kl, kt = meta(v)
             rows.append((str(k), to_json(v, task.task_id), kl, kt))
             key_lengths[str(k)] = kl
+    rows = list({r[0]: r for r in rows}.values())  # one row per key: the last written wins
     return _offload(rows, item), Output(length=length, type_name=type_name, key_lengths=key_lengths)
 
 
@@ -424,7 +470,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                 op.post_execute(ctx, value)
             if task.config["show_return_value_in_logs"] and value is not None:
                 print(f"returned: {_short_repr(value)}", file=log)
-            rows, output = _output_of(task, value, item)
+            rows, output = _output_of(task, value, item, ctx["ti"].pushed)
             if task.kind == "branch":
                 output = Output(
                     output.length, output.type_name, output.key_lengths, follow=_branch_follow(task, value)
