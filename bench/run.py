@@ -14,6 +14,7 @@ import bench_assets  # noqa: E402
 import bench_backfill  # noqa: E402
 import bench_foundation  # noqa: E402
 import bench_mapping  # noqa: E402
+import bench_render  # noqa: E402
 import bench_scaleout  # noqa: E402
 import bench_ui  # noqa: E402
 from common import RESULTS  # noqa: E402
@@ -23,6 +24,7 @@ def main() -> None:
     print(f"{'benchmark':<60} {'value':>10} {'unit':<6} {'target':<14} verdict")
     bench_foundation.main()
     bench_mapping.main()
+    bench_render.main()
     bench_backfill.main()
     bench_assets.main()
     bench_scaleout.main()
