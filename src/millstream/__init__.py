@@ -35,6 +35,7 @@ from millstream.sdk.dag import DAG, dag
 from millstream.sdk.deadlines import DeadlineAlert, DeadlineReference
 from millstream.sdk.decorators import task
 from millstream.sdk.loader_api import load_dags
+from millstream.sdk.masking import mask_secret
 from millstream.sdk.operators import BashOperator, EmptyOperator, PythonOperator
 from millstream.sdk.params import Param
 from millstream.sdk.setup_teardown_decorators import setup, teardown
@@ -108,6 +109,7 @@ __all__ = [
     "dag",
     "get_current_context",
     "load_dags",
+    "mask_secret",
     "setup",
     "task",
     "task_group",

@@ -23,6 +23,7 @@ from millstream.scheduler.loop import Scheduler
 from millstream.scheduler.parsing import Parsed
 from millstream.sdk.results import RunResult, TaskInstanceResult
 from millstream.store import Store
+from millstream.store import rendered as rendered_q
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
 from millstream.worker.callbacks import InlineCallbackRunner
@@ -70,6 +71,10 @@ def run_dag_inline(
         with store.read() as conn:
             run = runs_q.get_run(conn, dag.dag_id, run_id)
             rows = ti_q.list_for_run(conn, run_pk)
+            rendered = {}
+            for r in rows:
+                got = rendered_q.get(conn, run_pk, r["task_id"], r["map_index"])
+                rendered[(r["task_id"], r["map_index"])] = got[1] if got else None
         order = {t: i for i, t in enumerate(spec.task_ids)}
         rows = sorted(rows, key=lambda r: (order.get(r["task_id"], 0), r["map_index"]))
         tis = [
@@ -86,6 +91,7 @@ def run_dag_inline(
                 reason=r["state_reason"],
                 is_setup=spec.task(r["task_id"]).is_setup,
                 is_teardown=spec.task(r["task_id"]).is_teardown,
+                rendered=rendered[(r["task_id"], r["map_index"])],
             )
             for r in rows
         ]

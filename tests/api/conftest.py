@@ -45,9 +45,27 @@ def with_params():
         print(params["n"])
     one()
 
+@dag(schedule=None, params={"region": "eu"})
+def templated():
+    from millstream import BashOperator
+
+    BashOperator(
+        task_id="say",
+        bash_command="echo region={{ params.region }}",
+        env={"DB_PASSWORD": "{{ params.region }}-pw", "PLAIN": "x"},
+    )
+
+    @task
+    def plain(n):
+        return n
+
+    plain(1)
+
+
 make_orders()
 use_orders()
 with_params()
+templated()
 """
 
 BROKEN = "from millstream import dag\n\nx = (\n"

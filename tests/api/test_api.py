@@ -318,6 +318,26 @@ def test_logs_per_try_from_an_offset(api: Api):
     error(api.admin.get(url.replace("/logs/1", "/logs/0"), params={"map_index": 2}), 422, "try_number")
 
 
+def test_rendered_fields_of_an_attempt_secrets_masked(api: Api):
+    run_id = api.harness.trigger("templated")
+    assert api.harness.wait_run("templated", run_id) == "success"
+    url = f"/api/v1/dags/templated/runs/{q(run_id)}/tasks/say/rendered"
+    got = ok(api.viewer.get(url))
+    assert got == {
+        "try_number": 1,
+        "fields": {
+            "bash_command": "echo region=eu",
+            "env": {"DB_PASSWORD": "***", "PLAIN": "x"},
+            "cwd": None,
+        },
+    }
+    assert ok(api.viewer.get(url, params={"try_number": 1})) == got
+    error(api.viewer.get(url, params={"try_number": 2}), 404, "attempt 2")
+    # A @task whose arguments hold no template keeps nothing, and says why.
+    error(api.viewer.get(url.replace("/say/", "/plain/")), 404, "when a template was rendered")
+    error(api.viewer.get(url.replace("/say/", "/nope/")), 404, "no task 'nope'")
+
+
 def test_clear_dry_run_then_for_real(api: Api):
     run_id = api.harness.trigger(REF, run_id="to_clear")
     api.harness.wait_run(REF, run_id)

@@ -34,6 +34,7 @@ def test_public_api_is_pinned():
             "Metadata",
             "MillstreamError",
             "Param",
+            "mask_secret",
             "PokeReturnValue",
             "PythonOperator",
             "SkipTask",

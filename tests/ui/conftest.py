@@ -111,6 +111,23 @@ grouped()
 """
 
 
+TEMPLATED = """
+from millstream import BashOperator, dag
+
+
+@dag(schedule=None, params={"region": "eu"})
+def templated():
+    BashOperator(
+        task_id="say",
+        bash_command="echo region={{ params.region }} run={{ run_id }}",
+        env={"API_TOKEN": "tok-{{ ds_nodash }}", "PLAIN": "{{ params.region }}"},
+    )
+
+
+templated()
+"""
+
+
 @dataclass
 class Server:
     url: str
@@ -141,6 +158,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (dags / "labelled_files.py").write_text(LABELLED)
     (dags / "talkative.py").write_text(TALKATIVE)
     (dags / "grouped.py").write_text(GROUPED)
+    (dags / "templated.py").write_text(TEMPLATED)
     port = free_port()
     env = {**os.environ, "MILLSTREAM_HOME": str(home), "MILLSTREAM_DAGS_FOLDER": str(dags)}
     env["MILLSTREAM__API__PORT"] = str(port)

@@ -184,3 +184,20 @@ def test_a_task_group_folds_in_the_grid(browser, server: Server):
     toggle.click()
     expect(members.first).to_be_visible()
     page.close()
+
+
+def test_the_rendered_tab_shows_what_the_attempt_ran_with_secrets_masked(browser, server: Server):
+    server.cli("dags", "trigger", "templated", "--run-id", "r1")
+    page = browser.new_page()
+    login(page, server)
+    page.goto(server.url + "/dags/templated/runs/r1/tasks/say")
+    expect(page.locator("dl.facts .state")).to_have_text("success", timeout=WAIT)
+    page.get_by_role("link", name="Rendered").click()
+    table = page.locator("table.rendered")
+    expect(table).to_contain_text("echo region=eu run=r1", timeout=WAIT)
+    expect(table.locator("tr", has_text="env")).to_contain_text('"API_TOKEN": "***"')
+    expect(table.locator("tr", has_text="env")).to_contain_text('"PLAIN": "eu"')
+    expect(table).not_to_contain_text("tok-")
+    page.get_by_role("link", name="Log").click()
+    expect(page.locator("pre.log")).to_contain_text("region=eu run=r1", timeout=WAIT)
+    page.close()

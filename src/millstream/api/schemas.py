@@ -204,6 +204,11 @@ class TaskInstanceOut(BaseModel):
     next_retry_at: datetime | None
 
 
+class RenderedOut(BaseModel):
+    try_number: int
+    fields: dict[str, Any] = Field(description="Template field -> value as rendered, secrets masked.")
+
+
 class LogOut(BaseModel):
     try_number: int
     content: str

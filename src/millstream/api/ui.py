@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Form, HTTPException, Query, Request
@@ -324,11 +324,19 @@ def task_page(
     task_id: str,
     map_index: Annotated[int, Query(ge=-1, le=MAX_INT)] = -1,
     try_number: Annotated[int | None, Query(alias="try", ge=1, le=MAX_INT)] = None,
+    view: Literal["log", "rendered"] = "log",
 ) -> Response:
     who, store, dag = _dag_context(request, dag_id)
     ti = runs_r.get_task_instance(dag_id, run_id, task_id, store, who, map_index)
     tries = list(range(1, ti.try_number + 1))
     shown = try_number if try_number and try_number in tries else (tries[-1] if tries else None)
+    rendered = None
+    if view == "rendered" and shown:
+        try:
+            got = runs_r.get_rendered(dag_id, run_id, task_id, store, who, map_index, shown)
+            rendered = {k: _shown(v) for k, v in got.fields.items()}
+        except NotFoundError:
+            rendered = None
     log_url = None
     if shown:
         log_url = (
@@ -338,8 +346,23 @@ def task_page(
     name = "task_body.html" if _fragment(request) else "task.html"
     # Without ?try= the page follows the newest attempt, a retry included.
     return _render(
-        request, name, who, dag=dag, ti=ti, tries=tries, shown=shown, log_url=log_url, picked=try_number
+        request,
+        name,
+        who,
+        dag=dag,
+        ti=ti,
+        tries=tries,
+        shown=shown,
+        log_url=log_url,
+        picked=try_number,
+        view=view,
+        rendered=rendered,
     )
+
+
+def _shown(value: Any) -> str:
+    """A rendered field as the Rendered tab prints it: text as is, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True)
 
 
 # -- assets and backfills -------------------------------------------------------------------------

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from millstream import control
-from millstream.cli.env import Env, parse_date
-from millstream.cli.output import console, handle_errors, plain_table, styled
+from millstream.cli.env import Env, dags_folder_option, parse_date
+from millstream.cli.output import console, echo_json, handle_errors, output_option, plain_table, styled
 from millstream.errors import NotFoundError
 from millstream.store import dags as dags_q
 
@@ -187,3 +189,85 @@ def tasks_mark_failed(
 ) -> None:
     """Mark a task's instances failed by hand; the run carries on."""
     _mark_tasks(dag_id, run_id, task_id, "failed", map_index, downstream, upstream)
+
+
+@tasks.command("render")
+@click.argument("dag_id")
+@click.argument("task_id")
+@click.option("--run-id", default=None, help="Show this run's attempt (default: the run of --logical-date).")
+@click.option(
+    "--logical-date", default=None, help="The run with this logical date, or render for it (ISO 8601)."
+)
+@click.option("--map-index", default=-1, show_default=True)
+@click.option("--try", "try_number", type=int, default=None, help="Attempt number (default: the latest).")
+@click.option("--now", "fresh", is_flag=True, help="Render from the DAG file now, even if an attempt ran.")
+@dags_folder_option
+@output_option
+@handle_errors
+def tasks_render(
+    dag_id: str,
+    task_id: str,
+    run_id: str | None,
+    logical_date: str | None,
+    map_index: int,
+    try_number: int | None,
+    fresh: bool,
+    dags_folder: str | None,
+    output: str,
+) -> None:
+    """A task's template fields as rendered, secrets masked.
+
+    What an attempt that ran rendered (kept with the attempt), or else rendered now from
+    the DAG file for the run's (or the logical date's) context, as Airflow's
+    ``tasks render`` does. Without --run-id or --logical-date: the newest run.
+    """
+    from millstream.sdk.loader import load_file
+    from millstream.store import rendered as rendered_q
+    from millstream.store import runs as runs_q
+    from millstream.worker.preview import render_task
+
+    env = Env(dags_folder)
+    env.sync_dags()
+    when = parse_date(logical_date, "--logical-date")
+    with env.store.read() as conn:
+        fileloc = dags_q.get_dag(conn, dag_id)["fileloc"]
+        if run_id is not None:
+            run = runs_q.get_run(conn, dag_id, run_id)
+        elif when is not None:
+            found = runs_q.runs_between(conn, dag_id, when, when)
+            run = found[0] if found else None
+        else:
+            newest = runs_q.list_runs(conn, dag_id, limit=1)
+            if not newest:
+                raise click.ClickException(
+                    f"DAG {dag_id!r} has no runs yet: give --logical-date to render for one"
+                )
+            run = newest[0]
+        stored = None
+        if run is not None and not fresh:
+            stored = rendered_q.get(conn, run["id"], task_id, map_index, try_number)
+    if stored is not None:
+        shown, fields = stored
+        where = f"attempt {shown} of run {run['run_id']}, as it ran"
+    else:
+        if try_number is not None and not fresh:
+            raise NotFoundError(f"attempt {try_number} of task {task_id!r} kept no rendered fields")
+        loaded = load_file(fileloc)
+        if dag_id not in loaded.dags:
+            err = loaded.error
+            raise click.ClickException(f"{fileloc} does not load: {err.message if err else 'no such DAG'}")
+        fields = render_task(
+            loaded.dags[dag_id], task_id, env.store, logical_date=when, map_index=map_index, run=run
+        )
+        where = f"rendered now from {os.path.relpath(fileloc)}" + (
+            f" for run {run['run_id']}" if run is not None else f" for logical date {when.isoformat()}"
+        )
+    if output == "json":
+        echo_json(
+            {"dag_id": dag_id, "task_id": task_id, "map_index": map_index, "source": where, "fields": fields}
+        )
+        return
+    click.echo(f"# {dag_id}.{task_id}{f'[{map_index}]' if map_index >= 0 else ''}: {where}")
+    for name, value in fields.items():
+        click.echo(f"# {'-' * 58}\n# property: {name}\n# {'-' * 58}")
+        click.echo(value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True))

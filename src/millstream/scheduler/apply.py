@@ -117,6 +117,16 @@ def _apply_finished(
             "p_label": r.label,
         }
     )
+    if r.rendered is not None:
+        batch.rendered.append(
+            {
+                "run_pk": item.run_pk,
+                "task_id": item.task_id,
+                "map_index": item.map_index,
+                "try_number": item.try_number,
+                "fields": r.rendered,
+            }
+        )
     try:
         if r.state == "success":
             batch.results.extend(

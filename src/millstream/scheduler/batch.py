@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from millstream.core.model import DagSpec
 from millstream.core.states import RunState, TaskState
 from millstream.store import assets as assets_q
+from millstream.store import rendered as rendered_q
 from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
@@ -25,6 +26,7 @@ class WriteBatch:
     finished: list[dict[str, Any]] = field(default_factory=list)
     rescheduled: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
+    rendered: list[dict[str, Any]] = field(default_factory=list)  # attempts' template fields
     expansions: list[tuple[int, DagSpec, str, int, TaskState]] = field(default_factory=list)
     # Only the last state an instance reaches in this turn is written.
     states: dict[Key, tuple[TaskState, str, datetime | None]] = field(default_factory=dict)
@@ -54,6 +56,7 @@ class WriteBatch:
             keys = {(r["run_pk"], r["task_id"], r["map_index"]) for r in self.results}
             results_q.delete_many(conn, [ti_q.key(*k) for k in keys])
             results_q.put_many(conn, self.results)
+        rendered_q.put_many(conn, self.rendered)
         for run_pk, spec, task_id, length, state in self.expansions:
             ti_q.expand(conn, run_pk, spec, task_id, length, state)
         ti_q.set_many(

@@ -123,6 +123,11 @@ MODULES: dict[str, dict[str, str]] = {
         "utcnow": "millstream.sdk.timezone:utcnow",
     },
     "airflow.utils.helpers": _pick(_SDK, "chain"),
+    "airflow.sdk.log": {"mask_secret": "millstream.sdk.masking:mask_secret"},
+    "airflow.utils.log.secrets_masker": {
+        "mask_secret": "millstream.sdk.masking:mask_secret",
+        "redact": "millstream.sdk.masking:redact",
+    },
     "airflow.timetables.trigger": _pick(_SDK, "CronTriggerTimetable"),
     "airflow.timetables.interval": _pick(_SDK, "CronDataIntervalTimetable"),
     "airflow.datasets": {

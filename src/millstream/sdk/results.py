@@ -10,6 +10,7 @@ so ``import millstream`` does not pay for it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from millstream.core.states import RunState, TaskState
 
@@ -25,6 +26,8 @@ class TaskInstanceResult:
     reason: str | None = None
     is_setup: bool = False
     is_teardown: bool = False
+    # The last attempt's template fields as rendered (secrets masked), when it rendered any.
+    rendered: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,7 @@ class Renderer:
         self.resolve = resolve
         self.where = where
         self.field = ""
+        self.templates_rendered = 0  # Jinja templates actually rendered (not plain strings)
 
     def render_fields(self, obj: Any, fields: Iterable[str], exts: tuple[str, ...]) -> None:
         """Render ``obj``'s template fields in place (``obj`` is the attempt's own copy)."""
@@ -263,6 +264,7 @@ class Renderer:
         return self._run(template, text)
 
     def _run(self, template: jinja2.Template, text: str) -> Any:
+        self.templates_rendered += 1
         try:
             return template.render(self.context)
         except TemplateError:

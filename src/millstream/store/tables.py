@@ -164,6 +164,18 @@ task_result = sa.Table(
     sa.Column("ref", sa.String(2000), nullable=True),
 )
 
+# Each attempt's template fields as they were rendered (secrets masked): ``fields`` is a
+# JSON object, field name -> value. Written only when a Jinja template was rendered.
+rendered_field = sa.Table(
+    "rendered_field",
+    metadata,
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("dag_run.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("task_id", sa.String(250), primary_key=True),
+    sa.Column("map_index", sa.Integer, primary_key=True),
+    sa.Column("try_number", sa.Integer, primary_key=True),
+    sa.Column("fields", sa.Text, nullable=False),
+)
+
 DEFAULT_POOL = "default_pool"
 
 pool = sa.Table(

@@ -67,6 +67,8 @@ class AttemptResult:
     reschedule_at: datetime | None = None  # a sensor that is not done yet pokes again then
     # Asset events to record with the success: {"asset_name", "uri", "extra", "aliases"}.
     asset_events: list[dict[str, Any]] = field(default_factory=list)
+    # The template fields as they ran (secrets masked), when a template was rendered.
+    rendered: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ copy is what ``context["task"]`` shows.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from millstream.sdk.baseoperator import MappedOperator
 from millstream.sdk.mapping import KWARGS_ARG
+from millstream.sdk.masking import redact
 from millstream.sdk.task import Task
 from millstream.sdk.templating import Renderer
 from millstream.sdk.xcom import ConcatArg, DagParam, MapArg, MappedArgument, XComArg, ZipArg
@@ -41,8 +43,9 @@ def prepare(
     context: Mapping[str, Any],
     resolve: Callable[[Any], Any],
     mapped_values: Callable[[Mapping[str, Any]], dict[str, Any]],
-) -> Task:
-    """The operator this attempt runs, its template fields rendered against ``context``."""
+) -> tuple[Task, bool]:
+    """The operator this attempt runs, its template fields rendered against ``context``,
+    and whether any Jinja template was rendered (only then are the fields worth keeping)."""
     skip: set[int] = set()
     values: dict[str, Any] = {}
     if task.expand_kwargs:
@@ -70,4 +73,31 @@ def prepare(
     )
     renderer.skip = frozenset(skip)
     renderer.render_fields(op, op.template_fields, tuple(op.template_ext))
-    return op
+    return op, renderer.templates_rendered > 0
+
+
+#: A rendered field longer than this is cut (the UI and API show where).
+FIELD_LIMIT = 16384
+
+
+def rendered_fields(op: Task) -> dict[str, Any]:
+    """The attempt's template fields as they ran: JSON values, secrets masked, long
+    text cut. What ``millstream tasks render``, the API and the UI's Rendered tab show."""
+    out: dict[str, Any] = {}
+    for name in op.template_fields:
+        value = redact(_jsonable(getattr(op, name, None)), name)
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        if len(text) > FIELD_LIMIT:
+            value = text[:FIELD_LIMIT] + f"… ({len(text)} characters in all)"
+        out[name] = value
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)

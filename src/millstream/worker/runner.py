@@ -43,7 +43,7 @@ from millstream.store import objects
 from millstream.worker.assets import InletEventAccessors, OutletEventAccessors, TriggeringAssetEvents
 from millstream.worker.callbacks import call_all
 from millstream.worker.item import AttemptResult, WorkItem
-from millstream.worker.rendering import prepare
+from millstream.worker.rendering import prepare, rendered_fields
 from millstream.worker.results import (
     ConcatSequence,
     LazyResults,
@@ -442,6 +442,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
     callback_ctx: tuple[Task, dict[str, Any]] | None = None
     reschedule_at: datetime | None = None
     asset_events: list[dict[str, Any]] = []
+    rendered: dict[str, Any] | None = None
     with capture_to(item.log_path) as log:
         print(f"[{started.isoformat()}] starting {item.describe()} (pid {os.getpid()})", file=log)
         try:
@@ -452,7 +453,9 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
             resolver = _Resolver(item, task, reader)
             callback_ctx = (task, ctx)
             label_inputs = (task.config["map_index_template"], ctx, {})
-            op = prepare(task, ctx, resolver.value, resolver.mapped)
+            op, any_template = prepare(task, ctx, resolver.value, resolver.mapped)
+            if any_template:
+                rendered = rendered_fields(op)
             ctx["task"] = op
             label_inputs = (task.config["map_index_template"], ctx, dict(op.op_kwargs))
             with set_current_context(ctx):
@@ -515,6 +518,7 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
         ended_at=datetime.now(UTC),
         results=rows,
         output=output,
+        rendered=rendered,
         error=error,
         retryable=retryable,
         label=label,

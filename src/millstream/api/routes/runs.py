@@ -20,6 +20,7 @@ from millstream.api.schemas import (
     LogOut,
     MarkBody,
     Page,
+    RenderedOut,
     RunOut,
     RunPatch,
     TaskInstanceOut,
@@ -216,6 +217,34 @@ def get_log(
         complete=ended and next_offset >= size,
         found=True,
     )
+
+
+@router.get(
+    "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/rendered",
+    response_model=RenderedOut,
+    summary="The template fields of one attempt as they were rendered (secrets masked)",
+)
+def get_rendered(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    store: StoreDep,
+    who: User,
+    map_index: MapIndex = -1,
+    try_number: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Default: the newest.")] = None,
+) -> RenderedOut:
+    from millstream.store import rendered as rendered_q
+
+    run, _ = control.find_task_instance(store, dag_id, run_id, task_id, map_index)
+    with store.read() as conn:
+        got = rendered_q.get(conn, run["id"], task_id, map_index, try_number)
+    if got is None:
+        which = f"attempt {try_number}" if try_number else "no attempt"
+        raise NotFoundError(
+            f"{which} of task {task_id!r} in run {run_id!r} kept rendered fields: they are kept when a "
+            "template was rendered; `millstream tasks render` renders them from the DAG file"
+        )
+    return RenderedOut(try_number=got[0], fields=got[1])
 
 
 def _changed(items: list[Any], dry_run: bool = False) -> Changed:
