@@ -39,7 +39,7 @@ class InlineExecutor:
         while self._queue:
             item = self._queue.popleft()
             out.append(Started(item, datetime.now(UTC), os.getpid(), HOSTNAME))
-            out.append(Finished(run_attempt(item, self._resolve, self._reader)))
+            out.append(Finished(run_attempt(item, self._resolve, self._reader, alarm=True)))
         return out
 
     def cancel(self, key: tuple[int, str, int], reason: str = "its run was stopped") -> None:

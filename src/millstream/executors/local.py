@@ -59,6 +59,10 @@ def _die_with_parent() -> None:
         pass
 
 
+def _ignore(signum: int, frame: object) -> None:
+    return None
+
+
 def _worker_main(db_url: str, work: Connection, reports: Connection, heartbeat_every: float) -> None:
     """Body of a worker process: take items, run them, report, until told to stop.
 
@@ -67,9 +71,14 @@ def _worker_main(db_url: str, work: Connection, reports: Connection, heartbeat_e
     """
     # Ctrl-C and a SIGTERM sent to the whole process group (systemd, supervisord) are the
     # parent's to handle: it lets running attempts finish, then stops us itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A handler that does nothing, not SIG_IGN: an ignored signal stays ignored in every
+    # program a task starts (a bash command could then not be stopped with SIGTERM).
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
     _die_with_parent()
+    from millstream.worker.stopping import install_stop_handler
+
+    install_stop_handler()  # the pool's stop request: the attempt's on_kill, then exit
     from millstream.store import Store
     from millstream.worker.dagcache import DagCache
     from millstream.worker.results import ResultReader
@@ -146,6 +155,8 @@ class LocalExecutor:
         self._spawns: list[float] = []
         self._cancelled: set[tuple[tuple[int, str, int], int]] = set()
         self._backlog: list[Event] = []  # reports read outside events() (by cancel), not yet returned
+        # Workers asked to stop their attempt (on_kill), with when they get SIGKILL instead.
+        self._stopping: list[tuple[BaseProcess, float]] = []
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
         self._wake_lock = threading.Lock()
@@ -189,15 +200,22 @@ class LocalExecutor:
         # Idle workers exit on the stop message. A busy one is killed: the scheduler has
         # already recorded everything that finished in time (its drain), and an attempt
         # finishing now would go unrecorded and be run again by whoever adopts the run.
+        # It is asked first, so that its operator's on_kill can release what it holds.
         end = time.monotonic() + 0.5
         for w in self._workers.values():
             w.proc.join(max(0.0, end - time.monotonic()))
             if w.proc.is_alive():
-                w.proc.kill()
-                w.proc.join(1)
+                self._ask_to_stop(w.proc)
+        for w in self._workers.values():
             w.work.close()
             w.reports.close()
         self._workers.clear()
+        for proc, until in self._stopping:
+            proc.join(max(0.0, until - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1)
+        self._stopping.clear()
 
     # -- work in -------------------------------------------------------------------------------
 
@@ -301,7 +319,7 @@ class LocalExecutor:
         return []
 
     def _watch_interval(self) -> float:
-        deadlines = []
+        deadlines = [until for _, until in self._stopping]
         for w in self._workers.values():
             if w.current is None:
                 continue
@@ -314,6 +332,7 @@ class LocalExecutor:
     def _watchdog(self) -> list[Event]:
         """Fail what overran, went silent or lost its worker; replace those workers."""
         out: list[Event] = []
+        self._reap_stopping()
         now = time.monotonic()
         for w in list(self._workers.values()):
             item = w.current
@@ -350,11 +369,35 @@ class LocalExecutor:
                 self._replace(w, kill=True)
         return out
 
+    def _ask_to_stop(self, proc: BaseProcess) -> None:
+        """Have a worker call its attempt's on_kill and exit; SIGKILL after the grace time."""
+        from millstream.worker.stopping import KILL_GRACE, STOP_SIGNAL
+
+        try:
+            os.kill(proc.pid, STOP_SIGNAL)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            return
+        self._stopping.append((proc, time.monotonic() + KILL_GRACE))
+
+    def _reap_stopping(self) -> None:
+        now = time.monotonic()
+        keep = []
+        for proc, until in self._stopping:
+            if not proc.is_alive():
+                proc.join(0)
+            elif now >= until:
+                log.warning("worker %s did not stop within the grace time: killing it", proc.pid)
+                proc.kill()
+                proc.join(1)
+            else:
+                keep.append((proc, until))
+        self._stopping = keep
+
     def _replace(self, w: _Worker, *, kill: bool) -> None:
-        """Retire a worker: what it had not started goes to the others (or a replacement)."""
+        """Retire a worker: what it had not started goes to the others (or a replacement).
+        A worker retired while it runs an attempt is asked to stop (on_kill), not killed."""
         if kill and w.proc.is_alive():
-            w.proc.kill()
-            w.proc.join(5)
+            self._ask_to_stop(w.proc)
         self._workers.pop(w.pid, None)
         w.work.close()
         w.reports.close()

@@ -13,6 +13,7 @@ import inspect
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -76,8 +77,12 @@ def run_bash(
     output_encoding: str = "utf-8",
     skip_on_exit_code: int | Sequence[int] | None = 99,
     context: Mapping[str, Any] | None = None,
+    on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> str:
     """Run ``command`` with ``bash -c`` and return its last line of output.
+
+    The command gets its own process group, so that stopping the attempt (``on_kill``:
+    :func:`terminate`) stops everything it started; ``on_start`` is given the process.
 
     As in Airflow, ``env`` *replaces* the worker's environment unless ``append_env`` is
     true; with no ``env`` the command inherits it. An exit code in ``skip_on_exit_code``
@@ -95,7 +100,10 @@ def run_bash(
         stderr=subprocess.STDOUT,
         env=full_env,
         cwd=cwd,
+        start_new_session=True,
     )
+    if on_start is not None:
+        on_start(proc)
     last = ""
     assert proc.stdout is not None
     out = sys.stdout
@@ -118,6 +126,22 @@ def run_bash(
     if code != 0:
         raise RuntimeError(f"bash command failed: it exited with code {code}")
     return last
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, grace: float = 5.0) -> None:
+    """Stop a command started by :func:`run_bash` and all it started: SIGTERM to its
+    process group, then SIGKILL if it has not ended within ``grace`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    print(f"sending SIGTERM to the bash command's process group {proc.pid}", flush=True)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(grace)
+    except ProcessLookupError:
+        pass
 
 
 # -- sensors ------------------------------------------------------------------------------

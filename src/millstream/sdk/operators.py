@@ -101,5 +101,13 @@ class BashOperator(BaseOperator):
             output_encoding=self.output_encoding,
             skip_on_exit_code=self.skip_on_exit_code,
             context=context,
+            on_start=self._started,
         )
         return self.output_processor(last)
+
+    def _started(self, proc: Any) -> None:
+        self._command = proc
+
+    def on_kill(self) -> None:
+        """As in Airflow: the command's whole process group gets SIGTERM (then SIGKILL)."""
+        execution.terminate(self._command)

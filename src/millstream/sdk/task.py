@@ -176,6 +176,8 @@ class Task:
     #: A template field's string ending in one of these is the name of a template file.
     template_ext: Sequence[str] = ()
     template_fields_renderers: Mapping[str, str] = {}
+    #: The command a bash task is running (set on the attempt's own copy), for on_kill.
+    _command: Any = None
     ui_color: str = "#ffefeb"
     ui_fgcolor: str = "#000"
     templates_dict: Any = None
@@ -305,7 +307,9 @@ class Task:
         if self.kind == "bash":
             args, kwargs = execution.call_arguments(fn, self.op_args, self.op_kwargs, context)
             command = self.render_template(fn(*args, **kwargs), context, (".sh", ".bash"))
-            return execution.run_bash(str(command), env=None, context=context)
+            return execution.run_bash(
+                str(command), env=None, context=context, on_start=lambda p: setattr(self, "_command", p)
+            )
         if self.kind == "sensor":
 
             def poke() -> Any:
@@ -324,7 +328,12 @@ class Task:
         """Called just after a successful ``execute`` with its result."""
 
     def on_kill(self) -> None:
-        """Called when a running attempt is stopped; release what ``execute`` holds."""
+        """Called when a running attempt is stopped (timeout, mark, cancel, worker shutdown);
+        release what ``execute`` holds. A ``@task.bash`` stops its command."""
+        if self.kind == "bash":
+            from millstream.sdk import execution
+
+            execution.terminate(self._command)
 
     def render_template(self, content: Any, context: Mapping[str, Any], exts: Sequence[str] = ()) -> Any:
         """Render ``content`` (a string, or lists and dicts of them) with this task's DAG's

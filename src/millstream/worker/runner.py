@@ -40,6 +40,7 @@ from millstream.sdk.xcom import (
     ZipArg,
 )
 from millstream.store import objects
+from millstream.worker import stopping
 from millstream.worker.assets import InletEventAccessors, OutletEventAccessors, TriggeringAssetEvents
 from millstream.worker.callbacks import call_all
 from millstream.worker.item import AttemptResult, WorkItem
@@ -434,8 +435,13 @@ def _branch_follow(task: Task, value: Any) -> tuple[str, ...]:
     return chosen
 
 
-def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) -> AttemptResult:
-    """Run ``item`` and return its outcome; never raises for a failure of user code."""
+def run_attempt(
+    item: WorkItem, resolve_dag: DagResolver, reader: ResultReader, *, alarm: bool = False
+) -> AttemptResult:
+    """Run ``item`` and return its outcome; never raises for a failure of user code.
+
+    ``alarm``: enforce ``execution_timeout`` here with SIGALRM (the caller's own process,
+    as ``dags test``); worker pools enforce it from outside instead."""
     started = datetime.now(UTC)
     t0 = time.monotonic()
     label_inputs: tuple[str | None, dict[str, Any], dict[str, Any]] | None = None
@@ -465,7 +471,8 @@ def run_attempt(item: WorkItem, resolve_dag: DagResolver, reader: ResultReader) 
                     task.config["pre_execute"](ctx)
                 op.pre_execute(ctx)
                 call_all(task.config["on_execute_callback"], ctx, "on_execute_callback", log)
-                value = op.execute(ctx)
+                with stopping.running(op), stopping.timeout_alarm(item.execution_timeout if alarm else None):
+                    value = op.execute(ctx)
                 if inspect.isgenerator(value):  # a task that yields Metadata(asset, extra)
                     value = ctx["outlet_events"].take(value)
                 if task.config["post_execute"]:
