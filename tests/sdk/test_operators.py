@@ -39,7 +39,7 @@ def test_the_table_covers_every_argument_of_airflows_base_operator():
 @pytest.mark.parametrize(
     "name, value",
     [
-        (n, True if n in ("depends_on_past", "wait_for_downstream") else {"x": 1})
+        (n, True if n == "wait_for_past_depends_before_skipping" else {"x": 1})
         for n, a in compat.OPERATOR_ARGUMENTS.items()
         if a.status == compat.REFUSED and a.refuse_if is not None and a.refuse_if({"x": 1})
     ],
@@ -55,6 +55,20 @@ def test_airflows_default_values_of_refused_arguments_are_accepted():
         "defaults", schedule=None, start_date=DAY, default_args={"depends_on_past": False, "email": None}
     ):
         EmptyOperator(task_id="t", wait_for_downstream=False, executor_config={}, sla=None)
+
+
+def test_depends_on_past_and_wait_for_downstream_reach_the_scheduler():
+    with DAG("past", schedule="@daily", start_date=DAY, default_args={"depends_on_past": True}) as dag:
+        EmptyOperator(task_id="a", ignore_first_depends_on_past=True)
+        EmptyOperator(task_id="b", depends_on_past=False, wait_for_downstream=True)
+        EmptyOperator(task_id="c", depends_on_past=False)
+    spec = dag.to_spec()
+    got = {
+        t.task_id: (t.depends_on_past, t.ignore_first_depends_on_past, t.wait_for_downstream)
+        for t in spec.tasks
+    }
+    # As in Airflow, wait_for_downstream switches depends_on_past on.
+    assert got == {"a": (True, True, False), "b": (True, False, True), "c": (False, False, False)}
 
 
 def test_mail_that_would_be_sent_is_refused_and_mail_switched_off_is_not():

@@ -96,6 +96,11 @@ class TaskSpec:
     doc: str | None = None
     lineno: int | None = None
     display_name: str | None = None  # task_display_name: shown instead of the id
+    # Wait for this task (and, with wait_for_downstream, its direct downstream tasks) to
+    # have succeeded in the previous run by logical date.
+    depends_on_past: bool = False
+    ignore_first_depends_on_past: bool = False
+    wait_for_downstream: bool = False
 
     @property
     def is_mapped(self) -> bool:

@@ -31,6 +31,7 @@ def apply(state: SchedulerState, events: list[Event]) -> None:
     state.unapplied = []
     if not events:
         return
+    state.finish_epoch += 1
     finished_runs: list[tuple[ActiveRun, FinishRun]] = []
     now = state.clock()
     try:

@@ -2,7 +2,7 @@
 
 The limits, in the order they bite: the executor's free slots, the DAG's
 ``max_active_tasks``, a task's ``max_active_tis_per_dagrun`` / ``max_active_tis_per_dag``,
-and pools (slots shared by every DAG, counted across schedulers). Higher
+``depends_on_past`` (the previous run's instance must have succeeded), and pools (slots shared by every DAG, counted across schedulers). Higher
 ``priority_weight`` goes first; an instance is marked queued in the store *before* it is
 handed over, and one that could not be handed over goes back to scheduled.
 """
@@ -13,6 +13,7 @@ import logging
 
 from millstream.core.model import TaskSpec
 from millstream.core.states import TaskState
+from millstream.scheduler import past
 from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.commands import check_not_stale, commit_batch, persist
 from millstream.scheduler.lifecycle import after_commit, follow_or_send_again
@@ -98,6 +99,8 @@ def dispatch(state: SchedulerState) -> None:
             state.ready.discard(key)
             continue
         task = run.spec.task(task_id)
+        if past.blocked(state, run, task):
+            continue  # stays ready: asked again next turn
         left = min(free - len(chosen), room(state, run, task, used))
         while left > 0 and queue:
             idx = queue.popleft()

@@ -76,15 +76,22 @@ OPERATOR_ARGUMENTS: dict[str, Argument] = {
         _never,  # checked against the DAG's by the task itself
     ),
     "end_date": _r("A task-level end date other than the DAG's is refused, like start_date.", _never),
-    "depends_on_past": _r(
-        "Refused when true: Millstream does not yet hold a task back until its previous run's instance "
-        "succeeded, and running it anyway would reorder backfills.",
+    "depends_on_past": _h(
+        "An instance waits until the same task succeeded or was skipped in the previous run by "
+        "logical date (with catchup: the previous non-manual run); the first run, and the first run "
+        "of a backfill, do not wait. The waiting instance says why in its state reason."
+    ),
+    "ignore_first_depends_on_past": _h(
+        "With depends_on_past: a task with no instance in any earlier run does not wait."
+    ),
+    "wait_for_past_depends_before_skipping": _r(
+        "Refused when true: a task that would be skipped waiting for its past dependencies first "
+        "is not built yet.",
         _truthy,
     ),
-    "ignore_first_depends_on_past": _h("Only matters with depends_on_past, which is refused when true."),
-    "wait_for_past_depends_before_skipping": _h("Only matters with depends_on_past."),
-    "wait_for_downstream": _r(
-        "Refused when true: waiting for the previous run's downstream tasks is not built yet.", _truthy
+    "wait_for_downstream": _h(
+        "Implies depends_on_past, and also waits for the task's direct downstream tasks in the "
+        "previous run to have succeeded or been skipped."
     ),
     "dag": _h("The DAG the task belongs to, instead of the enclosing `with DAG`."),
     "params": _h("Task params, merged over the DAG's; a run's conf still overrides both."),

@@ -45,6 +45,9 @@ TASK_DEFAULTS: dict[str, Any] = {
     "map_index_template": None,
     "max_active_tis_per_dagrun": None,
     "max_active_tis_per_dag": None,
+    "depends_on_past": False,
+    "ignore_first_depends_on_past": False,
+    "wait_for_downstream": False,
     "on_success_callback": None,
     "on_failure_callback": None,
     "on_retry_callback": None,
@@ -505,6 +508,10 @@ class Task:
             doc=c["doc_md"] or c["doc"] or c["doc_rst"] or c["doc_json"] or c["doc_yaml"],
             display_name=c["task_display_name"],
             lineno=self.lineno,
+            # As in Airflow, wait_for_downstream implies depends_on_past.
+            depends_on_past=bool(c["depends_on_past"] or c["wait_for_downstream"]),
+            ignore_first_depends_on_past=bool(c["ignore_first_depends_on_past"]),
+            wait_for_downstream=bool(c["wait_for_downstream"]),
         )
 
     def __repr__(self) -> str:
