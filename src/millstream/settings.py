@@ -218,6 +218,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Send the UI's session cookie over HTTPS only: set it when the UI is served behind TLS.",
         _bool,
     ),
+    Setting(
+        "smtp", "smtp_host", "localhost", "SMTP server for task mail (`email_on_failure`, `email_on_retry`)."
+    ),
+    Setting("smtp", "smtp_port", 25, "Port of the SMTP server.", _positive_int),
+    Setting("smtp", "smtp_starttls", False, "Upgrade the SMTP connection with STARTTLS.", _bool),
+    Setting("smtp", "smtp_ssl", False, "Connect to the SMTP server over TLS from the start.", _bool),
+    Setting("smtp", "smtp_user", None, "SMTP login (none: send without logging in)."),
+    Setting("smtp", "smtp_password", None, "SMTP password.", secret=True),
+    Setting("smtp", "smtp_mail_from", "millstream@localhost", "The From address of task mail."),
+    Setting("smtp", "smtp_timeout", 30.0, "Seconds to wait for the SMTP server.", lambda v: float(v)),
 )
 
 
@@ -266,6 +276,14 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     secure_cookies: bool = False
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_mail_from: str = "millstream@localhost"
+    smtp_timeout: float = 30.0
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> where it came from
 

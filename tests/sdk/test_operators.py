@@ -71,11 +71,20 @@ def test_depends_on_past_and_wait_for_downstream_reach_the_scheduler():
     assert got == {"a": (True, True, False), "b": (True, False, True), "c": (False, False, False)}
 
 
-def test_mail_that_would_be_sent_is_refused_and_mail_switched_off_is_not():
-    with pytest.raises(ValueError, match="email_on_failure=True"), DAG("mail", schedule=None, start_date=DAY):
-        EmptyOperator(task_id="t", email=["ops@example.com"])
-    with DAG("no_mail", schedule=None, start_date=DAY):
-        EmptyOperator(task_id="t", email="ops@example.com", email_on_failure=False, email_on_retry=False)
+def test_mail_arguments_mark_the_outcomes_that_mail_someone():
+    """Sending is tested against a real SMTP server in tests/integration/test_task_mail.py."""
+    with DAG("mail", schedule=None, start_date=DAY) as dag:
+        EmptyOperator(task_id="both", email=["ops@example.com"])
+        EmptyOperator(task_id="failure_only", email="ops@example.com", email_on_retry=False)
+        EmptyOperator(task_id="none", email="ops@example.com", email_on_failure=False, email_on_retry=False)
+        EmptyOperator(task_id="nobody")
+    got = {t.task_id: [c for c in t.callbacks if c.startswith("mail:")] for t in dag.to_spec().tasks}
+    assert got == {
+        "both": ["mail:on_failure_callback", "mail:on_retry_callback"],
+        "failure_only": ["mail:on_failure_callback"],
+        "none": [],
+        "nobody": [],
+    }
 
 
 def test_a_task_start_date_must_be_the_dags_and_default_args_give_the_dag_its_dates():

@@ -22,6 +22,7 @@ def submit(
     map_index: int = -1,
     reason: str = "",
     log_file: str | None = None,
+    try_number: int | None = None,
 ) -> None:
     state.callbacks.submit(
         CallbackRequest(
@@ -34,6 +35,7 @@ def submit(
             map_index=map_index,
             reason=reason,
             logical_date=run.logical_date.isoformat() if run.logical_date else None,
+            try_number=try_number,
         )
     )
 
@@ -44,7 +46,8 @@ def task_callback_elsewhere(
     """The attempt ended outside its worker (timed out, lost): run its callback here."""
     retried = any(isinstance(c, SetStates) and c.state is TaskState.UP_FOR_RETRY for c in cmds)
     kind = "on_retry_callback" if retried else "on_failure_callback"
-    if kind in run.spec.task(item.task_id).callbacks:
+    wanted = run.spec.task(item.task_id).callbacks
+    if kind in wanted or f"mail:{kind}" in wanted:
         submit(
             state,
             run,
@@ -53,4 +56,5 @@ def task_callback_elsewhere(
             map_index=item.map_index,
             reason=error,
             log_file=item.log_path,
+            try_number=item.try_number,
         )

@@ -54,16 +54,13 @@ def _r(note: str, refuse_if: Callable[[Any], bool] = _not_none) -> Argument:
 OPERATOR_ARGUMENTS: dict[str, Argument] = {
     "task_id": _h("The task's id; inside a task group it is prefixed with the group's id."),
     "owner": _h("Kept as `task.owner` and given to Bash commands as `AIRFLOW_CTX_DAG_OWNER`."),
-    "email": _h("Where failure and retry mail would go; see email_on_failure."),
-    "email_on_retry": _r(
-        "Millstream cannot send task mail yet: refused when `email` is set and this is true (Airflow's "
-        "default). Set it to False, or use on_retry_callback.",
-        _never,  # depends on `email` too: checked with it
+    "email": _h("Addresses (a list, or a string separated by commas) that task mail goes to."),
+    "email_on_retry": _h(
+        "With `email`: mail when an attempt fails and will be retried (default true, as in Airflow), "
+        "through the `[smtp]` settings."
     ),
-    "email_on_failure": _r(
-        "Millstream cannot send task mail yet: refused when `email` is set and this is true (Airflow's "
-        "default). Set it to False, or use on_failure_callback.",
-        _never,
+    "email_on_failure": _h(
+        "With `email`: mail when the task fails for good (default true), through the `[smtp]` settings."
     ),
     "retries": _h("Attempts after the first."),
     "retry_delay": _h("Wait before a retry (timedelta or seconds)."),

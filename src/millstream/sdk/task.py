@@ -22,6 +22,8 @@ from millstream.sdk._location import caller_location
 from millstream.sdk.assets import outlet_key
 from millstream.sdk.compat import OPERATOR_ARGUMENTS, refusal
 from millstream.sdk.current import current_dag
+from millstream.sdk.mail import MAIL_FLAGS
+from millstream.sdk.mail import wanted as mail_wanted
 from millstream.sdk.taskgroup import TaskGroup, current_group
 from millstream.sdk.xcom import NOTSET, ConcatArg, MapArg, XComArg, ZipArg, find_xcom_args
 
@@ -62,6 +64,8 @@ TASK_DEFAULTS: dict[str, Any] = {
     "do_xcom_push": True,
     "owner": "airflow",
     "email": None,
+    "email_on_failure": True,
+    "email_on_retry": True,
     "weight_rule": "downstream",
     "params": None,
     "task_display_name": None,
@@ -126,13 +130,6 @@ def _check_config(config: Mapping[str, Any], where: str, kind: str = "python") -
                 f"{where}: unknown task argument {key!r}; known arguments are {', '.join(sorted(known))}"
             )
         out[key] = value
-    if config.get("email"):
-        for key in ("email_on_failure", "email_on_retry"):
-            if config.get(key, True):
-                raise ValueError(
-                    f"{where}: email={config['email']!r} with {key}=True (Airflow's default) is refused: "
-                    f"{OPERATOR_ARGUMENTS[key].note}"
-                )
     if out.get("weight_rule", "downstream") not in WEIGHT_RULES:
         raise ValueError(
             f"{where}: weight_rule must be one of {', '.join(WEIGHT_RULES)}, got {out['weight_rule']!r}"
@@ -499,7 +496,9 @@ class Task:
             is_setup=self.is_setup,
             is_teardown=self.is_teardown,
             on_failure_fail_dagrun=self.on_failure_fail_dagrun,
-            callbacks=tuple(k for k in CALLBACKS if c.get(k)),
+            # Mail is sent where callbacks run: "mail:<kind>" marks a kind that mails someone.
+            callbacks=tuple(k for k in CALLBACKS if c.get(k))
+            + tuple(f"mail:{k}" for k in MAIL_FLAGS if mail_wanted(c, k)),
             deadline=c["deadline"].to_dict() if c["deadline"] else None,
             multiple_outputs=bool(c["multiple_outputs"]),
             ignore_downstream_trigger_rules=bool(c["ignore_downstream_trigger_rules"]),

@@ -63,6 +63,7 @@ class CallbackRequest:
     reason: str = ""
     logical_date: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    try_number: int | None = None
 
 
 def _context_for(req: CallbackRequest, dag: Any) -> dict[str, Any]:
@@ -100,6 +101,20 @@ def run_request(req: CallbackRequest, resolve: Callable[[str, str], Any]) -> Non
             traceback.print_exc(file=out)
             return
         call_all(callbacks, ctx, req.kind, out)
+        if req.task_id and req.kind != "deadline":
+            from millstream.worker import mail
+
+            mail.send_task_alert(
+                dag.get_task(req.task_id).config,
+                req.kind,
+                dag_id=req.dag_id,
+                run_id=req.run_id,
+                task_id=req.task_id,
+                map_index=req.map_index,
+                try_number=req.try_number,
+                error=req.reason,
+                log=out,
+            )
 
 
 class CallbackRunner:

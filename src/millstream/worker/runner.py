@@ -40,7 +40,7 @@ from millstream.sdk.xcom import (
     ZipArg,
 )
 from millstream.store import objects
-from millstream.worker import stopping
+from millstream.worker import mail, stopping
 from millstream.worker.assets import InletEventAccessors, OutletEventAccessors, TriggeringAssetEvents
 from millstream.worker.callbacks import call_all
 from millstream.worker.item import AttemptResult, WorkItem
@@ -557,6 +557,17 @@ def _task_callbacks(
     if error:
         ctx = {**ctx, "exception": error}
     call_all(task.config[kind], ctx, kind, log)
+    mail.send_task_alert(
+        task.config,
+        kind,
+        dag_id=item.dag_id,
+        run_id=item.run_id,
+        task_id=item.task_id,
+        map_index=item.map_index,
+        try_number=item.try_number,
+        error=error,
+        log=log,
+    )
 
 
 def log_path(
