@@ -45,7 +45,7 @@ def with_params():
         print(params["n"])
     one()
 
-@dag(schedule=None, params={"region": "eu"})
+@dag(schedule=None, params={"region": "eu"}, dag_display_name="Templated <b>", owner_links={"ops": "https://ops.example.com"})
 def templated():
     from millstream import BashOperator
 

@@ -318,6 +318,19 @@ def test_logs_per_try_from_an_offset(api: Api):
     error(api.admin.get(url.replace("/logs/1", "/logs/0"), params={"map_index": 2}), 422, "try_number")
 
 
+def test_dag_display_name_and_owner_links(api: Api):
+    got = ok(api.viewer.get("/api/v1/dags/templated"))
+    assert got["dag_display_name"] == "Templated <b>" and got["owner_links"] == {
+        "ops": "https://ops.example.com"
+    }
+    assert ok(api.viewer.get(f"/api/v1/dags/{REF}"))["dag_display_name"] == REF
+    page = TestClient(api.app)
+    page.post("/login", data={"username": "reader", "password": "password-2"})
+    html = page.get("/dags/templated").text
+    assert "Templated &lt;b&gt;" in html and 'href="https://ops.example.com"' in html
+    assert "Templated &lt;b&gt;" in page.get("/").text
+
+
 def test_rendered_fields_of_an_attempt_secrets_masked(api: Api):
     run_id = api.harness.trigger("templated")
     assert api.harness.wait_run("templated", run_id) == "success"

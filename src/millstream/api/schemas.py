@@ -96,6 +96,7 @@ class RunBrief(BaseModel):
 
 class DagOut(BaseModel):
     dag_id: str
+    dag_display_name: str = Field(description="dag_display_name, else the DAG id.")
     description: str | None
     fileloc: str
     is_paused: bool
@@ -107,6 +108,7 @@ class DagOut(BaseModel):
     last_parsed_at: datetime | None
     import_error: str | None = Field(description="The DAG file's import error, if its last parse failed.")
     recent_runs: list[RunBrief] = Field(description="The latest runs, newest first (at most 5).")
+    owner_links: dict[str, str] = Field(default_factory=dict, description="Owner name -> URL.")
 
 
 class TaskOut(BaseModel):

@@ -150,6 +150,9 @@ class DagSpec:
     asset_trigger: Mapping[str, Any] | None = None
     # Every asset the DAG mentions (schedule, outlets, inlets): name, uri, group, extra, watchers.
     assets: tuple[Mapping[str, Any], ...] = ()
+    display_name: str | None = None  # dag_display_name: shown instead of the id
+    is_paused_upon_creation: bool | None = None  # None: the scheduler's setting decides
+    owner_links: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Lookups the planner needs on every event; derived, so never serialized.
@@ -209,6 +212,9 @@ class DagSpec:
             "deadline": dict(self.deadline) if self.deadline else None,
             "asset_trigger": dict(self.asset_trigger) if self.asset_trigger else None,
             "assets": [dict(a) for a in self.assets],
+            "display_name": self.display_name,
+            "is_paused_upon_creation": self.is_paused_upon_creation,
+            "owner_links": dict(self.owner_links),
         }
 
     def to_json(self) -> str:
@@ -237,6 +243,9 @@ class DagSpec:
             deadline=d.get("deadline"),
             asset_trigger=d.get("asset_trigger"),
             assets=tuple(d.get("assets", ())),
+            display_name=d.get("display_name"),
+            is_paused_upon_creation=d.get("is_paused_upon_creation"),
+            owner_links=d.get("owner_links") or {},
         )
 
     @classmethod

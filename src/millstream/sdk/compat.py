@@ -139,6 +139,72 @@ OPERATOR_ARGUMENTS: dict[str, Argument] = {
 }
 
 
+def _false(value: Any) -> bool:
+    return value is False
+
+
+def _positive(value: Any) -> bool:
+    return bool(value) and value > 0
+
+
+#: Airflow 3.3's ``DAG`` arguments, in its order.
+DAG_ARGUMENTS: dict[str, Argument] = {
+    "dag_id": _h("The DAG's id."),
+    "description": _h("Shown in the DAG list and API."),
+    "default_args": _h("Operator arguments for every task; start_date and end_date become the DAG's."),
+    "start_date": _h("The first data interval starts here."),
+    "end_date": _h("No scheduled runs after it."),
+    "schedule": _h("Cron, preset, timedelta, timetable, assets or an asset condition."),
+    "template_searchpath": _h("Folders searched for template files, after the DAG file's own."),
+    "template_undefined": _h("Jinja's undefined class (StrictUndefined by default)."),
+    "user_defined_macros": _h("Extra names in every template."),
+    "user_defined_filters": _h("Extra Jinja filters."),
+    "max_active_tasks": _h("Running task instances of the DAG at once, across its runs."),
+    "max_active_runs": _h("Running runs at once."),
+    "max_consecutive_failed_dag_runs": _r(
+        "Refused when above 0: pausing a DAG after that many failed runs in a row is not built yet.",
+        _positive,
+    ),
+    "dagrun_timeout": _h("A run still running after it fails."),
+    "deadline": _h("DeadlineAlert: a callback when a run misses its deadline."),
+    "sla_miss_callback": _r("Airflow 3 removed SLAs; use deadline=DeadlineAlert(...)."),
+    "catchup": _h("Create the runs of intervals missed since start_date."),
+    "on_success_callback": _h("Called when a run succeeds."),
+    "on_failure_callback": _h("Called when a run fails."),
+    "doc_md": _h("Shown as the DAG's documentation."),
+    "params": _h("Run parameters with defaults and JSON-schema checks."),
+    "access_control": _r(
+        "Per-DAG permissions are refused: Millstream's users are admins or viewers of every DAG.", _truthy
+    ),
+    "is_paused_upon_creation": _h("Overrides the setting `scheduler.paused_on_creation` for this DAG."),
+    "jinja_environment_kwargs": _h("Options of the DAG's Jinja environment."),
+    "render_template_as_native_obj": _h("Templates render to Python objects (a NativeEnvironment)."),
+    "tags": _h("Shown and filterable in the DAG list, CLI and API."),
+    "owner_links": _h("Owner name -> URL (or mailto:); the UI links the owners in the DAG's header."),
+    "auto_register": _r("Refused when False: Millstream collects every DAG a file creates.", _false),
+    "fail_fast": _r(
+        "Refused when true: stopping a run's other tasks at its first failure is not built yet.", _truthy
+    ),
+    "allowed_run_types": _r("Refused when set: every run type is allowed.", _not_none),
+    "dag_display_name": _h("Shown instead of the DAG id in the UI and API."),
+    "task_group": _r("Refused when set: a DAG's root task group is its own.", _not_none),
+    "disable_bundle_versioning": _r(
+        "Refused when true: each run keeps the code of the DAG version it started with.", _truthy
+    ),
+    "rerun_with_latest_version": _r(
+        "Refused when set: a cleared run reruns with the code it started with.", _not_none
+    ),
+}
+
+
+def dag_refusal(name: str, value: Any) -> str | None:
+    """Why ``DAG(name=value)`` is refused, or None if Millstream honours it."""
+    arg = DAG_ARGUMENTS.get(name)
+    if arg is None or arg.status != REFUSED or arg.refuse_if is None:
+        return None
+    return arg.note if arg.refuse_if(value) else None
+
+
 def refusal(name: str, value: Any) -> str | None:
     """Why ``name=value`` is refused, or None if Millstream honours it."""
     arg = OPERATOR_ARGUMENTS.get(name)
@@ -154,7 +220,7 @@ def markdown() -> str:
         "",
         "Generated from `src/millstream/sdk/compat.py` by `python -m millstream.sdk.compat`; a test",
         "fails when this file and the table in the code differ, or when the table misses an",
-        "argument of Airflow 3.3.2's `BaseOperator`.",
+        "argument of Airflow 3.3.2's `BaseOperator` or `DAG`.",
         "",
         "Each argument is **honoured** with Airflow's meaning, **refused** at load time with the",
         "reason below (when its value asks for something Millstream cannot do; Airflow's default",
@@ -166,6 +232,10 @@ def markdown() -> str:
         "|---|---|---|",
     ]
     for name, arg in OPERATOR_ARGUMENTS.items():
+        note = arg.note.replace("|", "\\|")
+        lines.append(f"| `{name}` | {arg.status} | {note} |")
+    lines += ["", "## `DAG` arguments", "", "| Argument | Status | Notes |", "|---|---|---|"]
+    for name, arg in DAG_ARGUMENTS.items():
         note = arg.note.replace("|", "\\|")
         lines.append(f"| `{name}` | {arg.status} | {note} |")
     return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from millstream.errors import CycleError, DagDefinitionError, DuplicateTaskIdErr
 from millstream.sdk import engine, setup_teardown
 from millstream.sdk._location import caller_location
 from millstream.sdk.assets import Asset, split_schedule
+from millstream.sdk.compat import DAG_ARGUMENTS, dag_refusal
 from millstream.sdk.current import enter_dag, exit_dag
 from millstream.sdk.deadlines import DeadlineAlert
 from millstream.sdk.params import Param, params_to_dict
@@ -144,6 +145,9 @@ class DAG:
         user_defined_filters: Mapping[str, Callable[..., Any]] | None = None,
         render_template_as_native_obj: bool = False,
         jinja_environment_kwargs: Mapping[str, Any] | None = None,
+        dag_display_name: str | None = None,
+        is_paused_upon_creation: bool | None = None,
+        owner_links: Mapping[str, str] | None = None,
         **airflow_only: Any,
     ) -> None:
         self.filename, self.lineno = caller_location()
@@ -153,20 +157,32 @@ class DAG:
                 filename=self.filename,
                 lineno=self.lineno,
             )
-        unknown = set(airflow_only) - {
-            "owner_links",
-            "access_control",
-            "is_paused_upon_creation",
-            "fail_fast",
-            "dag_display_name",
-            "sla_miss_callback",
-        }
+        unknown = set(airflow_only) - set(DAG_ARGUMENTS)
         if unknown:
             raise DagDefinitionError(
                 f"DAG {dag_id!r}: unknown argument(s) {', '.join(sorted(unknown))}",
                 filename=self.filename,
                 lineno=self.lineno,
             )
+        for key, value in airflow_only.items():
+            reason = dag_refusal(key, value)
+            if reason:
+                raise DagDefinitionError(
+                    f"DAG {dag_id!r}: {key}={value!r} is refused: {reason}",
+                    filename=self.filename,
+                    lineno=self.lineno,
+                )
+        if owner_links is not None and not (
+            isinstance(owner_links, Mapping) and all(isinstance(v, str) for v in owner_links.values())
+        ):
+            raise DagDefinitionError(
+                f"DAG {dag_id!r}: owner_links must map owner names to URLs, got {owner_links!r}",
+                filename=self.filename,
+                lineno=self.lineno,
+            )
+        self.dag_display_name = dag_display_name
+        self.is_paused_upon_creation = is_paused_upon_creation
+        self.owner_links = dict(owner_links or {})
         self.dag_id = dag_id
         # As in Airflow, default_args may give the DAG its start and end dates.
         start_date = start_date or (default_args or {}).get("start_date")
@@ -337,6 +353,9 @@ class DAG:
             deadline=self.deadline.to_dict() if self.deadline else None,
             asset_trigger=self.asset_trigger.to_dict() if self.asset_trigger else None,
             assets=tuple(a.to_dict() for a in self.assets()),
+            display_name=self.dag_display_name,
+            is_paused_upon_creation=self.is_paused_upon_creation,
+            owner_links=dict(self.owner_links),
         )
 
     def assets(self) -> list[Asset]:

@@ -67,12 +67,17 @@ def sync_parsed(
             description=spec.description,
             tags=list(spec.tags),
             last_parsed_at=now,
+            display_name=spec.display_name,
+            owner_links=dict(spec.owner_links) or None,
         )
         if latest is None or latest.fingerprint != fp:
             # A new version may have a new schedule: the next run is worked out again.
             values.update(next_run_logical_date=None, next_run_after=None)
         if row is None:
-            conn.execute(dag.insert().values(dag_id=spec.dag_id, is_paused=paused_on_create, **values))
+            paused = (
+                paused_on_create if spec.is_paused_upon_creation is None else spec.is_paused_upon_creation
+            )
+            conn.execute(dag.insert().values(dag_id=spec.dag_id, is_paused=paused, **values))
         else:
             conn.execute(dag.update().where(dag.c.dag_id == spec.dag_id).values(**values))
         assets_q.sync_dag(conn, spec, now)

@@ -60,6 +60,8 @@ dag = sa.Table(
     sa.Column("next_run_logical_date", UTCDateTime, nullable=True),
     sa.Column("next_run_after", UTCDateTime, nullable=True),
     sa.Column("last_parsed_at", UTCDateTime, nullable=True),
+    sa.Column("display_name", sa.String(2000), nullable=True),  # dag_display_name
+    sa.Column("owner_links", sa.JSON, nullable=True),
 )
 
 dag_version = sa.Table(

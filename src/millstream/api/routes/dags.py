@@ -33,6 +33,8 @@ router = APIRouter(tags=["DAGs"])
 def _dag_out(row, errors: dict[str, str], recent) -> DagOut:  # type: ignore[no-untyped-def]
     return DagOut(
         dag_id=row["dag_id"],
+        dag_display_name=row["display_name"] or row["dag_id"],
+        owner_links=dict(row["owner_links"] or {}),
         description=row["description"],
         fileloc=row["fileloc"],
         is_paused=row["is_paused"],
