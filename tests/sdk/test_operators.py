@@ -225,3 +225,21 @@ def test_a_custom_sensor_with_soft_fail_is_skipped_on_timeout():
         Never(task_id="never", poke_interval=0.01, timeout=0.05, soft_fail=True)
     run = d.test(logical_date=DAY)
     assert run.ti("never").state is TaskState.SKIPPED
+
+
+def test_task_params_are_merged_over_the_dags_and_checked_by_their_schemas():
+    from millstream import Param
+
+    seen = {}
+    with DAG("tparams", schedule=None, start_date=DAY, params={"region": "eu", "n": 1}) as dag:
+
+        @task(params={"n": Param(5, type="integer", minimum=1), "mode": "full"})
+        def t(params=None):
+            seen.update(params)
+
+        t()
+    assert dag.test().state is RunState.SUCCESS
+    assert seen == {"region": "eu", "n": 5, "mode": "full"}
+    run = dag.test(conf={"n": 0})  # the conf still wins, and is checked by the task's schema
+    assert run.state is RunState.FAILED
+    assert "task 't': param 'n': 0 is less than the minimum of 1" in run.ti("t").log

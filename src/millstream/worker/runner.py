@@ -295,13 +295,19 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
 
 def _params(item: WorkItem, task: Task) -> dict[str, Any]:
     """The run's params with the task's own merged over the DAG's; a key the run's conf
-    sets keeps the conf's value (Airflow's dag_run_conf_overrides_params)."""
+    sets keeps the conf's value (Airflow's dag_run_conf_overrides_params). The task's
+    Params are checked by their schemas here, as the attempt starts."""
     own = task.config["params"]
     if not own:
         return dict(item.params)
-    from millstream.sdk.params import Param
+    from millstream.errors import ParamValidationError
+    from millstream.sdk.params import params_to_dict, resolve_params
 
-    mine = {k: (v.default if isinstance(v, Param) else v) for k, v in own.items() if k not in item.conf}
+    given = {k: item.conf[k] for k in own if k in item.conf}
+    try:
+        mine = resolve_params(params_to_dict(own), given)
+    except ParamValidationError as e:
+        raise ParamValidationError(f"task {task.task_id!r}: {e}") from None
     return {**item.params, **mine}
 
 
