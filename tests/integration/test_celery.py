@@ -347,24 +347,34 @@ def test_marking_a_running_task_failed_stops_it_on_its_worker(tmp_path, pg_url):
         textwrap.dedent(
             f"""
             import time
+            from datetime import timedelta
             from pathlib import Path
-            from millstream import dag, task
+            from millstream import BaseOperator, dag
 
-            @dag(schedule=None)
-            def held():
-                @task
-                def hold():
+            class Hold(BaseOperator):
+                def execute(self, context):
                     with open({str(notes)!r}, "a") as f:
-                        f.write("started\\n")
+                        f.write(f"started-{{self.task_id}}\\n")
                     deadline = time.monotonic() + 60
                     while not Path({str(release)!r}).exists() and time.monotonic() < deadline:
                         time.sleep(0.05)
                     with open({str(notes)!r}, "a") as f:
-                        f.write("ended\\n")
+                        f.write(f"ended-{{self.task_id}}\\n")
 
-                hold()
+                def on_kill(self):
+                    with open({str(notes)!r}, "a") as f:
+                        f.write(f"killed-{{self.task_id}}\\n")
+
+            @dag(schedule=None)
+            def held():
+                Hold(task_id="hold")
+
+            @dag(schedule=None)
+            def slow():
+                Hold(task_id="slow", execution_timeout=timedelta(seconds=1))
 
             held()
+            slow()
             """
         )
     )
@@ -372,7 +382,7 @@ def test_marking_a_running_task_failed_stops_it_on_its_worker(tmp_path, pg_url):
         c.start(workers=1)
         c.wait_workers(1)
         run_id = c.trigger("held")
-        wait_for(lambda: notes.exists() and "started" in notes.read_text(), 60, "the attempt to start")
+        wait_for(lambda: notes.exists() and "started-hold" in notes.read_text(), 60, "the attempt to start")
         control.mark_task_instances(c.store, "held", run_id, "hold", TaskState.FAILED)
         notify(tmp_path / "home-scheduler")
         assert c.wait_run("held", run_id) == "failed"
@@ -385,12 +395,24 @@ def test_marking_a_running_task_failed_stops_it_on_its_worker(tmp_path, pg_url):
         wait_for(
             lambda: "Terminating millstream-" in (tmp_path / "worker0.log").read_text(),
             30,
-            "the worker to kill it",
+            "the worker to stop it",
         )
+        wait_for(lambda: "killed-hold" in notes.read_text(), 30, "its on_kill")
+        # Celery's soft time limit (execution_timeout) calls on_kill too.
+        slow_run = c.trigger("slow")
+        assert c.wait_run("slow", slow_run) == "failed"
+        wait_for(lambda: "killed-slow" in notes.read_text(), 30, "on_kill of the timed-out attempt")
         release.write_text("go")  # had the attempt survived, it would now write "ended"
         c.trigger("held", run_id="after")  # a later attempt on the same worker shows it is alive
         assert c.wait_run("held", "after") == "success"
-        assert notes.read_text().split() == ["started", "started", "ended"]
+        assert notes.read_text().split() == [
+            "started-hold",
+            "killed-hold",
+            "started-slow",
+            "killed-slow",
+            "started-hold",
+            "ended-hold",
+        ]
     finally:
         c.stop()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from typing import Any
 from millstream.store import Store
 from millstream.store import attempts as attempts_q
 from millstream.store import task_instances as ti_q
+from millstream.worker import stopping
 from millstream.worker.item import AttemptResult, Event, Finished, Started, WorkItem
 
 log = logging.getLogger("millstream.celery")
@@ -161,9 +163,11 @@ def _run_remote(payload: dict[str, Any]) -> None:
     beater = threading.Thread(target=beat, name="millstream-lease", daemon=True)
     beater.start()
     try:
-        result = run_attempt(
-            item, lambda f, d: st.dags.resolve_version(f, d, item.dag_version_id, st.store), st.reader
-        )
+        # A revoke (the run marked, stopped or adopted) sends SIGTERM: on_kill, then exit.
+        with stopping.stop_on(signal.SIGTERM):
+            result = run_attempt(
+                item, lambda f, d: st.dags.resolve_version(f, d, item.dag_version_id, st.store), st.reader
+            )
         _ship_log(item)  # while the lease is still renewed: a slow copy must not lose the attempt
     finally:
         stop.set()
@@ -369,7 +373,8 @@ class CeleryExecutor:
     def _revoke(self, flight: _Flight) -> None:
         if flight.celery_id is not None:
             try:
-                self.app.control.revoke(flight.celery_id, terminate=True, signal="SIGKILL")
+                # SIGTERM: the attempt's on_kill runs, then its process exits (stopping.stop_on).
+                self.app.control.revoke(flight.celery_id, terminate=True, signal="SIGTERM")
             except Exception:
                 log.warning("could not revoke %s", flight.item.describe(), exc_info=True)
 

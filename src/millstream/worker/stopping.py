@@ -67,10 +67,26 @@ def call_on_kill(reason: str) -> None:
 
 
 def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
-    call_on_kill("the worker pool stopped this attempt")
+    # An on_kill that hangs must not keep the attempt alive: the process exits regardless.
+    threading.Timer(KILL_GRACE, os._exit, args=(STOPPED_EXIT,)).start()
+    call_on_kill("this attempt was stopped")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(STOPPED_EXIT)
+
+
+@contextlib.contextmanager
+def stop_on(signum: int) -> Iterator[None]:
+    """While an attempt runs in this process (a Celery worker's child), ``signum`` stops it:
+    on_kill, then the process exits. Outside the main thread signals cannot be caught."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signum, _on_stop_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
 
 
 def install_stop_handler() -> None:
