@@ -243,3 +243,39 @@ def test_task_params_are_merged_over_the_dags_and_checked_by_their_schemas():
     run = dag.test(conf={"n": 0})  # the conf still wins, and is checked by the task's schema
     assert run.state is RunState.FAILED
     assert "task 't': param 'n': 0 is less than the minimum of 1" in run.ti("t").log
+
+
+def test_the_graph_shows_each_operator_and_its_ui_color():
+    from millstream.api.graph import dag_graph
+
+    class Load(BaseOperator):
+        ui_color = "#abcdef"
+
+        def execute(self, context):
+            return None
+
+    class Odd(BaseOperator):
+        ui_color = "red; background: url(x)"  # not a colour: left out of the page's styles
+
+        def execute(self, context):
+            return None
+
+    with DAG("colours", schedule=None, start_date=DAY) as dag:
+
+        @task
+        def plain():
+            return 1
+
+        (
+            plain()
+            >> Load(task_id="load")
+            >> BashOperator(task_id="b", bash_command="true")
+            >> Odd(task_id="odd")
+        )
+    nodes = {n.id: (n.operator, n.color) for n in dag_graph(dag.to_spec()).nodes}
+    assert nodes == {
+        "plain": ("@task", "#ffefeb"),
+        "load": ("Load", "#abcdef"),
+        "b": ("BashOperator", "#f0ede4"),
+        "odd": ("Odd", None),
+    }

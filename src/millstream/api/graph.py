@@ -48,6 +48,8 @@ class Node:
     state: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     href: str | None = None
+    operator: str | None = None  # shown under the label, as Airflow's graph does
+    color: str | None = None  # the operator's ui_color (boxes without a state)
 
 
 @dataclass
@@ -134,7 +136,14 @@ def dag_graph(spec: DagSpec, counts: Mapping[str, Mapping[str, int]] | None = No
         kind = "setup" if t.is_setup else "teardown" if t.is_teardown else "task"
         c = dict(counts.get(t.task_id, {}))
         n = Node(
-            t.task_id, t.display_name or t.task_id, kind, mapped=t.is_mapped, counts=c, state=summary_state(c)
+            t.task_id,
+            t.display_name or t.task_id,
+            kind,
+            mapped=t.is_mapped,
+            counts=c,
+            state=summary_state(c),
+            operator=t.operator,
+            color=t.ui_color,
         )
         nodes[t.task_id] = n
         columns[base + depth[t.task_id]].append(n)

@@ -101,6 +101,8 @@ class TaskSpec:
     depends_on_past: bool = False
     ignore_first_depends_on_past: bool = False
     wait_for_downstream: bool = False
+    operator: str | None = None  # the operator class's name (BashOperator, a custom one)
+    ui_color: str | None = None  # its ui_color: the graph box's fill
 
     @property
     def is_mapped(self) -> bool:

@@ -8,6 +8,8 @@ time.
 
 from __future__ import annotations
 
+import re
+
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +32,17 @@ from millstream.sdk.xcom import NOTSET, ConcatArg, MapArg, XComArg, ZipArg, find
 if TYPE_CHECKING:
     from millstream.sdk.dag import DAG
 
+
+#: What a ui_color may be (it lands in the UI's styles): #rgb, #rrggbb(aa) or a colour name.
+_COLOR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,20}")
+
+#: How the graph names a decorated task, by kind (as Airflow's graph does).
+_DECORATOR_NAMES = {
+    "bash": "@task.bash",
+    "sensor": "@task.sensor",
+    "branch": "@task.branch",
+    "short_circuit": "@task.short_circuit",
+}
 
 #: Task arguments Millstream understands, with their defaults.
 TASK_DEFAULTS: dict[str, Any] = {
@@ -511,6 +524,10 @@ class Task:
             depends_on_past=bool(c["depends_on_past"] or c["wait_for_downstream"]),
             ignore_first_depends_on_past=bool(c["ignore_first_depends_on_past"]),
             wait_for_downstream=bool(c["wait_for_downstream"]),
+            operator=type(self).__name__
+            if type(self) is not Task
+            else _DECORATOR_NAMES.get(self.kind, "@task"),
+            ui_color=self.ui_color if _COLOR.fullmatch(str(self.ui_color)) else None,
         )
 
     def __repr__(self) -> str:
