@@ -10,32 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.conftest import make_cli
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
 def cli(tmp_path):
-    home = tmp_path / "home"
     dags = tmp_path / "dags"
     dags.mkdir()
     shutil.copy(EXAMPLES / "process_daily_files.py", dags)
-    env = {**os.environ, "MILLSTREAM_HOME": str(home), "MILLSTREAM_DAGS_FOLDER": str(dags)}
-
-    def run(*args, ok=True):
-        p = subprocess.run(
-            [sys.executable, "-m", "millstream.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if ok:
-            assert p.returncode == 0, p.stderr + p.stdout
-        return p
-
-    run.dags = dags
-    run.home = home
-    return run
+    return make_cli(tmp_path / "home", dags)
 
 
 def run_reference_once(cli) -> str:

@@ -2,11 +2,10 @@
 the fields rendered now from the DAG file for a run or a logical date."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+
+from tests.cli.conftest import make_cli
 
 DAG = """
 from datetime import datetime, UTC
@@ -30,22 +29,7 @@ def cli(tmp_path):
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "rf.py").write_text(DAG)
-    env = {**os.environ, "MILLSTREAM_HOME": str(tmp_path / "home"), "MILLSTREAM_DAGS_FOLDER": str(dags)}
-
-    def run(*args, ok=True):
-        p = subprocess.run(
-            [sys.executable, "-m", "millstream.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if ok:
-            assert p.returncode == 0, p.stderr + p.stdout
-        return p
-
-    run.dags = dags
-    return run
+    return make_cli(tmp_path / "home", dags)
 
 
 def test_render_for_a_logical_date_without_a_run(cli):
