@@ -343,6 +343,7 @@ def test_rendered_fields_of_an_attempt_secrets_masked(api: Api):
             "env": {"DB_PASSWORD": "***", "PLAIN": "x"},
             "cwd": None,
         },
+        "renderers": {"bash_command": "bash", "env": "json"},  # BashOperator's template_fields_renderers
     }
     assert ok(api.viewer.get(url, params={"try_number": 1})) == got
     error(api.viewer.get(url, params={"try_number": 2}), 404, "attempt 2")

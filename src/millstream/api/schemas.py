@@ -209,6 +209,10 @@ class TaskInstanceOut(BaseModel):
 class RenderedOut(BaseModel):
     try_number: int
     fields: dict[str, Any] = Field(description="Template field -> value as rendered, secrets masked.")
+    renderers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Field -> its operator's template_fields_renderers entry (bash, sql, …).",
+    )
 
 
 class LogOut(BaseModel):

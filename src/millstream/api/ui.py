@@ -334,7 +334,7 @@ def task_page(
     if view == "rendered" and shown:
         try:
             got = runs_r.get_rendered(dag_id, run_id, task_id, store, who, map_index, shown)
-            rendered = {k: _shown(v) for k, v in got.fields.items()}
+            rendered = {k: (_shown(v), got.renderers.get(k)) for k, v in got.fields.items()}
         except NotFoundError:
             rendered = None
     log_url = None

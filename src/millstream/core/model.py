@@ -103,6 +103,8 @@ class TaskSpec:
     wait_for_downstream: bool = False
     operator: str | None = None  # the operator class's name (BashOperator, a custom one)
     ui_color: str | None = None  # its ui_color: the graph box's fill
+    # template_fields_renderers: field -> how the Rendered tab shows it (bash, sql, json, py, …)
+    renderers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_mapped(self) -> bool:
@@ -125,6 +127,7 @@ class TaskSpec:
         kw["inputs"] = tuple(InputRef(**m) for m in kw.get("inputs", ()))
         kw["outlets"] = tuple(kw.get("outlets", ()))
         kw["inlets"] = tuple(kw.get("inlets", ()))
+        kw["renderers"] = dict(kw.get("renderers") or {})
         return cls(**kw)
 
 

@@ -8,10 +8,9 @@ time.
 
 from __future__ import annotations
 
-import re
-
 import itertools
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -528,6 +527,11 @@ class Task:
             if type(self) is not Task
             else _DECORATOR_NAMES.get(self.kind, "@task"),
             ui_color=self.ui_color if _COLOR.fullmatch(str(self.ui_color)) else None,
+            renderers={
+                str(k): str(v)
+                for k, v in dict(self.template_fields_renderers).items()
+                if k in self.template_fields
+            },
         )
 
     def __repr__(self) -> str:

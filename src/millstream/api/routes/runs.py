@@ -238,13 +238,15 @@ def get_rendered(
     run, _ = control.find_task_instance(store, dag_id, run_id, task_id, map_index)
     with store.read() as conn:
         got = rendered_q.get(conn, run["id"], task_id, map_index, try_number)
+        spec = dags_q.spec_for_version(conn, run["dag_version_id"])
+    renderers = dict(spec.task(task_id).renderers) if spec.has_task(task_id) else {}
     if got is None:
         which = f"attempt {try_number}" if try_number else "no attempt"
         raise NotFoundError(
             f"{which} of task {task_id!r} in run {run_id!r} kept rendered fields: they are kept when a "
             "template was rendered; `millstream tasks render` renders them from the DAG file"
         )
-    return RenderedOut(try_number=got[0], fields=got[1])
+    return RenderedOut(try_number=got[0], fields=got[1], renderers=renderers)
 
 
 def _changed(items: list[Any], dry_run: bool = False) -> Changed:
