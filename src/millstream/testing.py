@@ -71,10 +71,7 @@ def run_dag_inline(
         with store.read() as conn:
             run = runs_q.get_run(conn, dag.dag_id, run_id)
             rows = ti_q.list_for_run(conn, run_pk)
-            rendered = {}
-            for r in rows:
-                got = rendered_q.get(conn, run_pk, r["task_id"], r["map_index"])
-                rendered[(r["task_id"], r["map_index"])] = got[1] if got else None
+            rendered = rendered_q.for_run(conn, run_pk)
         order = {t: i for i, t in enumerate(spec.task_ids)}
         rows = sorted(rows, key=lambda r: (order.get(r["task_id"], 0), r["map_index"]))
         tis = [
@@ -91,7 +88,7 @@ def run_dag_inline(
                 reason=r["state_reason"],
                 is_setup=spec.task(r["task_id"]).is_setup,
                 is_teardown=spec.task(r["task_id"]).is_teardown,
-                rendered=rendered[(r["task_id"], r["map_index"])],
+                rendered=rendered.get((r["task_id"], r["map_index"])),
             )
             for r in rows
         ]

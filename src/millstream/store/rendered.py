@@ -44,3 +44,14 @@ def get(
         q = q.where(rf.c.try_number == try_number)
     row = conn.execute(q.order_by(rf.c.try_number.desc()).limit(1)).first()
     return None if row is None else (row.try_number, json.loads(row.fields))
+
+
+def for_run(conn: Connection, run_pk: int) -> dict[tuple[str, int], dict[str, Any]]:
+    """(task_id, map_index) -> the newest attempt's fields, for every instance of a run
+    that kept any (one query: ``dags test`` reads a run's worth at once)."""
+    rows = conn.execute(
+        sa.select(rf.c.task_id, rf.c.map_index, rf.c.fields)
+        .where(rf.c.run_pk == run_pk)
+        .order_by(rf.c.try_number)
+    )
+    return {(r.task_id, r.map_index): json.loads(r.fields) for r in rows}
