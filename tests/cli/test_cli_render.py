@@ -41,6 +41,8 @@ def test_render_for_a_logical_date_without_a_run(cli):
     )
     assert '"API_TOKEN": "***"' in p.stdout and '"WHERE": "manual"' in p.stdout
     assert "2026-03-04" not in p.stdout.split("property: env")[1]
+    # Airflow's habit: the logical date as the third argument.
+    assert cli("tasks", "render", "rf", "b", "2026-03-04").stdout == p.stdout
 
 
 def test_render_shows_what_the_attempt_ran_and_now_renders_again(cli):

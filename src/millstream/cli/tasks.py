@@ -194,6 +194,7 @@ def tasks_mark_failed(
 @tasks.command("render")
 @click.argument("dag_id")
 @click.argument("task_id")
+@click.argument("date", required=False, metavar="[LOGICAL_DATE]")
 @click.option("--run-id", default=None, help="Show this run's attempt (default: the run of --logical-date).")
 @click.option(
     "--logical-date", default=None, help="The run with this logical date, or render for it (ISO 8601)."
@@ -207,6 +208,7 @@ def tasks_mark_failed(
 def tasks_render(
     dag_id: str,
     task_id: str,
+    date: str | None,
     run_id: str | None,
     logical_date: str | None,
     map_index: int,
@@ -219,8 +221,12 @@ def tasks_render(
 
     What an attempt that ran rendered (kept with the attempt), or else rendered now from
     the DAG file for the run's (or the logical date's) context, as Airflow's
-    ``tasks render`` does. Without --run-id or --logical-date: the newest run.
+    ``tasks render`` does. Without --run-id or --logical-date: the newest run. The
+    logical date may also come third, as ``airflow tasks render DAG TASK DATE`` takes it.
     """
+    if date is not None and logical_date is not None and date != logical_date:
+        raise click.UsageError(f"two logical dates given: {date!r} and --logical-date {logical_date!r}")
+    logical_date = logical_date or date
     from millstream.sdk.loader import load_file
     from millstream.store import rendered as rendered_q
     from millstream.store import runs as runs_q
