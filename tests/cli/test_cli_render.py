@@ -70,3 +70,17 @@ def test_errors_name_what_is_wrong(cli):
     assert "Traceback" not in p.stderr
     p = cli("tasks", "render", "rf", "b", "--logical-date", "yesterday", ok=False)
     assert p.returncode != 0 and "is not a date" in p.stderr
+
+
+def test_task_display_names_show_beside_the_ids(cli):
+    (cli.dags / "named.py").write_text(
+        "from millstream import BashOperator, dag\n\n"
+        "@dag(schedule=None)\n"
+        "def named():\n"
+        "    BashOperator(task_id='load', bash_command='true', task_display_name='Load the orders')\n\n"
+        "named()\n"
+    )
+    assert "load Load the orders" in cli("dags", "test", "named").stdout
+    out = cli("standalone", "--trigger", "named", "--exit-after-run", "--no-api").stdout
+    run_id = next(line.split("run ")[1] for line in out.splitlines() if line.startswith("Triggered"))
+    assert "load Load the orders" in cli("tasks", "states", "named", run_id).stdout

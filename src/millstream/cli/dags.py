@@ -128,14 +128,17 @@ def dags_test(dag_id: str, dags_folder: str | None, conf: str | None, quiet: boo
         console.print(f"  {data['task_id']}{idx}: {styled(data['state'])}{err}", soft_wrap=True)
 
     result = run_dag_inline(found, conf=conf_dict, listener=listen)
-    _print_ti_table(result)
+    _print_ti_table(result, {t.task_id: t.display_name for t in found.to_spec().tasks if t.display_name})
     console.print(f"Run {result.run_id}: {styled(result.state.value)}")
     if result.state.value != "success":
         sys.exit(1)
 
 
-def _print_ti_table(result: Any) -> None:
+def _print_ti_table(result: Any, names: dict[str, str] | None = None) -> None:
+    """``names``: task_display_name by task id, shown with the id."""
     from collections import Counter
+
+    names = names or {}
 
     table = plain_table("task", "map_index", "state", "tries")
     by_task: dict[str, list[Any]] = {}
@@ -143,6 +146,8 @@ def _print_ti_table(result: Any) -> None:
         by_task.setdefault(ti.task_id, []).append(ti)
     for task_id, tis in by_task.items():
         role = " (setup)" if tis[0].is_setup else " (teardown)" if tis[0].is_teardown else ""
+        if task_id in names:
+            role = f" {names[task_id]}{role}"
         if len(tis) > 20:
             counts = Counter(t.state.value for t in tis)
             summary = ", ".join(f"{n} {styled(s)}" for s, n in counts.most_common())

@@ -35,6 +35,8 @@ def tasks_states(dag_id: str, run_id: str) -> None:
     for t in tis:
         task = spec.task(t["task_id"]) if spec.has_task(t["task_id"]) else None
         role = " (setup)" if task and task.is_setup else " (teardown)" if task and task.is_teardown else ""
+        if task and task.display_name:
+            role = f" {task.display_name}{role}"
         idx = "" if t["map_index"] < 0 else str(t["map_index"])
         if t["label"]:
             idx += f" {t['label']}"
