@@ -227,7 +227,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smtp", "smtp_user", None, "SMTP login (none: send without logging in)."),
     Setting("smtp", "smtp_password", None, "SMTP password.", secret=True),
     Setting("smtp", "smtp_mail_from", "millstream@localhost", "The From address of task mail."),
-    Setting("smtp", "smtp_timeout", 30.0, "Seconds to wait for the SMTP server.", lambda v: float(v)),
+    Setting("smtp", "smtp_timeout", 30.0, "Seconds to wait for the SMTP server.", float),
 )
 
 

@@ -41,9 +41,8 @@ class Env:
 
 def _airflow_imports(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:  # the loader, here and in every child process, reads it from the environment
-        os.environ["MILLSTREAM__CORE__AIRFLOW_IMPORTS"] = os.environ.get(
-            "MILLSTREAM__CORE__AIRFLOW_IMPORTS", "true"
-        ).replace("false", "true")
+        current = os.environ.get("MILLSTREAM__CORE__AIRFLOW_IMPORTS", "").strip().lower()
+        os.environ["MILLSTREAM__CORE__AIRFLOW_IMPORTS"] = "force" if current == "force" else "true"
 
 
 def dags_folder_option(f: Any) -> Any:

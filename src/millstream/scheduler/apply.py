@@ -31,7 +31,6 @@ def apply(state: SchedulerState, events: list[Event]) -> None:
     state.unapplied = []
     if not events:
         return
-    state.finish_epoch += 1
     finished_runs: list[tuple[ActiveRun, FinishRun]] = []
     now = state.clock()
     try:
@@ -95,6 +94,8 @@ def _apply_finished(
     if run is None:
         log.warning("ignoring a stale report for %s (its run is no longer running)", item.describe())
         return None
+    # An attempt of this DAG ended: depends_on_past answers about its runs may have changed.
+    state.finish_epochs[run.dag_id] = state.finish_epochs.get(run.dag_id, 0) + 1
     current = run.planner.states[item.task_id].get(item.map_index)
     latest = run.tries.get((item.task_id, item.map_index))
     if current not in (S.RUNNING, S.QUEUED) or latest != item.try_number:

@@ -2,7 +2,8 @@
 
 The limits, in the order they bite: the executor's free slots, the DAG's
 ``max_active_tasks``, a task's ``max_active_tis_per_dagrun`` / ``max_active_tis_per_dag``,
-``depends_on_past`` (the previous run's instance must have succeeded), and pools (slots shared by every DAG, counted across schedulers). Higher
+``depends_on_past`` (the previous run's instance must have succeeded), and pools (slots
+shared by every DAG, counted across schedulers). Higher
 ``priority_weight`` goes first; an instance is marked queued in the store *before* it is
 handed over, and one that could not be handed over goes back to scheduled.
 """

@@ -2,7 +2,7 @@
 instances have not succeeded stays scheduled, and says why in its state reason.
 
 What it waits for is read from the store (:mod:`millstream.store.past`), at most once
-a second per task of a run, and again as soon as any attempt ends here; so a long chain
+a second per task of a run, and again as soon as an attempt of its DAG ends here; so a long chain
 of daily runs moves on at the pace of its tasks, not of polling.
 """
 
@@ -28,8 +28,9 @@ def blocked(state: SchedulerState, run: ActiveRun, task: TaskSpec) -> bool:
         return False
     key = (run.pk, task.task_id)
     now = time.monotonic()
+    epoch = state.finish_epochs.get(run.dag_id, 0)
     cached = state.past_checks.get(key)
-    if cached is not None and cached[0] == state.finish_epoch and now - cached[1] < RECHECK:
+    if cached is not None and cached[0] == epoch and now - cached[1] < RECHECK:
         return cached[2] is not None
     start = run.spec.start_date
     with state.store.read() as conn:
@@ -46,7 +47,7 @@ def blocked(state: SchedulerState, run: ActiveRun, task: TaskSpec) -> bool:
         )
     if len(state.past_checks) > 4 * len(state.runs) + 64:  # forget ended runs
         state.past_checks = {k: v for k, v in state.past_checks.items() if k[0] in state.runs}
-    state.past_checks[key] = (state.finish_epoch, now, reason)
+    state.past_checks[key] = (epoch, now, reason)
     if reason is not None and (cached is None or cached[2] != reason):
         waiting = [i for i, st in run.planner.states[task.task_id].items() if st is TaskState.SCHEDULED]
         with state.store.begin() as conn:

@@ -96,9 +96,9 @@ class SchedulerState:
     # -- limits across the store, refreshed each poll
     pools: dict[str, int] = field(default_factory=lambda: {DEFAULT_POOL: 128})
     pool_warned: set[tuple[int, str]] = field(default_factory=set)
-    # depends_on_past answers: (run_pk, task_id) -> (finish_epoch, checked at, reason or None)
+    # depends_on_past answers: (run_pk, task_id) -> (DAG's finish epoch, checked at, reason or None)
     past_checks: dict[tuple[int, str], tuple[int, float, str | None]] = field(default_factory=dict)
-    finish_epoch: int = 0  # bumped whenever reports are applied: past answers may have changed
+    finish_epochs: dict[str, int] = field(default_factory=dict)  # dag_id -> attempts ended here
     elsewhere: Occupancy = field(default_factory=lambda: ({}, {}, {}))
 
     # -- other schedulers

@@ -13,6 +13,7 @@ installed, the hook stays off unless the setting is ``force``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -212,16 +213,22 @@ def real_airflow_installed() -> bool:
     return importlib.machinery.PathFinder.find_spec("airflow") is not None
 
 
+@functools.lru_cache(maxsize=8)
+def _from_settings(home: str | None, config: str | None) -> str:
+    """The settings file's choice; read once per home, not once per DAG file parsed."""
+    from millstream.settings import Settings
+
+    try:
+        return str(Settings.load().airflow_imports)
+    except Exception:  # noqa: BLE001 - a broken settings file is reported by the commands
+        return "false"
+
+
 def wanted() -> str:
     """``off``, ``on`` or ``force``, from the environment or else the settings file."""
     raw = os.environ.get(ENV_VAR)
     if raw is None:
-        from millstream.settings import Settings
-
-        try:
-            raw = str(Settings.load().airflow_imports)
-        except Exception:  # noqa: BLE001 - a broken settings file is reported by the commands
-            return "off"
+        raw = _from_settings(os.environ.get("MILLSTREAM_HOME"), os.environ.get("MILLSTREAM_CONFIG"))
     value = raw.strip().lower()
     if value == "force":
         return "force"

@@ -300,7 +300,6 @@ def _output_of(task: Task, value: Any, item: WorkItem, pushed: Mapping[str, Any]
     length, type_name = meta(value)
     if not task.config["do_xcom_push"]:
         return _offload(rows, item), Output(length=length, type_name=type_name, key_lengths=key_lengths)
-    rows = [r for r in rows if r[0] != "return_value"]
     rows.append(("return_value", to_json(value, task.task_id), length, type_name))
     if task.config["multiple_outputs"]:
         if not isinstance(value, dict):
