@@ -163,7 +163,7 @@ def test_dags_check_reports_each_file_and_each_missing_name(tmp_path):
         {"line": 2, "name": "airflow.sdk.Variable"},
         {"line": 3, "name": "airflow.sdk.Connection"},
     ]
-    text = _cli(tmp_path, "dags", "check", "-d", str(dags), "--airflow-imports")
+    text = _cli(tmp_path, "dags", "check", str(dags), "--airflow-imports")  # FOLDER as an argument too
     assert "needs.py:3: no equivalent of airflow.sdk.Connection" in text.stdout
     assert "1 of 2 file(s) load" in text.stdout
     # Without the flag (and the setting off) the Airflow file is plainly not importable.

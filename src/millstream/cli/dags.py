@@ -252,11 +252,13 @@ def dags_mark_run_failed(dag_id: str, run_id: str) -> None:
 
 
 @dags.command("check")
+@click.argument("folder", required=False)
 @dags_folder_option
 @output_option
 @handle_errors
-def dags_check(dags_folder: str | None, output: str) -> None:
-    """Load every DAG file, without the database, and say per file what loads and what not.
+def dags_check(folder: str | None, dags_folder: str | None, output: str) -> None:
+    """Load every DAG file of FOLDER (default: the DAG folder), without the database, and
+    say per file what loads and what not.
 
     With ``--airflow-imports`` it also lists, line by line, each ``airflow.*`` name the
     import hook has no Millstream equivalent for, found by reading the file rather than
@@ -268,7 +270,7 @@ def dags_check(dags_folder: str | None, output: str) -> None:
     from millstream.sdk import airflow_imports
     from millstream.sdk.loader import dag_files
 
-    settings = Settings.load(dags_folder=dags_folder)
+    settings = Settings.load(dags_folder=folder or dags_folder)
     files = dag_files(settings.dags_folder)
     if not files:
         raise click.ClickException(f"no DAG files under {settings.dags_folder}")
