@@ -34,11 +34,35 @@ from millstream.sdk.context import get_current_context
 from millstream.sdk.dag import DAG, dag
 from millstream.sdk.deadlines import DeadlineAlert, DeadlineReference
 from millstream.sdk.decorators import task
+from millstream.sdk.deferral import BaseTrigger, TaskDeferred, TriggerEvent
+from millstream.sdk.edges import EdgeModifier, Label, chain_linear, cross_downstream
 from millstream.sdk.loader_api import load_dags
 from millstream.sdk.masking import mask_secret
 from millstream.sdk.operators import BashOperator, EmptyOperator, PythonOperator
 from millstream.sdk.params import Param
 from millstream.sdk.setup_teardown_decorators import setup, teardown
+from millstream.sdk.standard.branch import (
+    BaseBranchOperator,
+    BranchDateTimeOperator,
+    BranchDayOfWeekOperator,
+    BranchPythonOperator,
+    LatestOnlyOperator,
+    ShortCircuitOperator,
+)
+from millstream.sdk.standard.sensors import (
+    BashSensor,
+    DateTimeSensor,
+    DateTimeSensorAsync,
+    DayOfWeekSensor,
+    FileSensor,
+    PythonSensor,
+    TimeDeltaSensor,
+    TimeDeltaSensorAsync,
+    TimeSensor,
+    WaitSensor,
+)
+from millstream.sdk.standard.triggers import DateTimeTrigger, FileTrigger, TimeDeltaTrigger
+from millstream.sdk.standard.weekday import WeekDay
 from millstream.sdk.task import chain
 from millstream.sdk.taskgroup import TaskGroup, task_group
 from millstream.sdk.xcom import PokeReturnValue, XComArg
@@ -85,27 +109,54 @@ __all__ = [
     "AssetAny",
     "AssetOrTimeSchedule",
     "AssetTrigger",
+    "BaseBranchOperator",
     "BaseOperator",
     "BaseSensorOperator",
+    "BaseTrigger",
     "BashOperator",
+    "BashSensor",
+    "BranchDateTimeOperator",
+    "BranchDayOfWeekOperator",
+    "BranchPythonOperator",
     "CronDataIntervalTimetable",
     "CronTriggerTimetable",
+    "DateTimeSensor",
+    "DateTimeSensorAsync",
+    "DateTimeTrigger",
+    "DayOfWeekSensor",
     "DeadlineAlert",
     "DeadlineReference",
+    "EdgeModifier",
     "EmptyOperator",
     "FailTask",
     "FileArrivalWatcher",
+    "FileSensor",
+    "FileTrigger",
+    "Label",
+    "LatestOnlyOperator",
     "Metadata",
     "MillstreamError",
     "Param",
     "PokeReturnValue",
     "PythonOperator",
+    "PythonSensor",
+    "ShortCircuitOperator",
     "SkipTask",
+    "TaskDeferred",
     "TaskGroup",
+    "TimeDeltaSensor",
+    "TimeDeltaSensorAsync",
+    "TimeDeltaTrigger",
+    "TimeSensor",
+    "TriggerEvent",
     "TriggerRule",
+    "WaitSensor",
+    "WeekDay",
     "XComArg",
     "asset",
     "chain",
+    "chain_linear",
+    "cross_downstream",
     "dag",
     "get_current_context",
     "load_dags",

@@ -48,6 +48,7 @@ def run_dag_inline(
 ) -> RunResult:
     store = Store.memory()
     logs = tempfile.mkdtemp(prefix="millstream-test-logs-")
+    scheduler: Scheduler | None = None
     try:
         reader = ResultReader(store)
         executor = InlineExecutor(lambda fileloc, dag_id: dag, reader)
@@ -94,5 +95,7 @@ def run_dag_inline(
         ]
         return RunResult(dag.dag_id, run_id, RunState(run["state"]), tis)
     finally:
+        if scheduler is not None:
+            scheduler.close()
         store.dispose()
         shutil.rmtree(logs, ignore_errors=True)

@@ -201,7 +201,9 @@ def test_branch_returning_an_unknown_task_fails_with_the_choices():
         choose() >> left()
     run = d.test()
     assert run.ti("choose").state is S.FAILED
-    assert "not its direct downstream tasks; choose from ['left']" in run.ti("choose").log
+    assert "neither tasks nor task groups of DAG 'd'; choose from its direct downstream tasks ['left']" in (
+        run.ti("choose").log
+    )
 
 
 def test_short_circuit_skips_everything_downstream():

@@ -56,6 +56,15 @@ class Node:
 class Edge:
     path: str
     kind: str  # dep | asset | setup
+    label: str | None = None  # an edge Label, drawn at the arrow's middle
+    x: float = 0
+    y: float = 0
+
+
+def _labelled(a: Node, b: Node, label: str | None) -> dict[str, object]:
+    if label is None:
+        return {}
+    return {"label": label, "x": (a.x + NODE_W + b.x) / 2, "y": (a.y + b.y + NODE_H) / 2 - 4}
 
 
 @dataclass
@@ -157,7 +166,13 @@ def dag_graph(spec: DagSpec, counts: Mapping[str, Mapping[str, int]] | None = No
     for t in spec.tasks:
         for u in t.upstream:
             setup_link = spec.task(u).is_setup and t.is_teardown
-            edges.append(Edge(_curve(nodes[u], nodes[t.task_id]), "setup" if setup_link else "dep"))
+            edges.append(
+                Edge(
+                    _curve(nodes[u], nodes[t.task_id]),
+                    "setup" if setup_link else "dep",
+                    **_labelled(nodes[u], nodes[t.task_id], t.edge_labels.get(u)),  # type: ignore[arg-type]
+                )
+            )
         for k in t.outlets:
             edges.append(Edge(_curve(nodes[t.task_id], nodes[k]), "asset"))
         for k in t.inlets:

@@ -105,6 +105,7 @@ class TaskSpec:
     ui_color: str | None = None  # its ui_color: the graph box's fill
     # template_fields_renderers: field -> how the Rendered tab shows it (bash, sql, json, py, …)
     renderers: Mapping[str, str] = field(default_factory=dict)
+    edge_labels: Mapping[str, str] = field(default_factory=dict)  # upstream id -> its edge's Label
 
     @property
     def is_mapped(self) -> bool:

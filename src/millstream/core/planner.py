@@ -310,6 +310,13 @@ class RunPlanner:
         )
         return out
 
+    def set_deferred(self, task_id: str, map_index: int, deferred: bool, reason: str) -> list[Command]:
+        """A deferral frees the slot (deferred); its trigger firing schedules it again."""
+        out: list[Command] = []
+        if deferred or self.states[task_id].get(map_index) is S.DEFERRED:
+            self._set(task_id, [map_index], S.DEFERRED if deferred else S.SCHEDULED, reason, out)
+        return out
+
     # -- internals ----------------------------------------------------------------------
 
     def _set(
@@ -352,11 +359,16 @@ class RunPlanner:
             targets = [d for d in self.spec.downstream(task_id) if d not in follow]
             why = f"branch {task_id} chose {sorted(follow) or 'nothing'}"
         elif output.short_circuit:
-            targets = (
-                self.spec.descendants(task_id)
-                if task.ignore_downstream_trigger_rules
-                else list(self.spec.downstream(task_id))
-            )
+            # As in Airflow, a short circuit never skips a teardown.
+            targets = [
+                d
+                for d in (
+                    self.spec.descendants(task_id)
+                    if task.ignore_downstream_trigger_rules
+                    else self.spec.downstream(task_id)
+                )
+                if not self.spec.task(d).is_teardown
+            ]
             why = f"short circuit {task_id} returned a falsy value"
         skipped: list[tuple[str, int | None]] = []
         for d in targets:

@@ -56,7 +56,8 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     S.RUNNING: frozenset({S.SUCCESS, S.FAILED, S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE, S.DEFERRED, S.SKIPPED}),
     S.UP_FOR_RETRY: frozenset({S.SCHEDULED, S.FAILED}),
     S.UP_FOR_RESCHEDULE: frozenset({S.SCHEDULED, S.FAILED}),
-    S.DEFERRED: frozenset({S.SCHEDULED, S.FAILED}),
+    # A trigger fired (scheduled, to resume), ended the task itself, failed or timed out.
+    S.DEFERRED: frozenset({S.SCHEDULED, S.SUCCESS, S.FAILED, S.SKIPPED, S.UP_FOR_RETRY}),
     S.SUCCESS: frozenset(),
     S.FAILED: frozenset(),
     S.SKIPPED: frozenset(),

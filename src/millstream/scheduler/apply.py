@@ -13,7 +13,7 @@ from datetime import datetime
 
 from millstream.core.planner import FinishRun
 from millstream.core.states import IllegalTransition, TaskState
-from millstream.scheduler import callbacks
+from millstream.scheduler import callbacks, deferred
 from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.commands import commit_batch, persist
 from millstream.scheduler.lifecycle import after_commit
@@ -129,6 +129,10 @@ def _apply_finished(
                 "fields": r.rendered,
             }
         )
+    if item.next_method is not None:  # the attempt that resumed after a trigger fired
+        run.resume.pop((item.task_id, item.map_index), None)
+        if r.state != "deferred":
+            batch.triggers_gone.append(item.key)
     try:
         if r.state == "success":
             batch.results.extend(
@@ -166,6 +170,12 @@ def _apply_finished(
             run.tries[(item.task_id, item.map_index)] = item.try_number - 1
             run.sensor_starts.setdefault((item.task_id, item.map_index), r.started_at)
             batch.rescheduled.append({**key, "p_first": r.started_at})
+        elif r.state == "deferred" and r.trigger is not None:
+            cmds = run.planner.set_deferred(
+                item.task_id, item.map_index, True, f"deferred: waiting on {r.trigger['classpath']}"
+            )
+            deferred.on_deferred(batch, run, item, r.trigger, now)
+            state.nudged.set()  # let the embedded triggerer claim it this turn
         else:
             cmds = run.planner.attempt_failed(
                 item.task_id, item.map_index, item.try_number, now, r.error or "", retryable=r.retryable

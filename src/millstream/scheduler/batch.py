@@ -16,6 +16,7 @@ from millstream.store import rendered as rendered_q
 from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
+from millstream.store import triggers as triggers_q
 
 Key = tuple[int, str, int]
 
@@ -34,6 +35,8 @@ class WriteBatch:
     run_marks: list[tuple[int, RunState, str]] = field(default_factory=list)
     run_retries: list[Any] = field(default_factory=list)  # ActiveRuns to retry as a whole
     asset_events: list[dict[str, Any]] = field(default_factory=list)  # from succeeded outlets
+    triggers_put: list[dict[str, Any]] = field(default_factory=list)  # deferrals' triggers
+    triggers_gone: list[Key] = field(default_factory=list)  # triggers done with
     # Runs whose planner decided what is written, with the clear_number it decided from.
     runs: dict[int, int] = field(default_factory=dict)
 
@@ -57,6 +60,8 @@ class WriteBatch:
             results_q.delete_many(conn, [ti_q.key(*k) for k in keys])
             results_q.put_many(conn, self.results)
         rendered_q.put_many(conn, self.rendered)
+        triggers_q.delete_many(conn, self.triggers_gone)
+        triggers_q.put_many(conn, self.triggers_put)
         for run_pk, spec, task_id, length, state in self.expansions:
             ti_q.expand(conn, run_pk, spec, task_id, length, state)
         ti_q.set_many(

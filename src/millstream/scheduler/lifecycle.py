@@ -23,6 +23,7 @@ from millstream.core.states import TERMINAL_TASK_STATES, RunState, TaskState
 from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.commands import commit_batch, persist
 from millstream.scheduler.state import ActiveRun, SchedulerState
+from millstream.sdk import deferral
 from millstream.sdk.params import resolve_params
 from millstream.store import attempts as attempts_q
 from millstream.store import backfills as backfills_q
@@ -31,6 +32,7 @@ from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 from millstream.store import schedulers as schedulers_q
 from millstream.store import task_instances as ti_q
+from millstream.store import triggers as triggers_q
 from millstream.store.tables import task_instance
 
 log = logging.getLogger("millstream.scheduler")
@@ -169,6 +171,11 @@ def load_run(
     run = active_run(state, conn, row, spec, planner)
     run.tries = ti_q.tries_of_run(conn, row["id"])
     run.sensor_starts = ti_q.sensor_starts(conn, row["id"])
+    for trow in triggers_q.for_run(conn, row["id"]):
+        if trow["resumed_at"] is not None and trow["event"] is not None:
+            # Resumed before a restart, not run again yet: it still resumes.
+            kwargs = deferral.resume_kwargs(trow["next_kwargs"], trow["event"])
+            run.resume[(trow["task_id"], trow["map_index"])] = (trow["method_name"], kwargs)
     cmds: list[Command] = []
     adopt = reset_orphans and getattr(state.executor, "adopts_attempts", False)
     for task_id, by_index in planner.states.items():

@@ -12,7 +12,10 @@ of one phase module, all sharing one :class:`~millstream.scheduler.state.Schedul
    ``creation``   runs that timetables and asset events make due
    ``lifecycle``  start queued runs within ``max_active_runs``
    ``creation``   complete backfills whose runs all ended
-3. ``timers``     retries whose delay has passed
+3. ``triggerer``  (on a poll, or when a trigger fired) the embedded triggerer's turn: beat,
+                  claim deferred instances' triggers, record what fired
+   ``deferred``   resume instances whose trigger fired; fail those that raised or timed out
+   ``timers``     retries whose delay has passed
 4. ``dispatch``   hand ready instances to the executor within the limits
 5. wait           block on the executor until a report arrives or a timer is due
 6. ``apply``      record what workers reported, let the planner decide, commit
@@ -36,10 +39,11 @@ from typing import Any
 
 from millstream.executors.base import Executor, ExecutorBrokenError
 from millstream.scheduler import apply as apply_phase
-from millstream.scheduler import creation, dispatch, lifecycle, liveness, timers
+from millstream.scheduler import creation, deferred, dispatch, lifecycle, liveness, timers, triggerer
 from millstream.scheduler.dagfiles import DagFiles
 from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.scheduler.state import ActiveRun, Clock, SchedulerState, StaleRunsError, utcnow
+from millstream.scheduler.triggerer import TriggerRunner
 from millstream.scheduler.watchers import WatcherThread
 from millstream.store import Store
 from millstream.worker.callbacks import CallbackRunner, InlineCallbackRunner
@@ -69,6 +73,7 @@ class Scheduler:
         heartbeat_timeout: float = 30.0,
         result_store_url: str | None = None,
         inline_limit: int = 65536,
+        triggerer_capacity: int = 10_000,
     ) -> None:
         self.state = SchedulerState(
             store=store,
@@ -96,6 +101,9 @@ class Scheduler:
         self._next_poll = 0.0
         self._stop = threading.Event()
         self.files = DagFiles(self.state, dag_folder, self.nudge, dag_refresh_interval)
+        # The embedded triggerer (0: leave deferred tasks to `millstream triggerer` processes).
+        self.triggerer_capacity = triggerer_capacity
+        self.triggers = TriggerRunner(self.state.executor.wake) if triggerer_capacity > 0 else None
 
     # -- what callers see: the plugs, and the runs this scheduler is driving --------------
 
@@ -172,10 +180,16 @@ class Scheduler:
             if watcher is not None:
                 watcher.join(timeout=5)
             self.files.watchers.stop()
+            self.close()
             self._drain()
             self.state.executor.shutdown()  # our local workers are gone before the runs are handed back
             liveness.unregister(self.state)
             log.info("scheduler stopped")
+
+    def close(self) -> None:
+        """Stop the embedded triggerer's loop (its triggers are claimed again elsewhere)."""
+        if self.triggers is not None:
+            self.triggers.stop()
 
     def _drain(self, grace: float = 5.0) -> None:
         """On a clean stop, let attempts that finish within ``grace`` seconds be recorded,
@@ -205,7 +219,8 @@ class Scheduler:
         mono = now.timestamp()
         self.files.record_dag_files()
         self.files.record_watched(now)
-        if mono >= self._next_poll or st.nudged.is_set():
+        polled = mono >= self._next_poll or st.nudged.is_set()
+        if polled:
             st.nudged.clear()
             liveness.heartbeat_and_adopt(st, now)
             lifecycle.sync_runs(st)
@@ -217,6 +232,18 @@ class Scheduler:
             lifecycle.start_queued(st, now)
             creation.update_backfills(st, now)
             self._next_poll = mono + self._poll_gap(now)
+        fired = self.triggers is not None and self.triggers.has_fired()
+        if self.triggers is not None and (polled or fired):
+            triggerer.sync(
+                st.store,
+                self.triggers,
+                st.id,
+                now,
+                capacity=self.triggerer_capacity,
+                heartbeat_timeout=st.heartbeat_timeout,
+            )
+        if polled or fired:
+            deferred.consume(st, now)
         timers.retry_due(st, now)
         dispatch.dispatch(st)
         wait = timers.wait_time(st, now, self._next_poll)

@@ -68,6 +68,8 @@ class ActiveRun:
     prev_success: tuple[datetime | None, datetime | None, datetime | None] = (None, None, None)
     # Attempts made per instance, mirrored from the store so dispatch needs no query.
     tries: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Instances whose trigger fired: the method to resume at and its kwargs (JSON).
+    resume: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,6 +148,8 @@ class SchedulerState:
             inline_limit=self.inline_limit,
             queue=task.queue,
             dag_version_id=run.version_id,
+            next_method=run.resume[(task_id, idx)][0] if (task_id, idx) in run.resume else None,
+            next_kwargs=run.resume[(task_id, idx)][1] if (task_id, idx) in run.resume else None,
         )
 
     def priority(self, run_pk: int, task_id: str) -> int:

@@ -61,6 +61,7 @@ _SDK = {
 }
 _EXCEPTIONS = {
     "AirflowException": "millstream.errors:MillstreamError",
+    "TaskDeferred": "millstream.sdk.deferral:TaskDeferred",
     "AirflowSkipException": "millstream:AirflowSkipException",
     "AirflowFailException": "millstream:AirflowFailException",
     "AirflowSensorTimeout": "millstream.sdk.execution:SensorTimeout",
@@ -73,14 +74,53 @@ _OPERATORS = {
 }
 
 
+_STD = {
+    name: f"millstream.sdk.standard.{module}:{name}"
+    for module, names in {
+        "branch": "BaseBranchOperator BranchPythonOperator ShortCircuitOperator LatestOnlyOperator "
+        "BranchDateTimeOperator BranchDayOfWeekOperator target_times_as_dates",
+        "sensors": "DateTimeSensor DateTimeSensorAsync TimeSensor TimeDeltaSensor TimeDeltaSensorAsync "
+        "WaitSensor DayOfWeekSensor FileSensor PythonSensor BashSensor",
+        "triggers": "DateTimeTrigger TimeDeltaTrigger FileTrigger",
+        "weekday": "WeekDay",
+    }.items()
+    for name in names.split()
+}
+_STD.update(
+    {
+        name: f"millstream.sdk.deferral:{name}"
+        for name in [
+            "BaseTrigger",
+            "TriggerEvent",
+            "TaskSuccessEvent",
+            "TaskFailedEvent",
+            "TaskSkippedEvent",
+            "TaskDeferred",
+        ]
+    }
+)
+_STD.update(
+    {
+        name: f"millstream.sdk.edges:{name}"
+        for name in ["Label", "EdgeModifier", "chain_linear", "cross_downstream"]
+    }
+)
+
+
 def _pick(names: dict[str, str], *keep: str) -> dict[str, str]:
     return {k: names[k] for k in keep}
 
 
+_PY_STD = _pick(_STD, "BranchPythonOperator", "ShortCircuitOperator")
+
 #: Airflow module -> {name: "millstream.module:attribute" or "millstream.module"}.
 MODULES: dict[str, dict[str, str]] = {
     "airflow": _pick(_SDK, "DAG"),
-    "airflow.sdk": {**_SDK, **_pick(_EXCEPTIONS, "AirflowSkipException", "AirflowFailException")},
+    "airflow.sdk": {
+        **_SDK,
+        **_pick(_EXCEPTIONS, "AirflowSkipException", "AirflowFailException"),
+        **_pick(_STD, "BaseBranchOperator", "Label", "EdgeModifier", "chain_linear", "cross_downstream"),
+    },
     "airflow.sdk.exceptions": _EXCEPTIONS,
     "airflow.exceptions": _EXCEPTIONS,
     "airflow.sdk.definitions.dag": _pick(_SDK, "DAG", "dag"),
@@ -95,15 +135,21 @@ MODULES: dict[str, dict[str, str]] = {
     "airflow.decorators": _pick(_SDK, "task", "dag", "task_group", "setup", "teardown"),
     "airflow.models": _pick(_SDK, "DAG", "BaseOperator", "Param", "XComArg"),
     "airflow.models.dag": _pick(_SDK, "DAG"),
-    "airflow.models.baseoperator": _pick(_SDK, "BaseOperator", "chain"),
+    "airflow.models.baseoperator": {
+        **_pick(_SDK, "BaseOperator", "chain"),
+        **_pick(_STD, "chain_linear", "cross_downstream"),
+    },
     "airflow.models.param": _pick(_SDK, "Param"),
     "airflow.models.xcom_arg": _pick(_SDK, "XComArg"),
     "airflow.operators.empty": _pick(_OPERATORS, "EmptyOperator"),
     "airflow.operators.bash": _pick(_OPERATORS, "BashOperator"),
-    "airflow.operators.python": _pick(_OPERATORS, "PythonOperator", "get_current_context"),
+    "airflow.operators.python": {**_pick(_OPERATORS, "PythonOperator", "get_current_context"), **_PY_STD},
     "airflow.providers.standard.operators.empty": _pick(_OPERATORS, "EmptyOperator"),
     "airflow.providers.standard.operators.bash": _pick(_OPERATORS, "BashOperator"),
-    "airflow.providers.standard.operators.python": _pick(_OPERATORS, "PythonOperator", "get_current_context"),
+    "airflow.providers.standard.operators.python": {
+        **_pick(_OPERATORS, "PythonOperator", "get_current_context"),
+        **_PY_STD,
+    },
     "airflow.sensors.base": _pick(_SDK, "BaseSensorOperator", "PokeReturnValue"),
     "airflow.providers.common.compat.sdk": {
         **_pick(
@@ -115,6 +161,7 @@ MODULES: dict[str, dict[str, str]] = {
             "PokeReturnValue",
             "timezone",
         ),
+        **_pick(_STD, "BaseBranchOperator", "Label", "chain_linear", "cross_downstream"),
         **_EXCEPTIONS,
     },
     "airflow.utils.trigger_rule": _pick(_SDK, "TriggerRule"),
@@ -131,6 +178,33 @@ MODULES: dict[str, dict[str, str]] = {
     },
     "airflow.timetables.trigger": _pick(_SDK, "CronTriggerTimetable"),
     "airflow.timetables.interval": _pick(_SDK, "CronDataIntervalTimetable"),
+    **{
+        f"{prefix}.{module}": _pick(_STD, *names.split())
+        for module, names in {
+            "operators.branch": "BaseBranchOperator",
+            "operators.latest_only": "LatestOnlyOperator",
+            "operators.datetime": "BranchDateTimeOperator target_times_as_dates",
+            "operators.weekday": "BranchDayOfWeekOperator",
+            "sensors.date_time": "DateTimeSensor DateTimeSensorAsync",
+            "sensors.time": "TimeSensor",
+            "sensors.time_sensor": "TimeSensor",
+            "sensors.time_delta": "TimeDeltaSensor TimeDeltaSensorAsync WaitSensor",
+            "sensors.weekday": "DayOfWeekSensor",
+            "sensors.filesystem": "FileSensor",
+            "sensors.python": "PythonSensor",
+            "sensors.bash": "BashSensor",
+            "triggers.temporal": "DateTimeTrigger TimeDeltaTrigger",
+            "triggers.file": "FileTrigger",
+            "utils.weekday": "WeekDay",
+        }.items()
+        for prefix in ("airflow", "airflow.providers.standard")
+    },
+    "airflow.triggers.base": _pick(
+        _STD, "BaseTrigger", "TriggerEvent", "TaskSuccessEvent", "TaskFailedEvent", "TaskSkippedEvent"
+    ),
+    "airflow.utils.edgemodifier": _pick(_STD, "Label", "EdgeModifier"),
+    "airflow.sdk.definitions.edges": _pick(_STD, "Label", "EdgeModifier"),
+    "airflow.sdk.bases.branch": _pick(_STD, "BaseBranchOperator"),
     "airflow.datasets": {
         "Dataset": "millstream:Asset",
         "DatasetAlias": "millstream:AssetAlias",

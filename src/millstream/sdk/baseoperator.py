@@ -17,12 +17,14 @@ import copy
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import Any, NoReturn
 
 from millstream.errors import DagDefinitionError
 from millstream.sdk import execution
 from millstream.sdk._location import caller_location
 from millstream.sdk.current import current_dag
+from millstream.sdk.deferral import BaseTrigger, TaskDeferred
 from millstream.sdk.mapping import KWARGS_ARG, validate_mapped
 from millstream.sdk.task import IGNORED_AIRFLOW_ARGS, SENSOR_DEFAULTS, TASK_DEFAULTS, Task
 from millstream.sdk.taskgroup import current_group
@@ -129,6 +131,23 @@ class BaseOperator(Task):
     def execute(self, context: Mapping[str, Any]) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define execute(self, context)")
 
+    def defer(
+        self,
+        *,
+        trigger: BaseTrigger,
+        method_name: str,
+        kwargs: Mapping[str, Any] | None = None,
+        timeout: timedelta | float | None = None,
+    ) -> NoReturn:
+        """End this attempt and wait on ``trigger`` without holding a worker; when it fires,
+        the task resumes at ``method_name(context, event=payload, **kwargs)``. ``timeout``
+        fails the task if the trigger has not fired by then."""
+        raise TaskDeferred(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def resume_execution(self, next_method: str, next_kwargs: Mapping[str, Any], context: Any) -> Any:
+        """Go on after a trigger fired (Airflow's name; override it to change how)."""
+        return getattr(self, next_method)(context, **next_kwargs)
+
     @classmethod
     def partial(cls, **kwargs: Any) -> OperatorPartial:
         """Fix some arguments for every mapped instance; follow with ``.expand()``."""
@@ -150,6 +169,13 @@ class BaseSensorOperator(BaseOperator):
 
     ui_color = "#e6f1f2"
     task_kind = "sensor"
+    # Set from the sensor arguments (see SENSOR_DEFAULTS) by __init__.
+    poke_interval: float
+    timeout: float
+    mode: str
+    soft_fail: bool
+    exponential_backoff: bool
+    max_wait: float | None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

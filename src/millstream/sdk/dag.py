@@ -228,6 +228,7 @@ class DAG:
         self.deadline_callback = deadline.callback if deadline else None
         self.tasks: dict[str, Task] = {}
         self.task_group_ids: set[str] = set()
+        self.task_group_dict: dict[str, Any] = {}  # group id -> TaskGroup
         collector = _collector.get()
         if collector is not None:
             collector.append(self)

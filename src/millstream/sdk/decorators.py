@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from millstream.errors import DagDefinitionError
+from millstream.errors import DagDefinitionError, SkipTask
 from millstream.sdk._location import caller_location
 from millstream.sdk.mapping import KWARGS_ARG, validate_mapped
 from millstream.sdk.task import PYTHON_KINDS, Task, _check_config
@@ -167,6 +167,36 @@ def _decorator(kind: str) -> Callable[..., Any]:
     return make
 
 
+def _condition(condition: Callable[..., Any], skip_message: str | None, *, run: bool, name: str) -> Any:
+    """``@task.run_if`` / ``@task.skip_if``: a ``pre_execute`` hook that skips the task by
+    ``condition(context)`` (which may return ``(bool, message)``), put on top of @task."""
+    default = skip_message or "Task was skipped due to condition."
+
+    def check(context: Mapping[str, Any]) -> None:
+        verdict = condition(context)
+        message = default
+        if isinstance(verdict, tuple):
+            verdict, own = verdict
+            message = own or default
+        if bool(verdict) is not run:
+            raise SkipTask(message)
+
+    def decorate(task: TaskDecorator) -> TaskDecorator:
+        if not isinstance(task, TaskDecorator):
+            raise TypeError(f"{name} can only be used with task. decorate with @task before @{name}.")
+        before = task.config.get("pre_execute")
+
+        def pre_execute(context: Mapping[str, Any]) -> None:
+            if before is not None:
+                before(context)
+            check(context)
+
+        task.config["pre_execute"] = pre_execute
+        return task
+
+    return decorate
+
+
 class _TaskNamespace:
     """``@task``, ``@task(...)``, ``@task.branch``, ``@task.short_circuit``, ``@task.bash``."""
 
@@ -180,6 +210,16 @@ class _TaskNamespace:
 
     def __call__(self, python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:
         return self._python(python_callable, **config)
+
+    @staticmethod
+    def run_if(condition: Callable[..., Any], skip_message: str | None = None) -> Any:
+        """Run the task only when ``condition(context)`` is true; skip it otherwise."""
+        return _condition(condition, skip_message, run=True, name="run_if")
+
+    @staticmethod
+    def skip_if(condition: Callable[..., Any], skip_message: str | None = None) -> Any:
+        """Skip the task when ``condition(context)`` is true."""
+        return _condition(condition, skip_message, run=False, name="skip_if")
 
 
 task = _TaskNamespace()

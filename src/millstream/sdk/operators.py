@@ -14,6 +14,22 @@ from millstream.sdk import execution
 from millstream.sdk.baseoperator import BaseOperator
 
 
+def set_python_arguments(
+    op: BaseOperator,
+    python_callable: Callable[..., Any],
+    op_args: Sequence[Any] | None,
+    op_kwargs: Mapping[str, Any] | None,
+    templates_dict: Mapping[str, Any] | None,
+) -> None:
+    """The arguments every operator that calls a Python function takes, as Airflow keeps them."""
+    if not callable(python_callable):
+        raise TypeError(f"{op.task_id}: python_callable must be callable, got {python_callable!r}")
+    op.python_callable = python_callable
+    op.op_args = tuple(op_args or ())
+    op.op_kwargs = dict(op_kwargs or {})
+    op.templates_dict = dict(templates_dict) if templates_dict is not None else None
+
+
 class EmptyOperator(BaseOperator):
     """A task that does nothing: a join point or a placeholder."""
 
@@ -43,13 +59,8 @@ class PythonOperator(BaseOperator):
         templates_exts: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not callable(python_callable):
-            raise TypeError(f"python_callable must be callable, got {python_callable!r}")
         super().__init__(**kwargs)
-        self.python_callable = python_callable
-        self.op_args = tuple(op_args or ())
-        self.op_kwargs = dict(op_kwargs or {})
-        self.templates_dict = dict(templates_dict) if templates_dict is not None else None
+        set_python_arguments(self, python_callable, op_args, op_kwargs, templates_dict)
         if templates_exts:
             self.template_ext = tuple(templates_exts)
 

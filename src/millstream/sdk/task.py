@@ -23,6 +23,7 @@ from millstream.sdk._location import caller_location
 from millstream.sdk.assets import outlet_key
 from millstream.sdk.compat import OPERATOR_ARGUMENTS, refusal
 from millstream.sdk.current import current_dag
+from millstream.sdk.edges import EdgeModifier
 from millstream.sdk.mail import MAIL_FLAGS
 from millstream.sdk.mail import wanted as mail_wanted
 from millstream.sdk.taskgroup import TaskGroup, current_group
@@ -260,6 +261,7 @@ class Task:
         self.config = {**defaults, **_check_config(merged, f"task {full_id!r}", kind)}
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
+        self.edge_labels: dict[str, str] = {}  # upstream task id -> the Label on that edge
         self.is_setup = False
         self.is_teardown = False
         self.on_failure_fail_dagrun = False
@@ -424,6 +426,8 @@ class Task:
             t.set_downstream(self)
 
     def __rshift__(self, other: Any) -> Any:
+        if isinstance(other, EdgeModifier):
+            return NotImplemented  # Label.__rrshift__ wires and names the edge
         if isinstance(other, TaskGroup):
             for root in other.roots():
                 self.set_downstream(root)
@@ -432,6 +436,8 @@ class Task:
         return other
 
     def __lshift__(self, other: Any) -> Any:
+        if isinstance(other, EdgeModifier):
+            return NotImplemented
         if isinstance(other, TaskGroup):
             for leaf in other.leaves():
                 self.set_upstream(leaf)
@@ -527,6 +533,7 @@ class Task:
             if type(self) is not Task
             else _DECORATOR_NAMES.get(self.kind, "@task"),
             ui_color=self.ui_color if _COLOR.fullmatch(str(self.ui_color)) else None,
+            edge_labels={u: lbl for u, lbl in self.edge_labels.items() if u in self.upstream_task_ids},
             renderers={
                 str(k): str(v)
                 for k, v in dict(self.template_fields_renderers).items()

@@ -69,6 +69,7 @@ class TaskGroup:
                 lineno=line,
             )
         self.dag.task_group_ids.add(self.group_id)
+        self.dag.task_group_dict[self.group_id] = self
 
     def _unique_id(self, label: str) -> str:
         full = self.parent.child_id(label) if self.parent else label

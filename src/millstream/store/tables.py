@@ -178,6 +178,33 @@ rendered_field = sa.Table(
     sa.Column("fields", sa.Text, nullable=False),
 )
 
+# A deferred task instance's trigger: what rebuilds it (classpath, kwargs as JSON), where
+# the task resumes (method_name, next_kwargs), and, once claimed, which triggerer runs it
+# and when that triggerer last beat. ``event`` is set when it fired (the payload, JSON);
+# ``failure`` when it raised or timed out. The row goes when the instance leaves deferred.
+task_trigger = sa.Table(
+    "task_trigger",
+    metadata,
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("dag_run.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("task_id", sa.String(250), primary_key=True),
+    sa.Column("map_index", sa.Integer, primary_key=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("try_number", sa.Integer, nullable=False),
+    sa.Column("classpath", sa.String(1000), nullable=False),
+    sa.Column("kwargs", sa.Text, nullable=False),
+    sa.Column("method_name", sa.String(250), nullable=False),
+    sa.Column("next_kwargs", sa.Text, nullable=False),
+    sa.Column("timeout_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("triggerer_id", sa.String(250), nullable=True),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+    sa.Column("event", sa.Text, nullable=True),
+    sa.Column("failure", sa.Text, nullable=True),
+    sa.Column("fired_at", UTCDateTime, nullable=True),
+    sa.Column("resumed_at", UTCDateTime, nullable=True),  # the scheduler acted on the event
+    sa.Index("ix_task_trigger_triggerer", "triggerer_id"),
+)
+
 DEFAULT_POOL = "default_pool"
 
 pool = sa.Table(

@@ -37,6 +37,9 @@ class WorkItem:
     inline_limit: int = 65536
     queue: str | None = None
     dag_version_id: int = 0  # the run's DAG version: its code is what runs
+    # A deferred task whose trigger fired resumes at this method with these (JSON) kwargs.
+    next_method: str | None = None
+    next_kwargs: str | None = None
 
     @property
     def key(self) -> tuple[int, str, int]:
@@ -52,7 +55,7 @@ class AttemptResult:
     """The outcome of one attempt: state, results to store, and what the planner needs."""
 
     item: WorkItem
-    state: str  # success | failed | skipped | reschedule
+    state: str  # success | failed | skipped | reschedule | deferred
     started_at: datetime
     ended_at: datetime
     # key, JSON (empty when offloaded), length, type name, object store URL or None
@@ -65,6 +68,8 @@ class AttemptResult:
     hostname: str | None = None
     callbacks_done: bool = False  # the worker ran the task's callbacks for this outcome
     reschedule_at: datetime | None = None  # a sensor that is not done yet pokes again then
+    # A deferral: classpath, kwargs (JSON), method_name, next_kwargs (JSON), timeout_at.
+    trigger: dict[str, Any] | None = None
     # Asset events to record with the success: {"asset_name", "uri", "extra", "aliases"}.
     asset_events: list[dict[str, Any]] = field(default_factory=list)
     # The template fields as they ran (secrets masked), when a template was rendered.

@@ -22,10 +22,14 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from millstream.core.planner import Output
 from millstream.errors import FailTask, SkipTask, TaskFlowError
+from millstream.sdk import deferral
+from millstream.sdk.baseoperator import BaseOperator
 from millstream.sdk.context import set_current_context
 from millstream.sdk.dag import DAG
+from millstream.sdk.deferral import TaskDeferred
 from millstream.sdk.execution import Reschedule, SensorTimeout
 from millstream.sdk.mapping import KWARGS_ARG
+from millstream.sdk.standard.branch import branch_follow
 from millstream.sdk.task import Task
 from millstream.sdk.templating import MACROS
 from millstream.sdk.xcom import (
@@ -320,27 +324,6 @@ def _short_repr(value: Any, limit: int = 1000) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
-def _branch_follow(task: Task, value: Any) -> tuple[str, ...]:
-    if value is None:
-        chosen: tuple[str, ...] = ()
-    elif isinstance(value, str):
-        chosen = (value,)
-    elif isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
-        chosen = tuple(value)
-    else:
-        raise TaskFlowError(
-            f"branch task {task.task_id!r} must return a task id, a list of task ids or None, "
-            f"got {type(value).__name__}"
-        )
-    bad = [t for t in chosen if t not in task.downstream_task_ids]
-    if bad:
-        raise TaskFlowError(
-            f"branch task {task.task_id!r} returned {bad}, which are not its direct downstream "
-            f"tasks; choose from {sorted(task.downstream_task_ids)}"
-        )
-    return chosen
-
-
 def run_attempt(
     item: WorkItem, resolve_dag: DagResolver, reader: ResultReader, *, alarm: bool = False
 ) -> AttemptResult:
@@ -353,6 +336,7 @@ def run_attempt(
     label_inputs: tuple[str | None, dict[str, Any], dict[str, Any]] | None = None
     callback_ctx: tuple[Task, dict[str, Any]] | None = None
     reschedule_at: datetime | None = None
+    trigger: dict[str, Any] | None = None
     asset_events: list[dict[str, Any]] = []
     rendered: dict[str, Any] | None = None
     with capture_to(item.log_path) as log:
@@ -378,7 +362,10 @@ def run_attempt(
                 op.pre_execute(ctx)
                 call_all(task.config["on_execute_callback"], ctx, "on_execute_callback", log)
                 with stopping.running(op), stopping.timeout_alarm(item.execution_timeout if alarm else None):
-                    value = op.execute(ctx)
+                    if item.next_method and isinstance(op, BaseOperator):  # its trigger fired
+                        value = op.resume_execution(item.next_method, deferral.loads(item.next_kwargs), ctx)
+                    else:
+                        value = op.execute(ctx)
                 if inspect.isgenerator(value):  # a task that yields Metadata(asset, extra)
                     value = ctx["outlet_events"].take(value)
                 if task.config["post_execute"]:
@@ -389,7 +376,7 @@ def run_attempt(
             rows, output = _output_of(task, value, item, ctx["ti"].pushed)
             if task.kind == "branch":
                 output = Output(
-                    output.length, output.type_name, output.key_lengths, follow=_branch_follow(task, value)
+                    output.length, output.type_name, output.key_lengths, follow=branch_follow(task, value)
                 )
             elif task.kind == "short_circuit":
                 output = Output(output.length, output.type_name, output.key_lengths, short_circuit=not value)
@@ -397,6 +384,15 @@ def run_attempt(
                     print("condition is falsy: skipping downstream tasks", file=log)
             asset_events = ctx["outlet_events"].events()
             state, error, retryable = "success", None, True
+        except TaskDeferred as e:
+            rows, output, error, retryable = [], None, None, True
+            try:
+                trigger = deferral.serialized(e, op, started)
+                state = "deferred"
+                print(f"deferring: waiting on {trigger['classpath']}, resuming at {e.method_name}", file=log)
+            except Exception as bad:  # noqa: BLE001 - user code: fails only this task
+                state, error = "failed", f"{type(bad).__name__}: {bad}"
+                traceback.print_exc(file=log)
         except Reschedule as e:
             rows, output, state, error, retryable = [], None, "reschedule", None, True
             reschedule_at = e.at
@@ -417,7 +413,7 @@ def run_attempt(
             rows, output, state, retryable = [], None, "failed", True
             error = f"{type(e).__name__}: {e}"
             traceback.print_exc(file=log)
-        if callback_ctx is not None and state != "reschedule":
+        if callback_ctx is not None and state not in ("reschedule", "deferred"):
             _task_callbacks(callback_ctx, state, error, retryable, item, log)
         elapsed = time.monotonic() - t0
         # Failed instances are labelled too: that is when a label helps most.
@@ -439,6 +435,7 @@ def run_attempt(
         hostname=HOSTNAME,
         callbacks_done=callback_ctx is not None,
         reschedule_at=reschedule_at,
+        trigger=trigger if state == "deferred" else None,
         asset_events=asset_events if state == "success" else [],
     )
 

@@ -1,0 +1,179 @@
+"""The triggerer: deferred tasks' triggers on one asyncio event loop.
+
+:class:`TriggerRunner` is the loop, in a thread of its own; :func:`sync` is one turn of a
+triggerer against the store (beat, stop what is no longer ours, claim what is free,
+record what fired). The embedded default runs it inside the scheduler's process and
+turn; ``millstream triggerer`` runs the same turn in processes of its own, several at
+once sharing the rows the way schedulers share runs. The loop never touches the store:
+its thread only runs triggers and queues what they gave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from millstream.sdk import deferral
+from millstream.store import Store
+from millstream.store import triggers as triggers_q
+
+log = logging.getLogger("millstream.triggerer")
+
+Key = tuple[int, str, int]
+
+
+@dataclass(frozen=True)
+class Fired:
+    key: Key
+    event: str | None  # JSON: {"payload": ..., "end": "success" | "failed" | "skipped" | None}
+    failure: str | None  # the trigger raised: its traceback
+    at: datetime
+
+
+class TriggerRunner:
+    """Runs triggers on an event loop in a daemon thread; safe to call from any thread."""
+
+    def __init__(self, wake: Callable[[], None] = lambda: None) -> None:
+        self._wake = wake
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="millstream-triggerer", daemon=True
+        )
+        self._tasks: dict[Key, asyncio.Task[None]] = {}  # touched only on the loop's thread
+        self._fired: queue.SimpleQueue[Fired] = queue.SimpleQueue()
+        self.running: set[Key] = set()  # touched only by the caller's thread
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        asyncio.run_coroutine_threadsafe(self._cancel_all(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._started = False
+
+    def submit(self, key: Key, classpath: str, kwargs_json: str) -> None:
+        self.start()
+        self.running.add(key)
+        self._loop.call_soon_threadsafe(self._begin, key, classpath, kwargs_json)
+
+    def cancel(self, key: Key) -> None:
+        self.running.discard(key)
+        self._loop.call_soon_threadsafe(self._end, key)
+
+    def drain(self) -> list[Fired]:
+        out: list[Fired] = []
+        while True:
+            try:
+                fired = self._fired.get_nowait()
+            except queue.Empty:
+                return out
+            self.running.discard(fired.key)
+            out.append(fired)
+
+    def has_fired(self) -> bool:
+        return not self._fired.empty()
+
+    # -- on the loop's thread ---------------------------------------------------------------
+
+    def _begin(self, key: Key, classpath: str, kwargs_json: str) -> None:
+        old = self._tasks.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._tasks[key] = self._loop.create_task(self._run(key, classpath, kwargs_json))
+
+    def _end(self, key: Key) -> None:
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, key: Key, classpath: str, kwargs_json: str) -> None:
+        trigger: deferral.BaseTrigger | None = None
+        try:
+            trigger = deferral.build_trigger(classpath, kwargs_json)
+            async for event in trigger.run():
+                self._report(key, event=_event_json(event))
+                return
+            self._report(key, failure=f"trigger {classpath} ended without yielding an event")
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a trigger that raises fails its task, with the traceback
+            self._report(key, failure=f"trigger {classpath} failed:\n{traceback.format_exc()}")
+        finally:
+            self._tasks.pop(key, None)
+            if trigger is not None:
+                try:
+                    await trigger.cleanup()
+                except Exception:
+                    log.exception("cleanup of trigger %s failed", classpath)
+
+    def _report(self, key: Key, *, event: str | None = None, failure: str | None = None) -> None:
+        self._fired.put(Fired(key, event, failure, datetime.now(UTC)))
+        self._wake()
+
+
+def _event_json(event: deferral.TriggerEvent) -> str:
+    end = None
+    if isinstance(event, (deferral.TaskSuccessEvent, deferral.TaskFailedEvent, deferral.TaskSkippedEvent)):
+        end = event.payload["state"]
+        return deferral.dumps({"payload": None, "end": end})
+    return deferral.dumps({"payload": event.payload, "end": end})
+
+
+def sync(
+    store: Store,
+    runner: TriggerRunner,
+    triggerer_id: str,
+    now: datetime,
+    *,
+    capacity: int,
+    heartbeat_timeout: float,
+) -> int:
+    """One triggerer turn against the store; returns how many triggers it now runs."""
+    fired = runner.drain()
+    with store.begin() as conn:
+        triggers_q.fire_many(
+            conn,
+            triggerer_id,
+            [
+                {
+                    "run_pk": f.key[0],
+                    "task_id": f.key[1],
+                    "map_index": f.key[2],
+                    "event": f.event,
+                    "failure": f.failure,
+                    "fired_at": f.at,
+                }
+                for f in fired
+            ],
+        )
+        ours = triggers_q.beat(conn, triggerer_id, now)
+        for key in list(runner.running - ours):
+            runner.cancel(key)  # cleared, marked, timed out, or taken over meanwhile
+        stale = now - timedelta(seconds=heartbeat_timeout)
+        claimed = triggers_q.claim(conn, triggerer_id, now, stale, capacity - len(runner.running))
+    for row in claimed:
+        runner.submit((row["run_pk"], row["task_id"], row["map_index"]), row["classpath"], row["kwargs"])
+    if claimed:
+        log.info(
+            "triggerer %s took %d trigger(s); running %d", triggerer_id, len(claimed), len(runner.running)
+        )
+    return len(runner.running)
