@@ -228,6 +228,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smtp", "smtp_password", None, "SMTP password.", secret=True),
     Setting("smtp", "smtp_mail_from", "millstream@localhost", "The From address of task mail."),
     Setting("smtp", "smtp_timeout", 30.0, "Seconds to wait for the SMTP server.", float),
+    Setting(
+        "triggerer",
+        "triggerer_capacity",
+        10_000,
+        "How many deferred tasks' triggers the scheduler's embedded triggerer runs at once; 0 "
+        "leaves them to `millstream triggerer` processes.",
+        _positive_int,
+    ),
 )
 
 
@@ -284,6 +292,7 @@ class Settings:
     smtp_password: str | None = None
     smtp_mail_from: str = "millstream@localhost"
     smtp_timeout: float = 30.0
+    triggerer_capacity: int = 10_000
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> where it came from
 

@@ -46,7 +46,15 @@ class Harness:
         path.write_text(textwrap.dedent(source))
         return path
 
-    def start(self, *, parallelism: int = 2, timeout: float = 5.0, lease_timeout: float = 30.0) -> Scheduler:
+    def start(
+        self,
+        *,
+        parallelism: int = 2,
+        timeout: float = 5.0,
+        lease_timeout: float = 30.0,
+        triggerer_capacity: int = 10_000,
+        heartbeat_timeout: float = 30.0,
+    ) -> Scheduler:
         self.scheduler = Scheduler(
             self.store,
             LocalExecutor(self.url, parallelism, lease_timeout=lease_timeout),
@@ -55,6 +63,8 @@ class Harness:
             poll_interval=0.1,
             dag_refresh_interval=0.5,
             paused_on_creation=False,
+            triggerer_capacity=triggerer_capacity,
+            heartbeat_timeout=heartbeat_timeout,
         )
         self.thread = threading.Thread(target=self.scheduler.run_forever, daemon=True)
         self.thread.start()

@@ -90,3 +90,49 @@ def test_an_end_from_trigger_event_ends_the_task_without_a_worker():
     run = d.test()
     assert (run.ti("w").state, run.ti("after").state) == (S.SUCCESS, S.SUCCESS)
     assert run.ti("w").reason == "success: ended by its trigger"
+
+
+def test_a_trigger_past_its_timeout_fails_its_task(tmp_path):
+    from millstream import FileSensor
+
+    with DAG("timeout", schedule=None, start_date=DAY) as d:
+        FileSensor(
+            task_id="never", filepath=str(tmp_path / "never.csv"), deferrable=True, timeout=0.5, retries=2
+        )
+    run = d.test()
+    ti = run.ti("never")
+    assert (ti.state, ti.try_number) == (S.FAILED, 1)  # a timeout is final, retries or not
+    assert ti.reason.startswith("attempt 1 failed: trigger timeout: not fired by ")
+
+
+class _Forgetful(BaseOperator):
+    """Its trigger's serialize() leaves out an argument __init__ needs."""
+
+    def execute(self, context):
+        self.defer(trigger=_ForgetfulTrigger(5), method_name="execute")
+
+
+from millstream import BaseTrigger  # noqa: E402
+
+
+class _ForgetfulTrigger(BaseTrigger):
+    def __init__(self, seconds=1):
+        super().__init__()
+        self.seconds = seconds
+
+    def serialize(self):
+        return (f"{__name__}._ForgetfulTrigger", {})
+
+    async def run(self):
+        yield None
+
+
+def test_a_trigger_that_does_not_round_trip_fails_only_its_task():
+    with DAG("forgetful", schedule=None, start_date=DAY) as d:
+        _Forgetful(task_id="bad")
+        EmptyOperator(task_id="fine")
+    run = d.test()
+    assert run.ti("fine").state is S.SUCCESS
+    assert run.ti("bad").state is S.FAILED
+    assert "serialize() does not round-trip" in run.ti("bad").reason
+    assert "serialize() must return every argument __init__ needs" in run.ti("bad").reason

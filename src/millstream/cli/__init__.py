@@ -49,6 +49,7 @@ for _command in (
     users.users,
     api_server.api_server,
     scheduler.scheduler_cmd,
+    scheduler.triggerer_cmd,
     standalone.standalone,
 ):
     main.add_command(_command)

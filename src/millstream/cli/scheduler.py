@@ -50,6 +50,7 @@ def build_scheduler(
         heartbeat_timeout=settings.heartbeat_timeout,
         result_store_url=settings.object_store_url,
         inline_limit=settings.inline_limit,
+        triggerer_capacity=settings.triggerer_capacity,
     )
 
 
@@ -80,3 +81,40 @@ def scheduler_cmd(dags_folder: str | None) -> None:
         f"Scheduler: DAGs from {env.settings.dags_folder}, database {safe_url(env.settings.database_url)}"
     )
     run_until_signal(build_scheduler(env.settings, env.store), env.settings.home)
+
+
+@click.command("triggerer")
+@click.option(
+    "--capacity",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Triggers this process runs at once (default: the triggerer.triggerer_capacity setting).",
+)
+@dags_folder_option
+@handle_errors
+def triggerer_cmd(capacity: int | None, dags_folder: str | None) -> None:
+    """Run deferred tasks' triggers until Ctrl-C, beside the schedulers (scale-out).
+
+    Several may run at once: each claims triggers nobody runs, and takes over those of
+    a triggerer that stopped beating. Set triggerer.triggerer_capacity = 0 for the
+    schedulers to leave every trigger to these processes."""
+    from millstream.scheduler.triggerer import Triggerer
+
+    env = Env(dags_folder)
+    logging.getLogger("millstream").setLevel(logging.INFO)
+    cap = capacity or env.settings.triggerer_capacity or 1000
+    console.print(f"Triggerer: up to {cap} triggers, database {safe_url(env.settings.database_url)}")
+    triggerer = Triggerer(
+        env.store,
+        capacity=cap,
+        heartbeat_timeout=env.settings.heartbeat_timeout,
+        poll_interval=env.settings.poll_interval,
+        dags_folder=str(env.settings.dags_folder),
+    )
+
+    def stop(signum: int, frame: Any) -> None:
+        triggerer.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    triggerer.run_forever()

@@ -16,6 +16,7 @@ from typing import Any
 
 from millstream.core.planner import Command
 from millstream.core.states import IllegalTransition, TaskState
+from millstream.scheduler import callbacks
 from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.commands import commit_batch, persist
 from millstream.scheduler.lifecycle import after_commit
@@ -46,6 +47,10 @@ def consume(state: SchedulerState, now: datetime) -> None:
                 continue
             try:
                 cmds, resume = _act(run, row, now)
+                if row["event"] is None:  # failed or timed out: its callbacks run here
+                    tries = run.tries.get((row["task_id"], row["map_index"]), 1)
+                    item = state.work_item(run, row["task_id"], row["map_index"], tries)
+                    callbacks.task_callback_elsewhere(state, run, item, cmds, _error(row))
             except IllegalTransition as e:
                 log.error("dropping trigger outcome for %s: %s", key, e)
                 batch.triggers_gone.append(key)
@@ -81,12 +86,15 @@ def _act(run: ActiveRun, row: Any, now: datetime) -> tuple[list[Command], bool]:
         return planner.set_deferred(
             task_id, idx, False, f"trigger fired: resuming at {row['method_name']}"
         ), True
-    if row["failure"] is not None:
-        error, retryable = row["failure"], True
-    else:
-        error, retryable = f"trigger timeout: not fired by {row['timeout_at'].isoformat()}", False
     tries = run.tries.get((task_id, idx), 1)
-    return planner.attempt_failed(task_id, idx, tries, now, error, retryable=retryable), False
+    retryable = row["failure"] is not None  # a timeout is final, as a sensor's timeout is
+    return planner.attempt_failed(task_id, idx, tries, now, _error(row), retryable=retryable), False
+
+
+def _error(row: Any) -> str:
+    if row["failure"] is not None:
+        return str(row["failure"])
+    return f"trigger timeout: not fired by {row['timeout_at'].isoformat()}"
 
 
 def on_deferred(batch: WriteBatch, run: ActiveRun, item: Any, trigger: dict[str, Any], now: datetime) -> None:

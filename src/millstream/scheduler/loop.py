@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -104,6 +105,8 @@ class Scheduler:
         # The embedded triggerer (0: leave deferred tasks to `millstream triggerer` processes).
         self.triggerer_capacity = triggerer_capacity
         self.triggers = TriggerRunner(self.state.executor.wake) if triggerer_capacity > 0 else None
+        if self.triggers is not None and dag_folder is not None and dag_folder.folder not in sys.path:
+            sys.path.append(dag_folder.folder)  # trigger classes kept beside the DAG files import
 
     # -- what callers see: the plugs, and the runs this scheduler is driving --------------
 

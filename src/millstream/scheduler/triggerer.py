@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
+import sys
 import threading
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from millstream.sdk import deferral
 from millstream.store import Store
 from millstream.store import triggers as triggers_q
+from millstream.worker.runner import HOSTNAME
 
 log = logging.getLogger("millstream.triggerer")
 
@@ -41,36 +45,43 @@ class TriggerRunner:
 
     def __init__(self, wake: Callable[[], None] = lambda: None) -> None:
         self._wake = wake
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="millstream-triggerer", daemon=True
-        )
+        self._loop: asyncio.AbstractEventLoop | None = None  # made on the first submit
+        self._thread: threading.Thread | None = None
         self._tasks: dict[Key, asyncio.Task[None]] = {}  # touched only on the loop's thread
         self._fired: queue.SimpleQueue[Fired] = queue.SimpleQueue()
         self.running: set[Key] = set()  # touched only by the caller's thread
-        self._started = False
 
-    def start(self) -> None:
-        if not self._started:
-            self._started = True
+    def _started_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name="millstream-triggerer", daemon=True
+            )
             self._thread.start()
+        return self._loop
 
     def stop(self) -> None:
-        if not self._started:
+        """Cancel every trigger (their rows stay claimable) and end the loop's thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
             return
-        asyncio.run_coroutine_threadsafe(self._cancel_all(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._started = False
+        try:
+            asyncio.run_coroutine_threadsafe(self._cancel_all(), loop).result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
+            self._loop = self._thread = None
+            self.running.clear()
 
     def submit(self, key: Key, classpath: str, kwargs_json: str) -> None:
-        self.start()
         self.running.add(key)
-        self._loop.call_soon_threadsafe(self._begin, key, classpath, kwargs_json)
+        self._started_loop().call_soon_threadsafe(self._begin, key, classpath, kwargs_json)
 
     def cancel(self, key: Key) -> None:
         self.running.discard(key)
-        self._loop.call_soon_threadsafe(self._end, key)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._end, key)
 
     def drain(self) -> list[Fired]:
         out: list[Fired] = []
@@ -91,6 +102,7 @@ class TriggerRunner:
         old = self._tasks.pop(key, None)
         if old is not None:
             old.cancel()
+        assert self._loop is not None
         self._tasks[key] = self._loop.create_task(self._run(key, classpath, kwargs_json))
 
     def _end(self, key: Key) -> None:
@@ -110,6 +122,8 @@ class TriggerRunner:
         try:
             trigger = deferral.build_trigger(classpath, kwargs_json)
             async for event in trigger.run():
+                if not isinstance(event, deferral.TriggerEvent):
+                    raise TypeError(f"trigger yielded {event!r}; a trigger must yield TriggerEvent objects")
                 self._report(key, event=_event_json(event))
                 return
             self._report(key, failure=f"trigger {classpath} ended without yielding an event")
@@ -177,3 +191,53 @@ def sync(
             "triggerer %s took %d trigger(s); running %d", triggerer_id, len(claimed), len(runner.running)
         )
     return len(runner.running)
+
+
+class Triggerer:
+    """``millstream triggerer``: the triggerer turn in a process of its own."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        capacity: int,
+        heartbeat_timeout: float = 30.0,
+        poll_interval: float = 1.0,
+        dags_folder: str | None = None,
+    ) -> None:
+        self.store = store
+        self.capacity = capacity
+        self.heartbeat_timeout = heartbeat_timeout
+        self.poll_interval = poll_interval
+        self.id = f"triggerer-{HOSTNAME}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._woken = threading.Event()
+        self._stop = threading.Event()
+        self.runner = TriggerRunner(self._woken.set)
+        if dags_folder and dags_folder not in sys.path:
+            sys.path.append(dags_folder)  # trigger classes kept beside the DAG files import
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._woken.set()
+
+    def run_forever(self) -> None:
+        log.info("triggerer %s starting", self.id)
+        try:
+            while not self._stop.is_set():
+                try:
+                    sync(
+                        self.store,
+                        self.runner,
+                        self.id,
+                        datetime.now(UTC),
+                        capacity=self.capacity,
+                        heartbeat_timeout=self.heartbeat_timeout,
+                    )
+                except Exception:
+                    # The database went away: keep the triggers running, beat again soon.
+                    log.exception("triggerer turn failed; trying again")
+                self._woken.wait(self.poll_interval)
+                self._woken.clear()
+        finally:
+            self.runner.stop()
+            log.info("triggerer %s stopped", self.id)

@@ -190,6 +190,18 @@ def trigger_class(classpath: str) -> type[BaseTrigger]:
     return cls
 
 
+_MISSING = object()
+
+
+def _state(trigger: BaseTrigger) -> dict[str, str]:
+    """A trigger's public attributes, as text: what a rebuilt one must have the same of."""
+    return {
+        k: repr(v)
+        for k, v in vars(trigger).items()
+        if not k.startswith("_") and k not in ("trigger_id", "task_instance")
+    }
+
+
 def build_trigger(classpath: str, kwargs_json: str) -> BaseTrigger:
     return trigger_class(classpath)(**(loads(kwargs_json) or {}))
 
@@ -213,7 +225,8 @@ def serialized(deferred: TaskDeferred, operator: Any, started: dt.datetime) -> d
     except TypeError as e:
         raise DeferralError(f"trigger {name}'s serialize() gave arguments that cannot be stored: {e}") from e
     try:
-        again = build_trigger(classpath, kwargs_json).serialize()
+        rebuilt = build_trigger(classpath, kwargs_json)
+        again = rebuilt.serialize()
     except DeferralError:
         raise
     except Exception as e:
@@ -221,10 +234,12 @@ def serialized(deferred: TaskDeferred, operator: Any, started: dt.datetime) -> d
             f"trigger {name}'s serialize() does not round-trip: {classpath}(**{kwargs!r}) raised "
             f"{type(e).__name__}: {e}"
         ) from e
-    if again[0] != classpath or dumps(again[1]) != kwargs_json:
+    lost = sorted(k for k, v in _state(trigger).items() if _state(rebuilt).get(k, _MISSING) != v)
+    if again[0] != classpath or dumps(again[1]) != kwargs_json or lost:
         raise DeferralError(
-            f"trigger {name}'s serialize() does not round-trip: rebuilt from {kwargs!r} it serializes "
-            f"as {again[1]!r}; serialize() must return every argument __init__ needs"
+            f"trigger {name}'s serialize() does not round-trip: rebuilt from {kwargs!r} it "
+            + (f"has other values of {', '.join(lost)}" if lost else f"serializes as {again[1]!r}")
+            + "; serialize() must return every argument __init__ needs"
         )
     timeout_at = started + deferred.timeout if deferred.timeout is not None else None
     return {
