@@ -35,7 +35,7 @@ from millstream.sdk.dag import DAG, dag
 from millstream.sdk.deadlines import DeadlineAlert, DeadlineReference
 from millstream.sdk.decorators import task
 from millstream.sdk.deferral import BaseTrigger, TaskDeferred, TriggerEvent
-from millstream.sdk.edges import EdgeModifier, Label, chain_linear, cross_downstream
+from millstream.sdk.edges import EdgeModifier, Label, chain, chain_linear, cross_downstream
 from millstream.sdk.loader_api import load_dags
 from millstream.sdk.masking import mask_secret
 from millstream.sdk.operators import BashOperator, EmptyOperator, PythonOperator
@@ -49,6 +49,7 @@ from millstream.sdk.standard.branch import (
     LatestOnlyOperator,
     ShortCircuitOperator,
 )
+from millstream.sdk.standard.cross_dag import ExternalTaskMarker, ExternalTaskSensor, TriggerDagRunOperator
 from millstream.sdk.standard.sensors import (
     BashSensor,
     DateTimeSensor,
@@ -63,7 +64,6 @@ from millstream.sdk.standard.sensors import (
 )
 from millstream.sdk.standard.triggers import DateTimeTrigger, FileTrigger, TimeDeltaTrigger
 from millstream.sdk.standard.weekday import WeekDay
-from millstream.sdk.task import chain
 from millstream.sdk.taskgroup import TaskGroup, task_group
 from millstream.sdk.xcom import PokeReturnValue, XComArg
 
@@ -128,6 +128,8 @@ __all__ = [
     "DeadlineReference",
     "EdgeModifier",
     "EmptyOperator",
+    "ExternalTaskMarker",
+    "ExternalTaskSensor",
     "FailTask",
     "FileArrivalWatcher",
     "FileSensor",
@@ -148,6 +150,7 @@ __all__ = [
     "TimeDeltaSensorAsync",
     "TimeDeltaTrigger",
     "TimeSensor",
+    "TriggerDagRunOperator",
     "TriggerEvent",
     "TriggerRule",
     "WaitSensor",

@@ -24,6 +24,7 @@ from millstream.store import dags as dags_q
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
 from millstream.store.clearing import FAILED_STATES, FINISHED_STATES, Cleared, clear_run, closure
+from millstream.store.manual import create_manual_run
 
 
 def parse_conf(text: str | None, what: str = "--conf") -> dict[str, Any]:
@@ -60,23 +61,9 @@ def trigger(
         )
     if logical_date is not None and logical_date.tzinfo is None:
         logical_date = logical_date.replace(tzinfo=UTC)  # naive means UTC, as for start_date
+    run_id = run_id or f"manual__{now.isoformat()}"
     with store.begin() as conn:
-        version_id, spec = dags_q.latest_spec(conn, dag_id)
-        resolve_params(spec.params, conf)
-        info = from_spec(spec.timetable).manual_info(logical_date or now)
-        run_id = run_id or f"manual__{now.isoformat()}"
-        runs_q.create_run(
-            conn,
-            dag_id=dag_id,
-            run_id=run_id,
-            version_id=version_id,
-            run_type="manual",
-            logical_date=logical_date or now,
-            interval=(info.interval_start, info.interval_end),
-            run_after=now,
-            conf=dict(conf or {}),
-            now=now,
-        )
+        create_manual_run(conn, dag_id, run_id=run_id, conf=conf, logical_date=logical_date, now=now)
     return run_id
 
 

@@ -106,6 +106,9 @@ class TaskSpec:
     # template_fields_renderers: field -> how the Rendered tab shows it (bash, sql, json, py, …)
     renderers: Mapping[str, str] = field(default_factory=dict)
     edge_labels: Mapping[str, str] = field(default_factory=dict)  # upstream id -> its edge's Label
+    # What a cross-DAG operator points at: {"kind": "trigger" | "sensor" | "marker",
+    # "dag_id": ..., "task_ids": [...], "group_id": ..., "recursion_depth": ...}.
+    external: Mapping[str, Any] | None = None
 
     @property
     def is_mapped(self) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from millstream.core.planner import Command
 from millstream.core.states import IllegalTransition, TaskState
-from millstream.scheduler import callbacks
+from millstream.scheduler import callbacks, store_triggers
 from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.commands import commit_batch, persist
 from millstream.scheduler.lifecycle import after_commit
@@ -34,6 +34,7 @@ def consume(state: SchedulerState, now: datetime) -> None:
     if not state.runs:
         return
     with state.store.begin() as conn:
+        _evaluate_store_triggers(conn, list(state.runs), now)
         rows = triggers_q.due(conn, list(state.runs), now)
         if not rows:
             return
@@ -69,6 +70,21 @@ def consume(state: SchedulerState, now: datetime) -> None:
         triggers_q.resumed_many(conn, resumed, now)
         commit_batch(state, conn, batch)
     after_commit(state)
+
+
+def _evaluate_store_triggers(conn: Any, run_pks: list[int], now: datetime) -> None:
+    """Fire the triggers that wait on other runs' states whose condition holds now."""
+    fired = []
+    for row in triggers_q.watching(conn, run_pks):
+        try:
+            payload = store_triggers.evaluate(conn, deferral.build_trigger(row["classpath"], row["kwargs"]))
+        except Exception as e:  # noqa: BLE001 - a broken trigger fails its own task only
+            error = f"trigger {row['classpath']} failed: {type(e).__name__}: {e}"
+            triggers_q.set_failure(conn, (row["run_pk"], row["task_id"], row["map_index"]), error, now)
+            continue
+        if payload is not None:
+            fired.append({**row, "event": deferral.dumps({"payload": payload, "end": None}), "fired_at": now})
+    triggers_q.set_event_many(conn, fired)
 
 
 def _act(run: ActiveRun, row: Any, now: datetime) -> tuple[list[Command], bool]:

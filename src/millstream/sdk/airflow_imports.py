@@ -81,7 +81,8 @@ _STD = {
         "BranchDateTimeOperator BranchDayOfWeekOperator target_times_as_dates",
         "sensors": "DateTimeSensor DateTimeSensorAsync TimeSensor TimeDeltaSensor TimeDeltaSensorAsync "
         "WaitSensor DayOfWeekSensor FileSensor PythonSensor BashSensor",
-        "triggers": "DateTimeTrigger TimeDeltaTrigger FileTrigger",
+        "triggers": "DateTimeTrigger TimeDeltaTrigger FileTrigger DagStateTrigger WorkflowTrigger",
+        "cross_dag": "TriggerDagRunOperator ExternalTaskSensor ExternalTaskMarker DagRunTriggerException",
         "weekday": "WeekDay",
     }.items()
     for name in names.split()
@@ -195,6 +196,9 @@ MODULES: dict[str, dict[str, str]] = {
             "sensors.bash": "BashSensor",
             "triggers.temporal": "DateTimeTrigger TimeDeltaTrigger",
             "triggers.file": "FileTrigger",
+            "triggers.external_task": "DagStateTrigger WorkflowTrigger",
+            "operators.trigger_dagrun": "TriggerDagRunOperator",
+            "sensors.external_task": "ExternalTaskSensor ExternalTaskMarker",
             "utils.weekday": "WeekDay",
         }.items()
         for prefix in ("airflow", "airflow.providers.standard")

@@ -28,7 +28,19 @@ AIRFLOW_TRIGGERS = {
         "millstream.sdk.standard.triggers.TimeDeltaTrigger"
     ),
     "airflow.providers.standard.triggers.file.FileTrigger": "millstream.sdk.standard.triggers.FileTrigger",
+    "airflow.providers.standard.triggers.external_task.DagStateTrigger": (
+        "millstream.sdk.standard.triggers.DagStateTrigger"
+    ),
+    "airflow.providers.standard.triggers.external_task.WorkflowTrigger": (
+        "millstream.sdk.standard.triggers.WorkflowTrigger"
+    ),
 }
+
+#: Triggers that wait on the store: the scheduler evaluates them, no triggerer claims them.
+SCHEDULER_EVALUATED = (
+    "millstream.sdk.standard.triggers.DagStateTrigger",
+    "millstream.sdk.standard.triggers.WorkflowTrigger",
+)
 
 
 class TriggerEvent:

@@ -11,6 +11,8 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
+from millstream.errors import DagDefinitionError
+
 
 def _flat(value: Any) -> list[Any]:
     if isinstance(value, Iterable) and not isinstance(value, (str, bytes)) and not hasattr(value, "roots"):
@@ -77,6 +79,23 @@ def _label_edge(up: Any, down: Any, label: str) -> None:
     for d in downs:
         for u in ups:
             d.edge_labels[u.task_id] = label
+
+
+def chain(*elements: Any) -> None:
+    """``chain(a, b, [c, d], e)``: a >> b >> [c, d] >> e; two lists in a row pair up."""
+    for left, right in itertools.pairwise(elements):
+        if isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
+            if len(left) != len(right):
+                raise DagDefinitionError(
+                    f"chain(): adjacent lists must have the same length, got {len(left)} and {len(right)}"
+                )
+            for a, b in zip(left, right, strict=True):
+                a >> b
+        elif isinstance(left, (list, tuple)):
+            for a in left:
+                a >> right
+        else:
+            left >> right
 
 
 def cross_downstream(from_tasks: Iterable[Any], to_tasks: Any) -> None:

@@ -8,7 +8,6 @@ time.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -335,6 +334,10 @@ class Task:
         args, kwargs = execution.call_arguments(fn, self.op_args, self.op_kwargs, ctx)
         return fn(*args, **kwargs)
 
+    def external_spec(self) -> dict[str, Any] | None:
+        """What this task points at in other DAGs (cross-DAG operators say; see TaskSpec)."""
+        return None
+
     def pre_execute(self, context: Mapping[str, Any]) -> None:
         """Called just before ``execute``, after the template fields are rendered."""
 
@@ -534,6 +537,7 @@ class Task:
             else _DECORATOR_NAMES.get(self.kind, "@task"),
             ui_color=self.ui_color if _COLOR.fullmatch(str(self.ui_color)) else None,
             edge_labels={u: lbl for u, lbl in self.edge_labels.items() if u in self.upstream_task_ids},
+            external=self.external_spec(),
             renderers={
                 str(k): str(v)
                 for k, v in dict(self.template_fields_renderers).items()
@@ -557,23 +561,6 @@ def map_source(arg: str, value: Any) -> MapSource:
     if isinstance(value, ConcatArg):
         return MapSource(arg=arg, kind="concat", parts=tuple(map_source("", p) for p in value.parts))
     return MapSource(arg=arg, length=len(value))
-
-
-def chain(*elements: Any) -> None:
-    """``chain(a, b, [c, d], e)``: a >> b >> [c, d] >> e; two lists in a row pair up."""
-    for left, right in itertools.pairwise(elements):
-        if isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
-            if len(left) != len(right):
-                raise DagDefinitionError(
-                    f"chain(): adjacent lists must have the same length, got {len(left)} and {len(right)}"
-                )
-            for a, b in zip(left, right, strict=True):
-                a >> b
-        elif isinstance(left, (list, tuple)):
-            for a in left:
-                a >> right
-        else:
-            left >> right
 
 
 def _setup_tasks(value: Any) -> list[Task]:

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, bindparam
 
+from millstream.sdk.deferral import SCHEDULER_EVALUATED
 from millstream.store.tables import task_instance as ti
 from millstream.store.tables import task_trigger as tt
 
@@ -69,7 +70,12 @@ def claim(
         sa.or_(tt.c.triggerer_id.is_(None), tt.c.heartbeat_at < stale_before),
     )
     rows = list(
-        conn.execute(sa.select(tt).where(free, _live()).order_by(tt.c.created_at).limit(capacity)).mappings()
+        conn.execute(
+            sa.select(tt)
+            .where(free, _live(), tt.c.classpath.not_in(SCHEDULER_EVALUATED))
+            .order_by(tt.c.created_at)
+            .limit(capacity)
+        ).mappings()
     )
     taken = []
     for row in rows:
@@ -154,3 +160,38 @@ def for_run(conn: Connection, run_pk: int) -> list[sa.RowMapping]:
 def get(conn: Connection, run_pk: int, task_id: str, map_index: int) -> sa.RowMapping | None:
     q = sa.select(tt).where(tt.c.run_pk == run_pk, tt.c.task_id == task_id, tt.c.map_index == map_index)
     return conn.execute(q).mappings().first()
+
+
+def watching(conn: Connection, run_pks: Sequence[int]) -> list[sa.RowMapping]:
+    """Unfired rows of triggers the scheduler evaluates itself, for these runs."""
+    if not run_pks:
+        return []
+    q = sa.select(tt).where(
+        tt.c.run_pk.in_(list(run_pks)),
+        tt.c.classpath.in_(SCHEDULER_EVALUATED),
+        tt.c.event.is_(None),
+        tt.c.failure.is_(None),
+    )
+    return list(conn.execute(q).mappings())
+
+
+def set_event_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """The scheduler's own triggers fired: rows with run_pk, task_id, map_index, event, fired_at."""
+    if rows:
+        conn.execute(
+            tt.update().where(_key_where()).values(event=bindparam("p_event"), fired_at=bindparam("p_at")),
+            [
+                {
+                    "k_run": r["run_pk"],
+                    "k_task": r["task_id"],
+                    "k_idx": r["map_index"],
+                    "p_event": r["event"],
+                    "p_at": r["fired_at"],
+                }
+                for r in rows
+            ],
+        )
+
+
+def set_failure(conn: Connection, key: Key, failure: str, now: datetime) -> None:
+    conn.execute(tt.update().where(_key_where()).values(failure=failure, fired_at=now), _keys([key])[0])

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from millstream.errors import TaskFlowError
+from millstream.errors import NotFoundError, TaskFlowError
+from millstream.store import cross_dag
 from millstream.worker.results import LazyResults, ResultReader
 
 
@@ -99,6 +100,72 @@ class TaskInstanceInfo:
         if task_id in self._mapped_tasks:
             return LazyResults(self._reader, self._run_pk, task_id, key)
         return self._reader.get(self._run_pk, task_id, -1, key)
+
+    # -- Airflow 3's questions about other DAGs (what cross-DAG sensors ask) ----------------
+
+    def get_dr_count(
+        self,
+        dag_id: str,
+        logical_dates: list[datetime] | None = None,
+        run_ids: list[str] | None = None,
+        states: list[str] | None = None,
+    ) -> int:
+        with self._reader.store.read() as conn:
+            return cross_dag.dr_count(
+                conn, dag_id, logical_dates=logical_dates, run_ids=run_ids, states=states
+            )
+
+    def get_ti_count(
+        self,
+        dag_id: str,
+        map_index: int | None = None,
+        task_ids: list[str] | None = None,
+        task_group_id: str | None = None,
+        logical_dates: list[datetime] | None = None,
+        run_ids: list[str] | None = None,
+        states: list[str] | None = None,
+    ) -> int:
+        with self._reader.store.read() as conn:
+            return cross_dag.ti_count(
+                conn,
+                dag_id,
+                task_ids=task_ids,
+                task_group_id=task_group_id,
+                logical_dates=logical_dates,
+                run_ids=run_ids,
+                states=states,
+            )
+
+    def get_task_states(
+        self,
+        dag_id: str,
+        map_index: int | None = None,
+        task_ids: list[str] | None = None,
+        task_group_id: str | None = None,
+        logical_dates: list[datetime] | None = None,
+        run_ids: list[str] | None = None,
+    ) -> dict[str, dict[str, str]]:
+        with self._reader.store.read() as conn:
+            return cross_dag.task_states(
+                conn,
+                dag_id,
+                task_ids=task_ids,
+                task_group_id=task_group_id,
+                logical_dates=logical_dates,
+                run_ids=run_ids,
+            )
+
+    def dag_task_ids(self, dag_id: str) -> list[str] | None:
+        """The task ids of another DAG's latest version; None for a DAG never parsed."""
+        with self._reader.store.read() as conn:
+            try:
+                return cross_dag.task_ids(conn, dag_id)
+            except NotFoundError:
+                return None
+
+    def get_dagrun_state(self, dag_id: str, run_id: str) -> str:
+        with self._reader.store.read() as conn:
+            return cross_dag.dagrun_state(conn, dag_id, run_id)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from millstream.sdk.deferral import TaskDeferred
 from millstream.sdk.execution import Reschedule, SensorTimeout
 from millstream.sdk.mapping import KWARGS_ARG
 from millstream.sdk.standard.branch import branch_follow
+from millstream.sdk.standard.cross_dag import DagRunTriggerException
 from millstream.sdk.task import Task
 from millstream.sdk.templating import MACROS
 from millstream.sdk.xcom import (
@@ -42,7 +43,7 @@ from millstream.sdk.xcom import (
     ZipArg,
 )
 from millstream.store import objects
-from millstream.worker import mail, stopping
+from millstream.worker import cross_dag, mail, stopping
 from millstream.worker.assets import InletEventAccessors, OutletEventAccessors, TriggeringAssetEvents
 from millstream.worker.callbacks import call_all
 from millstream.worker.instance import DagRunInfo, TaskInstanceInfo, to_json
@@ -365,7 +366,10 @@ def run_attempt(
                     if item.next_method and isinstance(op, BaseOperator):  # its trigger fired
                         value = op.resume_execution(item.next_method, deferral.loads(item.next_kwargs), ctx)
                     else:
-                        value = op.execute(ctx)
+                        try:
+                            value = op.execute(ctx)
+                        except DagRunTriggerException as e:
+                            value = cross_dag.trigger_dag_run(e, task.task_id, ctx["ti"], reader)
                 if inspect.isgenerator(value):  # a task that yields Metadata(asset, extra)
                     value = ctx["outlet_events"].take(value)
                 if task.config["post_execute"]:

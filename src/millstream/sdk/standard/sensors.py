@@ -137,7 +137,8 @@ class TimeDeltaSensor(BaseSensorOperator):
         self.end_from_trigger = end_from_trigger
 
     def _target(self, context: Mapping[str, Any]) -> dt.datetime:
-        base = context.get("data_interval_end") or context["dag_run"].run_after
+        run = context["dag_run"]
+        base = context.get("data_interval_end") or getattr(run, "run_after", None) or run.logical_date
         return base + _minutes(self.delta)  # type: ignore[no-any-return]
 
     def poke(self, context: Mapping[str, Any]) -> bool:

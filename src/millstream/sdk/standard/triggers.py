@@ -125,3 +125,96 @@ def first_file(pattern: str, recursive: bool = False) -> str | None:
         if inside:
             return fs.unstrip_protocol(sorted(inside)[0])  # type: ignore[no-any-return]
     return None
+
+
+class _StoreWatch(BaseTrigger):
+    """A trigger that waits on other DAG runs' states. The scheduler evaluates it in its
+    own turn, against the store it already reads, instead of a triggerer polling it."""
+
+    evaluated_by_scheduler = True
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        raise RuntimeError(f"{type(self).__name__} is evaluated by the scheduler, not run on a triggerer")
+        yield  # pragma: no cover
+
+
+class DagStateTrigger(_StoreWatch):
+    """Fires when every run in ``run_ids`` (or at ``logical_dates``) of ``dag_id`` is in one
+    of ``states``; the payload maps each run id to its state."""
+
+    def __init__(
+        self,
+        dag_id: str,
+        states: list[str],
+        run_ids: list[str] | None = None,
+        logical_dates: list[dt.datetime] | None = None,
+        poll_interval: float = 5.0,
+        execution_dates: list[dt.datetime] | None = None,
+    ) -> None:
+        super().__init__()
+        self.dag_id = dag_id
+        self.states = [str(s) for s in states]
+        self.run_ids = list(run_ids) if run_ids is not None else None
+        self.logical_dates = list(logical_dates or execution_dates or []) or None
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "millstream.sdk.standard.triggers.DagStateTrigger",
+            {
+                "dag_id": self.dag_id,
+                "states": self.states,
+                "run_ids": self.run_ids,
+                "logical_dates": self.logical_dates,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+
+class WorkflowTrigger(_StoreWatch):
+    """What a deferrable ``ExternalTaskSensor`` waits on: the payload's ``status`` is
+    ``success`` when the external DAG, tasks or task group reached ``allowed_states`` on
+    every date, ``failed`` or ``skipped`` as soon as any reached those states."""
+
+    def __init__(
+        self,
+        external_dag_id: str,
+        run_ids: list[str] | None = None,
+        execution_dates: list[dt.datetime] | None = None,
+        logical_dates: list[dt.datetime] | None = None,
+        external_task_ids: list[str] | None = None,
+        external_task_group_id: str | None = None,
+        failed_states: list[str] | None = None,
+        skipped_states: list[str] | None = None,
+        allowed_states: list[str] | None = None,
+        poke_interval: float = 2.0,
+        soft_fail: bool = False,
+    ) -> None:
+        super().__init__()
+        self.external_dag_id = external_dag_id
+        self.run_ids = list(run_ids) if run_ids is not None else None
+        self.logical_dates = list(logical_dates or execution_dates or []) or None
+        self.external_task_ids = list(external_task_ids) if external_task_ids else None
+        self.external_task_group_id = external_task_group_id
+        self.failed_states = list(failed_states or [])
+        self.skipped_states = list(skipped_states or [])
+        self.allowed_states = list(allowed_states or ["success"])
+        self.poke_interval = poke_interval
+        self.soft_fail = soft_fail
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "millstream.sdk.standard.triggers.WorkflowTrigger",
+            {
+                "external_dag_id": self.external_dag_id,
+                "run_ids": self.run_ids,
+                "logical_dates": self.logical_dates,
+                "external_task_ids": self.external_task_ids,
+                "external_task_group_id": self.external_task_group_id,
+                "failed_states": self.failed_states,
+                "skipped_states": self.skipped_states,
+                "allowed_states": self.allowed_states,
+                "poke_interval": self.poke_interval,
+                "soft_fail": self.soft_fail,
+            },
+        )

@@ -1,0 +1,115 @@
+"""What one DAG may ask of another: Airflow 3's task-instance questions (``get_dr_count``,
+``get_ti_count``, ``get_task_states``, ``get_dagrun_state``), asked by cross-DAG sensors and
+by ``TriggerDagRunOperator`` waiting for the run it started."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from millstream.errors import NotFoundError
+from millstream.store import dags as dags_q
+from millstream.store.tables import dag_run as dr
+from millstream.store.tables import task_instance as ti
+
+
+def _runs(
+    dag_id: str, logical_dates: Sequence[datetime] | None, run_ids: Sequence[str] | None
+) -> sa.Select[tuple[int]]:
+    q = sa.select(dr.c.id).where(dr.c.dag_id == dag_id)
+    if logical_dates is not None:
+        q = q.where(dr.c.logical_date.in_(list(logical_dates)))
+    if run_ids is not None:
+        q = q.where(dr.c.run_id.in_(list(run_ids)))
+    return q
+
+
+def dr_count(
+    conn: Connection,
+    dag_id: str,
+    *,
+    logical_dates: Sequence[datetime] | None = None,
+    run_ids: Sequence[str] | None = None,
+    states: Sequence[str] | None = None,
+) -> int:
+    q = sa.select(sa.func.count()).select_from(dr).where(dr.c.id.in_(_runs(dag_id, logical_dates, run_ids)))
+    if states is not None:
+        q = q.where(dr.c.state.in_(list(states)))
+    return int(conn.execute(q).scalar_one())
+
+
+def task_ids(conn: Connection, dag_id: str) -> list[str]:
+    """The task ids of the DAG's latest version (NotFoundError for an unknown DAG)."""
+    return dags_q.latest_spec(conn, dag_id)[1].task_ids
+
+
+def group_task_ids(conn: Connection, dag_id: str, group_id: str) -> list[str]:
+    """The tasks of ``group_id`` (nested groups included) in the DAG's latest version."""
+    _, spec = dags_q.latest_spec(conn, dag_id)
+    inside = [
+        t.task_id
+        for t in spec.tasks
+        if t.group_id == group_id or (t.group_id or "").startswith(group_id + ".")
+    ]
+    if not inside:
+        raise NotFoundError(f"DAG {dag_id!r} has no task group {group_id!r}")
+    return inside
+
+
+def ti_count(
+    conn: Connection,
+    dag_id: str,
+    *,
+    task_ids: Sequence[str] | None = None,
+    task_group_id: str | None = None,
+    logical_dates: Sequence[datetime] | None = None,
+    run_ids: Sequence[str] | None = None,
+    states: Sequence[str] | None = None,
+) -> int:
+    if task_group_id is not None:
+        task_ids = group_task_ids(conn, dag_id, task_group_id)
+    q = (
+        sa.select(sa.func.count())
+        .select_from(ti)
+        .where(ti.c.run_pk.in_(_runs(dag_id, logical_dates, run_ids)))
+    )
+    if task_ids is not None:
+        q = q.where(ti.c.task_id.in_(list(task_ids)))
+    if states is not None:
+        q = q.where(ti.c.state.in_(list(states)))
+    return int(conn.execute(q).scalar_one())
+
+
+def task_states(
+    conn: Connection,
+    dag_id: str,
+    *,
+    task_ids: Sequence[str] | None = None,
+    task_group_id: str | None = None,
+    logical_dates: Sequence[datetime] | None = None,
+    run_ids: Sequence[str] | None = None,
+) -> dict[str, dict[str, str]]:
+    """run_id -> {task_id (``task[i]`` for a mapped instance): state}."""
+    if task_group_id is not None:
+        task_ids = group_task_ids(conn, dag_id, task_group_id)
+    q = (
+        sa.select(dr.c.run_id, ti.c.task_id, ti.c.map_index, ti.c.state)
+        .select_from(ti.join(dr, dr.c.id == ti.c.run_pk))
+        .where(dr.c.id.in_(_runs(dag_id, logical_dates, run_ids)))
+    )
+    if task_ids is not None:
+        q = q.where(ti.c.task_id.in_(list(task_ids)))
+    out: dict[str, dict[str, str]] = {}
+    for run_id, task_id, idx, state in conn.execute(q):
+        out.setdefault(run_id, {})[task_id if idx < 0 else f"{task_id}[{idx}]"] = state
+    return out
+
+
+def dagrun_state(conn: Connection, dag_id: str, run_id: str) -> str:
+    state = conn.execute(sa.select(dr.c.state).where(dr.c.dag_id == dag_id, dr.c.run_id == run_id)).scalar()
+    if state is None:
+        raise NotFoundError(f"DAG {dag_id!r} has no run {run_id!r}")
+    return str(state)
