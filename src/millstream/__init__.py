@@ -50,6 +50,12 @@ from millstream.sdk.standard.branch import (
     ShortCircuitOperator,
 )
 from millstream.sdk.standard.cross_dag import ExternalTaskMarker, ExternalTaskSensor, TriggerDagRunOperator
+from millstream.sdk.standard.isolated import (
+    BranchExternalPythonOperator,
+    BranchPythonVirtualenvOperator,
+    ExternalPythonOperator,
+    PythonVirtualenvOperator,
+)
 from millstream.sdk.standard.sensors import (
     BashSensor,
     DateTimeSensor,
@@ -117,7 +123,9 @@ __all__ = [
     "BashSensor",
     "BranchDateTimeOperator",
     "BranchDayOfWeekOperator",
+    "BranchExternalPythonOperator",
     "BranchPythonOperator",
+    "BranchPythonVirtualenvOperator",
     "CronDataIntervalTimetable",
     "CronTriggerTimetable",
     "DateTimeSensor",
@@ -128,6 +136,7 @@ __all__ = [
     "DeadlineReference",
     "EdgeModifier",
     "EmptyOperator",
+    "ExternalPythonOperator",
     "ExternalTaskMarker",
     "ExternalTaskSensor",
     "FailTask",
@@ -142,6 +151,7 @@ __all__ = [
     "PokeReturnValue",
     "PythonOperator",
     "PythonSensor",
+    "PythonVirtualenvOperator",
     "ShortCircuitOperator",
     "SkipTask",
     "TaskDeferred",

@@ -83,6 +83,8 @@ _STD = {
         "WaitSensor DayOfWeekSensor FileSensor PythonSensor BashSensor",
         "triggers": "DateTimeTrigger TimeDeltaTrigger FileTrigger DagStateTrigger WorkflowTrigger",
         "cross_dag": "TriggerDagRunOperator ExternalTaskSensor ExternalTaskMarker DagRunTriggerException",
+        "isolated": "PythonVirtualenvOperator ExternalPythonOperator BranchPythonVirtualenvOperator "
+        "BranchExternalPythonOperator",
         "weekday": "WeekDay",
     }.items()
     for name in names.split()
@@ -112,7 +114,15 @@ def _pick(names: dict[str, str], *keep: str) -> dict[str, str]:
     return {k: names[k] for k in keep}
 
 
-_PY_STD = _pick(_STD, "BranchPythonOperator", "ShortCircuitOperator")
+_PY_STD = _pick(
+    _STD,
+    "BranchPythonOperator",
+    "ShortCircuitOperator",
+    "PythonVirtualenvOperator",
+    "ExternalPythonOperator",
+    "BranchPythonVirtualenvOperator",
+    "BranchExternalPythonOperator",
+)
 
 #: Airflow module -> {name: "millstream.module:attribute" or "millstream.module"}.
 MODULES: dict[str, dict[str, str]] = {

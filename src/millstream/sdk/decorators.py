@@ -211,6 +211,31 @@ class _TaskNamespace:
     def __call__(self, python_callable: Callable[..., Any] | None = None, **config: Any) -> Any:
         return self._python(python_callable, **config)
 
+    # Python in another interpreter (see millstream.sdk.standard.isolated).
+    @property
+    def virtualenv(self) -> Callable[..., Any]:
+        from millstream.sdk.standard import isolated
+
+        return isolated.isolated_decorator(isolated.PythonVirtualenvOperator)
+
+    @property
+    def external_python(self) -> Callable[..., Any]:
+        from millstream.sdk.standard import isolated
+
+        return isolated.isolated_decorator(isolated.ExternalPythonOperator)
+
+    @property
+    def branch_virtualenv(self) -> Callable[..., Any]:
+        from millstream.sdk.standard import isolated
+
+        return isolated.isolated_decorator(isolated.BranchPythonVirtualenvOperator)
+
+    @property
+    def branch_external_python(self) -> Callable[..., Any]:
+        from millstream.sdk.standard import isolated
+
+        return isolated.isolated_decorator(isolated.BranchExternalPythonOperator)
+
     @staticmethod
     def run_if(condition: Callable[..., Any], skip_message: str | None = None) -> Any:
         """Run the task only when ``condition(context)`` is true; skip it otherwise."""
