@@ -104,6 +104,7 @@ class Scheduler:
         self.files = DagFiles(self.state, dag_folder, self.nudge, dag_refresh_interval)
         # The embedded triggerer (0: leave deferred tasks to `millstream triggerer` processes).
         self.triggerer_capacity = triggerer_capacity
+        self._next_trigger_beat = 0.0
         self.triggers = TriggerRunner(self.state.executor.wake) if triggerer_capacity > 0 else None
         if self.triggers is not None and dag_folder is not None and dag_folder.folder not in sys.path:
             sys.path.append(dag_folder.folder)  # trigger classes kept beside the DAG files import
@@ -237,6 +238,7 @@ class Scheduler:
             self._next_poll = mono + self._poll_gap(now)
         fired = self.triggers is not None and self.triggers.has_fired()
         if self.triggers is not None and (polled or fired):
+            beat = mono >= self._next_trigger_beat
             triggerer.sync(
                 st.store,
                 self.triggers,
@@ -244,7 +246,10 @@ class Scheduler:
                 now,
                 capacity=self.triggerer_capacity,
                 heartbeat_timeout=st.heartbeat_timeout,
+                beat=beat,
             )
+            if beat:
+                self._next_trigger_beat = mono + min(st.heartbeat_timeout / 3, 10.0)
         if polled or fired:
             deferred.consume(st, now)
         timers.retry_due(st, now)

@@ -16,6 +16,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -160,8 +161,13 @@ def sync(
     *,
     capacity: int,
     heartbeat_timeout: float,
+    beat: bool = True,
 ) -> int:
-    """One triggerer turn against the store; returns how many triggers it now runs."""
+    """One triggerer turn against the store; returns how many triggers it now runs.
+
+    ``beat`` renews the claims (and stops triggers no longer ours); callers do it a few
+    times per heartbeat timeout, not every turn: with thousands of triggers waiting, that
+    is the one query whose cost grows with them."""
     fired = runner.drain()
     with store.begin() as conn:
         triggers_q.fire_many(
@@ -179,9 +185,10 @@ def sync(
                 for f in fired
             ],
         )
-        ours = triggers_q.beat(conn, triggerer_id, now)
-        for key in list(runner.running - ours):
-            runner.cancel(key)  # cleared, marked, timed out, or taken over meanwhile
+        if beat:
+            ours = triggers_q.beat(conn, triggerer_id, now)
+            for key in list(runner.running - ours):
+                runner.cancel(key)  # cleared, marked, timed out, or taken over meanwhile
         stale = now - timedelta(seconds=heartbeat_timeout)
         claimed = triggers_q.claim(conn, triggerer_id, now, stale, capacity - len(runner.running))
     for row in claimed:
@@ -223,8 +230,10 @@ class Triggerer:
     def run_forever(self) -> None:
         log.info("triggerer %s starting", self.id)
         try:
+            next_beat = 0.0
             while not self._stop.is_set():
                 try:
+                    beat = time.monotonic() >= next_beat
                     sync(
                         self.store,
                         self.runner,
@@ -232,7 +241,10 @@ class Triggerer:
                         datetime.now(UTC),
                         capacity=self.capacity,
                         heartbeat_timeout=self.heartbeat_timeout,
+                        beat=beat,
                     )
+                    if beat:
+                        next_beat = time.monotonic() + self.heartbeat_timeout / 3
                 except Exception:
                     # The database went away: keep the triggers running, beat again soon.
                     log.exception("triggerer turn failed; trying again")

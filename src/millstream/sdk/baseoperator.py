@@ -26,7 +26,8 @@ from millstream.sdk._location import caller_location
 from millstream.sdk.current import current_dag
 from millstream.sdk.deferral import BaseTrigger, TaskDeferred
 from millstream.sdk.mapping import KWARGS_ARG, validate_mapped
-from millstream.sdk.task import IGNORED_AIRFLOW_ARGS, SENSOR_DEFAULTS, TASK_DEFAULTS, Task
+from millstream.sdk.task import Task
+from millstream.sdk.task_args import IGNORED_AIRFLOW_ARGS, SENSOR_DEFAULTS, TASK_DEFAULTS
 from millstream.sdk.taskgroup import current_group
 from millstream.sdk.xcom import ConcatArg, MapArg, XComArg, ZipArg, find_xcom_args
 

@@ -15,7 +15,8 @@ from typing import Any
 from millstream.errors import DagDefinitionError, SkipTask
 from millstream.sdk._location import caller_location
 from millstream.sdk.mapping import KWARGS_ARG, validate_mapped
-from millstream.sdk.task import PYTHON_KINDS, Task, _check_config
+from millstream.sdk.task import PYTHON_KINDS, Task
+from millstream.sdk.task_args import _check_config
 from millstream.sdk.xcom import ConcatArg, MapArg, XComArg, ZipArg
 
 

@@ -15,7 +15,10 @@ from millstream.errors import DagDefinitionError
 
 
 def _flat(value: Any) -> list[Any]:
-    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)) and not hasattr(value, "roots"):
+    """The tasks, outputs and groups in ``value`` (a task output is one item, not a list)."""
+    if hasattr(value, "operator") or hasattr(value, "roots"):
+        return [value]
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
         return [v for item in value for v in _flat(item)]
     return [value]
 

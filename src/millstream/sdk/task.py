@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from millstream.core.model import InputRef, MapSource, TaskSpec
@@ -20,11 +19,19 @@ from millstream.errors import DagDefinitionError
 from millstream.sdk import setup_teardown
 from millstream.sdk._location import caller_location
 from millstream.sdk.assets import outlet_key
-from millstream.sdk.compat import OPERATOR_ARGUMENTS, refusal
+from millstream.sdk.compat import OPERATOR_ARGUMENTS
 from millstream.sdk.current import current_dag
 from millstream.sdk.edges import EdgeModifier
 from millstream.sdk.mail import MAIL_FLAGS
 from millstream.sdk.mail import wanted as mail_wanted
+from millstream.sdk.task_args import (
+    CALLBACKS,
+    IGNORED_AIRFLOW_ARGS,
+    TASK_DEFAULTS,
+    _check_config,
+    _seconds,
+    kind_defaults,
+)
 from millstream.sdk.taskgroup import TaskGroup, current_group
 from millstream.sdk.xcom import NOTSET, ConcatArg, MapArg, XComArg, ZipArg, find_xcom_args
 
@@ -42,134 +49,6 @@ _DECORATOR_NAMES = {
     "branch": "@task.branch",
     "short_circuit": "@task.short_circuit",
 }
-
-#: Task arguments Millstream understands, with their defaults.
-TASK_DEFAULTS: dict[str, Any] = {
-    "retries": 0,
-    "retry_delay": timedelta(seconds=300),
-    "retry_exponential_backoff": False,
-    "max_retry_delay": None,
-    "execution_timeout": None,
-    "trigger_rule": TriggerRule.ALL_SUCCESS,
-    "pool": None,
-    "pool_slots": 1,
-    "priority_weight": 1,
-    "outlets": (),
-    "inlets": (),
-    "map_index_template": None,
-    "max_active_tis_per_dagrun": None,
-    "max_active_tis_per_dag": None,
-    "depends_on_past": False,
-    "ignore_first_depends_on_past": False,
-    "wait_for_downstream": False,
-    "on_success_callback": None,
-    "on_failure_callback": None,
-    "on_retry_callback": None,
-    "on_skipped_callback": None,
-    "on_execute_callback": None,
-    "multiple_outputs": False,
-    "ignore_downstream_trigger_rules": True,
-    "doc": None,
-    "doc_md": None,
-    "queue": None,
-    "deadline": None,
-    "do_xcom_push": True,
-    "owner": "airflow",
-    "email": None,
-    "email_on_failure": True,
-    "email_on_retry": True,
-    "weight_rule": "downstream",
-    "params": None,
-    "task_display_name": None,
-    "logger_name": None,
-    "render_template_as_native_obj": None,
-    "doc_json": None,
-    "doc_yaml": None,
-    "doc_rst": None,
-    "pre_execute": None,
-    "post_execute": None,
-    "show_return_value_in_logs": True,
-}
-
-CALLBACKS = (
-    "on_success_callback",
-    "on_failure_callback",
-    "on_retry_callback",
-    "on_skipped_callback",
-    "on_execute_callback",
-)
-
-WEIGHT_RULES = ("downstream", "upstream", "absolute")
-
-#: Extra arguments of ``@task.sensor`` (names and meanings as in Airflow).
-SENSOR_DEFAULTS: dict[str, Any] = {
-    "poke_interval": 60.0,
-    "timeout": 7 * 24 * 3600.0,
-    "mode": "poke",
-    "soft_fail": False,
-    "exponential_backoff": False,
-    "max_wait": None,
-}
-
-#: Airflow operator arguments with no setting of their own: accepted when they ask for
-#: nothing Millstream cannot do, refused (with the reason) otherwise. See sdk/compat.py.
-IGNORED_AIRFLOW_ARGS = frozenset(
-    set(OPERATOR_ARGUMENTS) - set(TASK_DEFAULTS) - {"task_id", "dag", "default_args", "task_group"}
-)
-
-
-def _seconds(value: Any, field: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise TypeError(f"{field} must be a timedelta or a number of seconds, got {type(value).__name__}")
-
-
-def _check_config(config: Mapping[str, Any], where: str, kind: str = "python") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    known = {**TASK_DEFAULTS, **(SENSOR_DEFAULTS if kind == "sensor" else {})}
-    for key, value in config.items():
-        if key in IGNORED_AIRFLOW_ARGS:
-            reason = refusal(key, value)
-            if reason:
-                raise ValueError(f"{where}: {key}={value!r} is refused: {reason}")
-            continue
-        if key not in known:
-            raise TypeError(
-                f"{where}: unknown task argument {key!r}; known arguments are {', '.join(sorted(known))}"
-            )
-        out[key] = value
-    if out.get("weight_rule", "downstream") not in WEIGHT_RULES:
-        raise ValueError(
-            f"{where}: weight_rule must be one of {', '.join(WEIGHT_RULES)}, got {out['weight_rule']!r}"
-        )
-    if "trigger_rule" in out:
-        try:
-            out["trigger_rule"] = TriggerRule(out["trigger_rule"])
-        except ValueError:
-            raise ValueError(
-                f"{where}: unknown trigger_rule {out['trigger_rule']!r}; use one of "
-                f"{', '.join(r.value for r in TriggerRule)}"
-            ) from None
-    if "retries" in out and (not isinstance(out["retries"], int) or out["retries"] < 0):
-        raise ValueError(f"{where}: retries must be a whole number >= 0, got {out['retries']!r}")
-    if "mode" in out and out["mode"] not in ("poke", "reschedule"):
-        raise ValueError(f"{where}: sensor mode must be 'poke' or 'reschedule', got {out['mode']!r}")
-    for key in ("outlets", "inlets"):
-        if key in out:
-            value = out[key]
-            items = list(value) if isinstance(value, list | tuple | set) else [value]
-            for item in items:
-                outlet_key(item, f"{where}: {key}")
-            out[key] = tuple(items)
-    for key in ("poke_interval", "timeout", "max_wait"):
-        if key in out and out[key] is not None:
-            out[key] = _seconds(out[key], key)
-    return out
-
 
 #: Kinds of task whose body is the Python callable (``execute`` calls it).
 PYTHON_KINDS = frozenset({"python", "branch", "short_circuit"})
@@ -239,11 +118,7 @@ class Task:
         inherited = {**self.dag.default_args, **(self.group.default_args if self.group else {})}
         # default_args may also carry sensor settings meant for sensors only, and operator
         # arguments meant for the operator classes that take them (as in Airflow).
-        accepted = (
-            TASK_DEFAULTS.keys()
-            | IGNORED_AIRFLOW_ARGS
-            | (SENSOR_DEFAULTS.keys() if kind == "sensor" else set())
-        )
+        accepted = TASK_DEFAULTS.keys() | IGNORED_AIRFLOW_ARGS | kind_defaults(kind).keys()
         # start_date and end_date in default_args are the DAG's (as in Airflow).
         inherited = {
             k: v for k, v in inherited.items() if k in accepted and k not in ("start_date", "end_date")
@@ -256,7 +131,7 @@ class Task:
             exts = merged.pop("templates_exts", None)
             if exts:
                 self.template_ext = tuple(exts)
-        defaults = {**TASK_DEFAULTS, **(SENSOR_DEFAULTS if kind == "sensor" else {})}
+        defaults = {**TASK_DEFAULTS, **kind_defaults(kind)}
         self.config = {**defaults, **_check_config(merged, f"task {full_id!r}", kind)}
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
@@ -320,8 +195,16 @@ class Task:
         if self.kind == "bash":
             args, kwargs = execution.call_arguments(fn, self.op_args, self.op_kwargs, context)
             command = self.render_template(fn(*args, **kwargs), context, (".sh", ".bash"))
+            c = self.config
             return execution.run_bash(
-                str(command), env=None, context=context, on_start=lambda p: setattr(self, "_command", p)
+                str(command),
+                env=c["env"],
+                append_env=c["append_env"],
+                cwd=c["cwd"],
+                output_encoding=c["output_encoding"],
+                skip_on_exit_code=c["skip_on_exit_code"],
+                context=context,
+                on_start=lambda p: setattr(self, "_command", p),
             )
         if self.kind == "sensor":
 
