@@ -30,12 +30,14 @@ S = TaskState
 _END = {"success": S.SUCCESS, "failed": S.FAILED, "skipped": S.SKIPPED}
 
 
-def consume(state: SchedulerState, now: datetime) -> None:
+def consume(state: SchedulerState, now: datetime, *, polled: bool = True) -> None:
+    """Act on what fired; on a poll also on timeouts and the scheduler's own triggers."""
     if not state.runs:
         return
     with state.store.begin() as conn:
-        _evaluate_store_triggers(conn, list(state.runs), now)
-        rows = triggers_q.due(conn, list(state.runs), now)
+        if polled:
+            _evaluate_store_triggers(conn, list(state.runs), now)
+        rows = triggers_q.due(conn, list(state.runs), now, timeouts=polled)
         if not rows:
             return
         batch = WriteBatch()

@@ -251,7 +251,7 @@ class Scheduler:
             if beat:
                 self._next_trigger_beat = mono + min(st.heartbeat_timeout / 3, 10.0)
         if polled or fired:
-            deferred.consume(st, now)
+            deferred.consume(st, now, polled=polled)
         timers.retry_due(st, now)
         dispatch.dispatch(st)
         wait = timers.wait_time(st, now, self._next_poll)

@@ -190,7 +190,7 @@ def sync(
             for key in list(runner.running - ours):
                 runner.cancel(key)  # cleared, marked, timed out, or taken over meanwhile
         stale = now - timedelta(seconds=heartbeat_timeout)
-        claimed = triggers_q.claim(conn, triggerer_id, now, stale, capacity - len(runner.running))
+        claimed = triggers_q.claim(conn, triggerer_id, now, stale, capacity - len(runner.running), stale=beat)
     for row in claimed:
         runner.submit((row["run_pk"], row["task_id"], row["map_index"]), row["classpath"], row["kwargs"])
     if claimed:

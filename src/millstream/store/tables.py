@@ -203,6 +203,11 @@ task_trigger = sa.Table(
     sa.Column("fired_at", UTCDateTime, nullable=True),
     sa.Column("resumed_at", UTCDateTime, nullable=True),  # the scheduler acted on the event
     sa.Index("ix_task_trigger_triggerer", "triggerer_id"),
+    # What the scheduler looks for each turn: fired rows, rows past their timeout, and
+    # the triggers it evaluates itself; found by index, not by reading every waiting row.
+    sa.Index("ix_task_trigger_fired", "fired_at"),
+    sa.Index("ix_task_trigger_timeout", "timeout_at"),
+    sa.Index("ix_task_trigger_classpath", "classpath"),
 )
 
 DEFAULT_POOL = "default_pool"

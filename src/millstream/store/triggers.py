@@ -59,15 +59,23 @@ def _live() -> sa.ColumnElement[bool]:
 
 
 def claim(
-    conn: Connection, triggerer_id: str, now: datetime, stale_before: datetime, capacity: int
+    conn: Connection,
+    triggerer_id: str,
+    now: datetime,
+    stale_before: datetime,
+    capacity: int,
+    *,
+    stale: bool = True,
 ) -> list[sa.RowMapping]:
-    """Take up to ``capacity`` unfired rows nobody runs (or whose triggerer is dead)."""
+    """Take up to ``capacity`` unfired rows nobody runs, and with ``stale`` those whose
+    triggerer stopped beating (asked less often: only a beat can make a claim stale)."""
     if capacity <= 0:
         return []
+    nobody = tt.c.triggerer_id.is_(None)
     free = sa.and_(
         tt.c.event.is_(None),
         tt.c.failure.is_(None),
-        sa.or_(tt.c.triggerer_id.is_(None), tt.c.heartbeat_at < stale_before),
+        sa.or_(nobody, tt.c.heartbeat_at < stale_before) if stale else nobody,
     )
     rows = list(
         conn.execute(
@@ -132,17 +140,20 @@ def fire_many(conn: Connection, triggerer_id: str, rows: Sequence[dict[str, Any]
     )
 
 
-def due(conn: Connection, run_pks: Sequence[int], now: datetime) -> list[sa.RowMapping]:
-    """Rows of these runs that fired, failed, or are past their timeout."""
+def due(
+    conn: Connection, run_pks: Sequence[int], now: datetime, *, timeouts: bool = True
+) -> list[sa.RowMapping]:
+    """Rows of these runs that fired or failed (and, with ``timeouts``, are past their
+    timeout) that the scheduler has not acted on yet."""
     if not run_pks:
         return []
-    done = sa.or_(
-        tt.c.event.is_not(None),
-        tt.c.failure.is_not(None),
-        sa.and_(tt.c.timeout_at.is_not(None), tt.c.timeout_at <= now),
-    )
-    q = sa.select(tt).where(tt.c.run_pk.in_(list(run_pks)), tt.c.resumed_at.is_(None), done)
-    return list(conn.execute(q).mappings())
+    runs = tt.c.run_pk.in_(list(run_pks))
+    fired = sa.select(tt).where(tt.c.fired_at.is_not(None), tt.c.resumed_at.is_(None), runs)
+    out = list(conn.execute(fired).mappings())
+    if timeouts:
+        late = sa.select(tt).where(tt.c.timeout_at <= now, tt.c.fired_at.is_(None), runs)
+        out += list(conn.execute(late).mappings())
+    return out
 
 
 def resumed_many(conn: Connection, keys: Iterable[Key], now: datetime) -> None:

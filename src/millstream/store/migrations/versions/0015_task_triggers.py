@@ -36,8 +36,12 @@ def upgrade() -> None:
         sa.Column("resumed_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_task_trigger_triggerer", "task_trigger", ["triggerer_id"])
+    op.create_index("ix_task_trigger_fired", "task_trigger", ["fired_at"])
+    op.create_index("ix_task_trigger_timeout", "task_trigger", ["timeout_at"])
+    op.create_index("ix_task_trigger_classpath", "task_trigger", ["classpath"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_task_trigger_triggerer", "task_trigger")
+    for name in ("classpath", "timeout", "fired", "triggerer"):
+        op.drop_index(f"ix_task_trigger_{name}", "task_trigger")
     op.drop_table("task_trigger")
