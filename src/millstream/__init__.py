@@ -26,6 +26,7 @@ from millstream.sdk.assets import (
     AssetAny,
     AssetOrTimeSchedule,
     AssetTrigger,
+    AssetWatcher,
     FileArrivalWatcher,
     Metadata,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "AssetAny",
     "AssetOrTimeSchedule",
     "AssetTrigger",
+    "AssetWatcher",
     "BaseBranchOperator",
     "BaseOperator",
     "BaseSensorOperator",

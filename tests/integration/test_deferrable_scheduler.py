@@ -107,3 +107,42 @@ def test_a_triggerer_that_dies_loses_no_deferred_task(harness, tmp_path):
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(30)
         harness.stop()
+
+
+WATCHED = """
+from datetime import datetime, timezone
+from millstream import DAG, Asset, AssetWatcher, task
+from millstream.sdk.standard.triggers import FileDeleteTrigger
+
+flag = Asset("flag", watchers=[AssetWatcher("flag_watcher", FileDeleteTrigger("{path}", poke_interval=0.05))])
+
+with DAG("on_flag", schedule=[flag], start_date=datetime(2024, 1, 1, tzinfo=timezone.utc)):
+
+    @task
+    def consume(triggering_asset_events=None):
+        return [e.extra["watcher"] for e in triggering_asset_events[flag]]
+
+    consume()
+"""
+
+
+def test_an_asset_watcher_trigger_makes_asset_events_and_keeps_watching(harness, tmp_path):
+    from millstream.store import runs as runs_q
+
+    flag = tmp_path / "ready.flag"
+    harness.write_dag("on_flag.py", WATCHED.format(path=flag))
+    harness.start()
+    try:
+        harness.wait_parsed("on_flag")
+
+        def runs():
+            with harness.store.read() as conn:
+                return [r for r in runs_q.list_runs(conn, "on_flag", limit=10) if r["state"] == "success"]
+
+        for n in (1, 2):  # the watcher starts again after each event
+            flag.write_text("go")
+            wait_for(lambda: not flag.exists(), 30, "the trigger to take the flag")  # noqa: B023
+            wait_for(lambda: len(runs()) == n, 60, f"run {n}")  # noqa: B023
+        assert all(r["run_type"] == "asset_triggered" for r in runs())
+    finally:
+        harness.stop()

@@ -21,6 +21,7 @@ def test_public_api_is_pinned():
             "AssetAny",
             "AssetOrTimeSchedule",
             "AssetTrigger",
+            "AssetWatcher",
             "BaseOperator",
             "BaseSensorOperator",
             "BashOperator",

@@ -17,7 +17,7 @@ from datetime import datetime
 from millstream.scheduler.dagsync import record_parsed, sync_folder
 from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.scheduler.state import SchedulerState
-from millstream.scheduler.watchers import Arrival, WatcherThread, record_arrivals
+from millstream.scheduler.watchers import Arrival, TriggerArrival, WatcherThread, record_arrivals
 
 log = logging.getLogger("millstream.scheduler")
 
@@ -37,8 +37,16 @@ class DagFiles:
         self.wake = wake
         self.refresh_interval = refresh_interval
         self.parsed: queue.Queue[tuple[list[Parsed], list[str]]] = queue.Queue()
-        self.watchers = WatcherThread(state.store, wake, refresh_interval=refresh_interval)
-        self.arrivals: list[Arrival] = []  # settled files not yet recorded
+        self.watchers = WatcherThread(
+            state.store,
+            wake,
+            refresh_interval=refresh_interval,
+            scheduler_id=state.id,
+            heartbeat_timeout=state.heartbeat_timeout,
+        )
+        self.arrivals: list[
+            Arrival | TriggerArrival
+        ] = []  # settled files and fired watchers not yet recorded
 
     def refresh(self) -> None:
         """Parse changed DAG files and record them now (before the loop starts)."""

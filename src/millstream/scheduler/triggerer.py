@@ -30,7 +30,7 @@ from millstream.worker.runner import HOSTNAME
 
 log = logging.getLogger("millstream.triggerer")
 
-Key = tuple[int, str, int]
+Key = tuple[int | str, str, int]  # (run_pk, task_id, map_index), or an asset watcher's (id, "watcher", -1)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from millstream.scheduler.triggerer import Key, TriggerRunner
+from millstream.sdk import deferral
 from millstream.store import Store
 from millstream.store import assets as assets_q
 from millstream.store import dags as dags_q
+from millstream.worker.runner import HOSTNAME
 
 log = logging.getLogger("millstream.watchers")
 
@@ -50,11 +54,38 @@ class WatchSpec:
 
 
 @dataclass(frozen=True)
+class TriggerWatch:
+    """An ``AssetWatcher``: a trigger whose every event is an event of ``asset``."""
+
+    asset: str
+    name: str
+    classpath: str
+    kwargs: str
+
+    @property
+    def id(self) -> str:
+        text = "\0".join((self.asset, self.name, self.classpath, self.kwargs))
+        return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
 class Arrival:
     watcher: WatchSpec
     path: str
     size: int
     mtime: float
+
+
+@dataclass(frozen=True)
+class TriggerArrival:
+    """A watcher's trigger fired: ``payload`` goes into the asset event's extra."""
+
+    watcher: TriggerWatch
+    payload: Any
+
+
+#: A watcher trigger that raised is started again after this long (and says why in the log).
+RESTART_AFTER_FAILURE = 30.0
 
 
 _warned: set[str] = set()
@@ -115,12 +146,27 @@ class SettleTracker:
 class WatcherThread:
     """Runs every watcher the active DAGs declare; settled files go to ``arrivals``."""
 
-    def __init__(self, store: Store, wake: Callable[[], None], refresh_interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        wake: Callable[[], None],
+        refresh_interval: float = 5.0,
+        *,
+        scheduler_id: str | None = None,
+        heartbeat_timeout: float = 30.0,
+    ) -> None:
         self.store = store
         self.wake = wake
         self.refresh_interval = refresh_interval
-        self.arrivals: queue.Queue[Arrival] = queue.Queue()
+        self.scheduler_id = scheduler_id
+        self.heartbeat_timeout = heartbeat_timeout
+        self.arrivals: queue.Queue[Arrival | TriggerArrival] = queue.Queue()
+        # AssetWatchers' triggers, on an event loop of their own (see scheduler/triggerer.py).
+        self.triggers = TriggerRunner(self._woken)
+        self._trigger_watches: dict[Key, TriggerWatch] = {}
+        self._restart_at: dict[Key, float] = {}
         self._stop = threading.Event()
+        self._kick = threading.Event()  # set by a stop or a trigger that fired
         self._thread: threading.Thread | None = None
         self._trackers: dict[WatchSpec, SettleTracker] = {}
         self._next_scan: dict[WatchSpec, float] = {}
@@ -131,11 +177,19 @@ class WatcherThread:
 
     def stop(self) -> None:
         self._stop.set()
+        self._kick.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.triggers.stop()
+
+    def _woken(self) -> None:
+        self._kick.set()
 
     def specs(self) -> list[WatchSpec]:
-        out: dict[WatchSpec, None] = {}
+        return [w for w in self._all_specs() if isinstance(w, WatchSpec)]
+
+    def _all_specs(self) -> list[WatchSpec | TriggerWatch]:
+        out: dict[WatchSpec | TriggerWatch, None] = {}
         with self.store.read() as conn:
             for row in dags_q.list_dags(conn):
                 if not row["latest_version_id"]:
@@ -143,11 +197,62 @@ class WatcherThread:
                 spec = dags_q.spec_for_version(conn, row["latest_version_id"])
                 for a in spec.assets:
                     for w in a.get("watchers", ()):
-                        out[WatchSpec.from_dict(w)] = None
+                        if w.get("kind") == "trigger":
+                            out[TriggerWatch(w["asset"], w["name"], w["classpath"], w["kwargs"])] = None
+                        else:
+                            out[WatchSpec.from_dict(w)] = None
         return list(out)
 
+    def _leads(self) -> bool:
+        """One scheduler runs the AssetWatchers' triggers (two would each report every
+        event): the live one whose id sorts first."""
+        if self.scheduler_id is None:
+            return True
+        from millstream.store import schedulers as schedulers_q
+
+        now = datetime.now(UTC)
+        with self.store.read() as conn:
+            live = schedulers_q.live(conn, now, self.heartbeat_timeout, HOSTNAME) | {self.scheduler_id}
+        return min(live) == self.scheduler_id
+
+    def _refresh_triggers(self, watches: list[TriggerWatch]) -> None:
+        wanted = {(w.id, "watcher", -1): w for w in watches} if self._leads() else {}
+        for key in [k for k in self._trigger_watches if k not in wanted]:
+            self.triggers.cancel(key)
+            del self._trigger_watches[key]
+            self._restart_at.pop(key, None)
+        for key, w in wanted.items():
+            if key not in self._trigger_watches:
+                log.info("asset %s: starting watcher %s (%s)", w.asset, w.name, w.classpath)
+                self._trigger_watches[key] = w
+                self.triggers.submit(key, w.classpath, w.kwargs)
+
+    def _collect_fired(self, now: float) -> int:
+        n = 0
+        for fired in self.triggers.drain():
+            w = self._trigger_watches.get(fired.key)
+            if w is None:
+                continue
+            if fired.failure is not None:
+                log.error("asset %s: watcher %s failed; starting it again in %gs\n%s", w.asset, w.name,
+                          RESTART_AFTER_FAILURE, fired.failure)  # fmt: skip
+                self._restart_at[fired.key] = now + RESTART_AFTER_FAILURE
+                continue
+            payload = deferral.loads(fired.event)["payload"] if fired.event else None
+            self.arrivals.put(TriggerArrival(w, payload))
+            n += 1
+            self.triggers.submit(fired.key, w.classpath, w.kwargs)  # an asset watcher keeps watching
+        for key, at in list(self._restart_at.items()):
+            if now >= at and key in self._trigger_watches:
+                del self._restart_at[key]
+                w = self._trigger_watches[key]
+                self.triggers.submit(key, w.classpath, w.kwargs)
+        return n
+
     def refresh(self) -> None:
-        specs = self.specs()
+        every = self._all_specs()
+        self._refresh_triggers([w for w in every if isinstance(w, TriggerWatch)])
+        specs = [w for w in every if isinstance(w, WatchSpec)]
         for spec in specs:
             if spec not in self._trackers:
                 with self.store.read() as conn:
@@ -184,19 +289,31 @@ class WatcherThread:
                 if now >= next_refresh:
                     self.refresh()
                     next_refresh = now + self.refresh_interval
-                if self.poll(now):
+                if self.poll(now) + self._collect_fired(now):
                     self.wake()
             except Exception:
                 log.exception("asset watchers failed; trying again")
-            waits = [next_refresh, *self._next_scan.values()]
-            self._stop.wait(max(0.05, min(waits) - time.monotonic()))
+            waits = [next_refresh, *self._next_scan.values(), *self._restart_at.values()]
+            self._kick.wait(max(0.05, min(waits) - time.monotonic()))
+            self._kick.clear()
 
 
-def record_arrivals(store: Store, arrivals: list[Arrival], now: Any) -> int:
-    """Record settled files as asset events (each file once, ever); returns how many."""
+def record_arrivals(store: Store, arrivals: list[Arrival | TriggerArrival], now: Any) -> int:
+    """Record settled files (each file once, ever) and watcher triggers' events as asset
+    events; returns how many."""
     n = 0
     with store.begin() as conn:
         for a in arrivals:
+            if isinstance(a, TriggerArrival):
+                assets_q.record_event(
+                    conn,
+                    asset_name=a.watcher.asset,
+                    now=now,
+                    source="watcher",
+                    extra={"watcher": a.watcher.name, "payload": a.payload},
+                )
+                n += 1
+                continue
             try:
                 with conn.begin_nested():  # one bad arrival must not hold up the others
                     if not assets_q.mark_reported(conn, a.watcher.id, a.path, a.size, a.mtime, now):

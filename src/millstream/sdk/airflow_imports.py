@@ -47,6 +47,7 @@ _SDK = {
     "PokeReturnValue": "millstream:PokeReturnValue",
     "TriggerRule": "millstream:TriggerRule",
     "Asset": "millstream:Asset",
+    "AssetWatcher": "millstream:AssetWatcher",
     "AssetAlias": "millstream:AssetAlias",
     "AssetAll": "millstream:AssetAll",
     "AssetAny": "millstream:AssetAny",
@@ -81,7 +82,8 @@ _STD = {
         "BranchDateTimeOperator BranchDayOfWeekOperator target_times_as_dates",
         "sensors": "DateTimeSensor DateTimeSensorAsync TimeSensor TimeDeltaSensor TimeDeltaSensorAsync "
         "WaitSensor DayOfWeekSensor FileSensor PythonSensor BashSensor",
-        "triggers": "DateTimeTrigger TimeDeltaTrigger FileTrigger DagStateTrigger WorkflowTrigger",
+        "triggers": "DateTimeTrigger TimeDeltaTrigger FileTrigger FileDeleteTrigger DirectoryFileDeleteTrigger "
+        "DagStateTrigger WorkflowTrigger",
         "cross_dag": "TriggerDagRunOperator ExternalTaskSensor ExternalTaskMarker DagRunTriggerException",
         "isolated": "PythonVirtualenvOperator ExternalPythonOperator BranchPythonVirtualenvOperator "
         "BranchExternalPythonOperator",
@@ -205,7 +207,7 @@ MODULES: dict[str, dict[str, str]] = {
             "sensors.python": "PythonSensor",
             "sensors.bash": "BashSensor",
             "triggers.temporal": "DateTimeTrigger TimeDeltaTrigger",
-            "triggers.file": "FileTrigger",
+            "triggers.file": "FileTrigger FileDeleteTrigger DirectoryFileDeleteTrigger",
             "triggers.external_task": "DagStateTrigger WorkflowTrigger",
             "operators.trigger_dagrun": "TriggerDagRunOperator",
             "sensors.external_task": "ExternalTaskSensor ExternalTaskMarker",

@@ -103,7 +103,7 @@ class Asset(BaseAsset):
         group: str | None = None,
         extra: Mapping[str, Any] | None = None,
         *,
-        watchers: Sequence[FileArrivalWatcher] | None = (),
+        watchers: Sequence[FileArrivalWatcher | AssetWatcher] | None = (),
     ) -> None:
         if name is None and uri is None:
             raise _fail("Asset needs a name (or a uri)")
@@ -127,8 +127,10 @@ class Asset(BaseAsset):
         self.group = group or "asset"
         self.extra = _check_extra(extra, f"Asset {name!r}")
         for w in watchers or ():
-            if not isinstance(w, FileArrivalWatcher):
-                raise _fail(f"Asset {name!r}: watchers must be FileArrivalWatcher objects, got {w!r}")
+            if not isinstance(w, FileArrivalWatcher | AssetWatcher):
+                raise _fail(
+                    f"Asset {name!r}: watchers must be AssetWatcher or FileArrivalWatcher objects, got {w!r}"
+                )
         self.watchers = tuple(watchers or ())
 
     @property
@@ -342,6 +344,39 @@ class FileArrivalWatcher:
             "pattern": self.pattern,
             "settle_seconds": float(self.settle_seconds),
             "recursive": self.recursive,
+        }
+
+
+class AssetWatcher:
+    """Airflow 3's ``AssetWatcher(name, trigger)``: the trigger runs on the triggerer for as
+    long as a DAG uses the asset, and each event it yields is an event of the asset (its
+    payload in the event's extra). A trigger that ends is started again."""
+
+    def __init__(self, name: str, trigger: Any) -> None:
+        from millstream.sdk.deferral import BaseTrigger, dumps
+
+        if not isinstance(name, str) or not name.strip():
+            raise _fail("AssetWatcher needs a name")
+        if not isinstance(trigger, BaseTrigger):
+            raise _fail(f"AssetWatcher {name!r}: trigger must be a BaseTrigger, got {trigger!r}")
+        self.name = name
+        self.trigger = trigger
+        self.classpath, kwargs = trigger.serialize()
+        try:
+            self.kwargs = dumps(kwargs)
+        except TypeError as e:
+            raise _fail(f"AssetWatcher {name!r}: the trigger's serialize() gave {e}") from None
+
+    def __repr__(self) -> str:
+        return f"AssetWatcher({self.name!r}, {self.classpath})"
+
+    def to_dict(self, asset_name: str) -> dict[str, Any]:
+        return {
+            "kind": "trigger",
+            "asset": asset_name,
+            "name": self.name,
+            "classpath": self.classpath,
+            "kwargs": self.kwargs,
         }
 
 

@@ -28,6 +28,12 @@ AIRFLOW_TRIGGERS = {
         "millstream.sdk.standard.triggers.TimeDeltaTrigger"
     ),
     "airflow.providers.standard.triggers.file.FileTrigger": "millstream.sdk.standard.triggers.FileTrigger",
+    "airflow.providers.standard.triggers.file.FileDeleteTrigger": (
+        "millstream.sdk.standard.triggers.FileDeleteTrigger"
+    ),
+    "airflow.providers.standard.triggers.file.DirectoryFileDeleteTrigger": (
+        "millstream.sdk.standard.triggers.DirectoryFileDeleteTrigger"
+    ),
     "airflow.providers.standard.triggers.external_task.DagStateTrigger": (
         "millstream.sdk.standard.triggers.DagStateTrigger"
     ),

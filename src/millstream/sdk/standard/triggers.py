@@ -104,6 +104,64 @@ class FileTrigger(BaseTrigger):
             await asyncio.sleep(self.poke_interval)
 
 
+class FileDeleteTrigger(BaseTrigger):
+    """Fires once ``filepath`` exists, after deleting it (an asset watcher's "a flag file
+    arrived"); checks every ``poke_interval`` seconds."""
+
+    def __init__(self, filepath: str, poke_interval: float = 5.0, **kwargs: Any) -> None:
+        super().__init__()
+        self.filepath = filepath
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "millstream.sdk.standard.triggers.FileDeleteTrigger",
+            {"filepath": self.filepath, "poke_interval": self.poke_interval},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            if await asyncio.to_thread(_take, self.filepath):
+                yield TriggerEvent(True)
+                return
+            await asyncio.sleep(self.poke_interval)
+
+
+class DirectoryFileDeleteTrigger(BaseTrigger):
+    """Fires once ``filename`` is in ``directory``, after deleting it."""
+
+    def __init__(self, directory: str, filename: str, poke_interval: float = 5.0, **kwargs: Any) -> None:
+        super().__init__()
+        self.directory = directory
+        self.filename = filename
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "millstream.sdk.standard.triggers.DirectoryFileDeleteTrigger",
+            {"directory": self.directory, "filename": self.filename, "poke_interval": self.poke_interval},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        path = os.path.join(self.directory, self.filename)
+        while True:
+            if await asyncio.to_thread(_take, path):
+                yield TriggerEvent({"directory": self.directory, "filename": self.filename})
+                return
+            await asyncio.sleep(self.poke_interval)
+
+
+def _take(path: str) -> bool:
+    """Delete ``path`` if it is a file; True when this call took it."""
+    try:
+        if not os.path.isfile(path):
+            return False
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False  # taken by someone else between the look and the unlink
+
+
 def first_file(pattern: str, recursive: bool = False) -> str | None:
     """The first file matching ``pattern``, or one inside a matching folder; a local path
     uses :mod:`glob` (``**`` with ``recursive``), a URL its fsspec filesystem."""
