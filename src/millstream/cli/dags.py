@@ -266,6 +266,7 @@ def dags_check(folder: str | None, dags_folder: str | None, output: str) -> None
     """
     from rich.markup import escape
 
+    from millstream.core.external import external_warnings
     from millstream.scheduler.parsing import DagFolder
     from millstream.sdk import airflow_imports
     from millstream.sdk.loader import dag_files
@@ -290,6 +291,10 @@ def dags_check(folder: str | None, dags_folder: str | None, output: str) -> None
                 "missing": [{"line": line, "name": name} for line, name in missing],
             }
         )
+    specs = {s.dag_id: s for p in parsed.values() if p.error is None for s in p.specs}
+    for w in external_warnings(specs.values(), specs.get):
+        entry = next(r for r in report if r["file"] == specs[w.dag_id].fileloc)
+        entry.setdefault("warnings", []).append({"line": w.lineno, "message": w.message})
     failed = [r for r in report if r["error"]]
     if output == "json":
         echo_json(report)
@@ -308,6 +313,12 @@ def dags_check(folder: str | None, dags_folder: str | None, output: str) -> None
                 console.print(f"[green]ok[/]   {rel}: {', '.join(r['dags']) or 'no DAGs'}", highlight=False)
             for m in r["missing"]:
                 console.print(f"       {rel}:{m['line']}: no equivalent of {m['name']}", highlight=False)
+            for w in r.get("warnings", []):
+                console.print(
+                    f"[yellow]warn[/] {rel}:{w['line']}: {escape(w['message'])}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
         console.print(
             f"{len(report) - len(failed)} of {len(report)} file(s) load, "
             f"{sum(len(r['dags']) for r in report)} DAG(s)"

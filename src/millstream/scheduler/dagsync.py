@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
-from millstream.errors import ConflictError
+from millstream.core.external import external_warnings
+from millstream.core.model import DagSpec
+from millstream.errors import ConflictError, NotFoundError
 from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.store import Store
 from millstream.store import dags as dags_q
+
+log = logging.getLogger("millstream.scheduler")
 
 
 def record_parsed(
@@ -42,6 +48,22 @@ def record_parsed(
             dags_q.deactivate_missing(conn, p.filename, [s.dag_id for s in p.specs])
         if files is not None and folder is not None:
             dags_q.deactivate_files_except(conn, folder, files)
+        _warn_external(conn, [s for p in parsed if p.error is None for s in p.specs])
+
+
+def _warn_external(conn: Any, specs: list[DagSpec]) -> None:
+    """Say at load time what a cross-DAG sensor or marker will fail on at run time."""
+    if not any(t.external for s in specs for t in s.tasks):
+        return
+
+    def other(dag_id: str) -> DagSpec | None:
+        try:
+            return dags_q.latest_spec(conn, dag_id)[1]
+        except NotFoundError:
+            return None
+
+    for w in external_warnings(specs, other):
+        log.warning("%s:%s: %s", next(s.fileloc for s in specs if s.dag_id == w.dag_id), w.lineno, w.message)
 
 
 def sync_folder(store: Store, folder: DagFolder, *, paused_on_creation: bool) -> list[Parsed]:

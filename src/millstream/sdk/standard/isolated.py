@@ -44,6 +44,12 @@ import traceback
 
 with open(sys.argv[4]) as _f:
     virtualenv_string_args = _f.read().splitlines()
+if {expect_airflow}:
+    try:
+        import airflow  # noqa: F401
+    except ImportError:
+        print("warning: expect_airflow=True, but this environment has no airflow package; "
+              "its Variables, macros and XComs are not available here", file=sys.stderr)
 
 {source}
 
@@ -157,7 +163,9 @@ class _IsolatedPython(PythonOperator):
         with tempfile.TemporaryDirectory(prefix="millstream-python-") as tmp:
             folder = Path(tmp)
             (folder / "script.py").write_text(
-                _SCRIPT.format(lib=self.serializer, source=self._source, name=name)
+                _SCRIPT.format(
+                    lib=self.serializer, source=self._source, name=name, expect_airflow=self.expect_airflow
+                )
             )
             with open(folder / "args.pickle", "wb") as f:
                 lib.dump({"args": list(args), "kwargs": kwargs}, f)

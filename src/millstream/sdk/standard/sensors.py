@@ -22,6 +22,16 @@ from millstream.sdk.standard.triggers import DateTimeTrigger, FileTrigger, TimeD
 from millstream.sdk.standard.weekday import WeekDay
 
 
+def _refuse_start_from_trigger(task_id: str, kwargs: dict[str, Any]) -> None:
+    """Airflow's ``start_from_trigger`` starts a task on the triggerer without a worker;
+    Millstream starts every deferrable task on a worker, which defers at once."""
+    if kwargs.pop("start_from_trigger", False) or kwargs.pop("trigger_kwargs", None):
+        raise ValueError(
+            f"{task_id}: start_from_trigger is refused: Millstream starts a deferrable task on a worker, "
+            "which defers at once; drop start_from_trigger and trigger_kwargs"
+        )
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -231,6 +241,7 @@ class FileSensor(BaseSensorOperator):
         deferrable: bool = False,
         **kwargs: Any,
     ) -> None:
+        _refuse_start_from_trigger(str(kwargs.get("task_id")), kwargs)
         super().__init__(**kwargs)
         if fs_conn_id != "fs_default":
             raise ValueError(
