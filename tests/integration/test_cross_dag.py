@@ -146,3 +146,50 @@ def test_a_sensor_on_a_task_the_other_dag_lacks_fails_naming_both(running):
     assert running.wait_run("lost", run_id, timeout=60) == "failed"
     reason = running.tis("lost", run_id)["wait"]["state_reason"]
     assert "ExternalTaskSensor 'wait' waits for task(s) ['nope'] that DAG 'parent' does not have" in reason
+
+
+def test_the_task_pages_link_to_the_other_run(running):
+    from millstream.api import links
+
+    run_id = running.trigger("controller_success_poll", logical_date=DAY)
+    assert running.wait_run("controller_success_poll", run_id, timeout=90) == "success"
+    child = running.trigger("child", logical_date=DAY)
+    parent = running.trigger("parent", logical_date=DAY)
+    assert running.wait_run("child", child, timeout=60) == "success"
+    with running.store.read() as conn:
+        trig = links.for_page(conn, "controller_success_poll", run_id, "trigger", -1)
+        sensor = links.for_page(conn, "child", child, "wait", -1)
+    assert trig["links"] == [
+        ("Triggered DAG run: target / child_success_False", "/dags/target/runs/child_success_False")
+    ]
+    assert sensor["links"] == [
+        (
+            f"External DAG run: parent / {parent}",
+            f"/dags/parent/runs/{parent.replace(':', '%3A').replace('+', '%2B')}",
+        )
+    ]
+
+
+def test_the_ui_shows_the_link_and_a_deferred_tasks_trigger(running, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from millstream.api import create_app
+    from millstream.settings import Settings
+    from millstream.store import users as users_q
+
+    with running.store.begin() as conn:
+        users_q.create_user(conn, "root", "pw-for-tests", "admin")
+        token = users_q.create_token(conn, "root", "tests")
+    client = TestClient(
+        create_app(Settings.load(environ={"MILLSTREAM_HOME": str(tmp_path)}), running.store),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    child = running.trigger("child", logical_date=DAY)
+    wait_for(lambda: _states(running, "child", child).get("wait_deferred") == "deferred", 30, "deferral")
+    page = client.get(f"/dags/child/runs/{child}/tasks/wait_deferred")
+    assert page.status_code == 200, page.text
+    assert "millstream.sdk.standard.triggers.WorkflowTrigger" in page.text and "the scheduler" in page.text
+    parent = running.trigger("parent", logical_date=DAY)
+    assert running.wait_run("child", child, timeout=60) == "success"
+    page = client.get(f"/dags/child/runs/{child}/tasks/wait")
+    assert f"External DAG run: parent / {parent}" in page.text

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import StrictUndefined
 
-from millstream.api import graph
+from millstream.api import graph, links
 from millstream.api.auth import Principal, csrf_token, resolve, start_session
 from millstream.api.deps import Paging, get_store, run_out
 from millstream.api.routes import assets as assets_r
@@ -343,6 +343,8 @@ def task_page(
             f"/api/v1/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id, safe='')}"
             f"/logs/{shown}?map_index={map_index}"
         )
+    with store.read() as conn:
+        elsewhere = links.for_page(conn, dag_id, run_id, task_id, map_index)
     name = "task_body.html" if _fragment(request) else "task.html"
     # Without ?try= the page follows the newest attempt, a retry included.
     return _render(
@@ -357,6 +359,8 @@ def task_page(
         picked=try_number,
         view=view,
         rendered=rendered,
+        links=elsewhere["links"],
+        trigger=elsewhere["trigger"],
     )
 
 
