@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import bench_assets  # noqa: E402
 import bench_backfill  # noqa: E402
+import bench_deferred  # noqa: E402
 import bench_foundation  # noqa: E402
 import bench_mapping  # noqa: E402
 import bench_render  # noqa: E402
@@ -25,6 +26,7 @@ def main() -> None:
     bench_foundation.main()
     bench_mapping.main()
     bench_render.main()
+    bench_deferred.main()
     bench_backfill.main()
     bench_assets.main()
     bench_scaleout.main()
