@@ -125,3 +125,19 @@ def test_a_lambda_is_refused_when_the_dag_is_defined():
     with pytest.raises(DagDefinitionError, match="a lambda cannot run in another interpreter"):
         with DAG("lam", schedule=None, start_date=DAY):
             PythonVirtualenvOperator(task_id="t", python_callable=lambda: 1)
+
+
+def test_with_uv_on_the_path_the_environment_is_built_with_uv(cache, monkeypatch, capsys):
+    import os
+    import shutil
+    from pathlib import Path
+
+    bin_dir = Path(sys.executable).parent  # the dev extras install uv beside the interpreter
+    if not (bin_dir / "uv").exists():
+        pytest.fail("uv is a dev dependency: `make test` installs it into the virtualenv")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert shutil.which("uv") == str(bin_dir / "uv")
+    folder = venvs.environment(["six"], system_site_packages=False)
+    assert "with uv" in capsys.readouterr().out
+    done = subprocess.run([str(folder / "bin" / "python"), "-c", "import six"], check=False)
+    assert done.returncode == 0

@@ -279,3 +279,24 @@ def test_the_graph_shows_each_operator_and_its_ui_color():
         "b": ("BashOperator", "#f0ede4"),
         "odd": ("Odd", None),
     }
+
+
+def test_task_bash_takes_bash_operator_arguments(tmp_path):
+    from millstream import DAG, task
+
+    with DAG("bash_args", schedule=None) as d:
+
+        @task.bash(env={"WHO": "world"}, append_env=True, cwd=str(tmp_path), output_processor=str.upper)
+        def greet():
+            return 'echo "hello $WHO from $(pwd)"'
+
+        @task.bash(skip_on_exit_code=3)
+        def skip():
+            return "exit 3"
+
+        greet()
+        skip()
+    run = d.test()
+    assert run.ti("greet").state.value == "success"
+    assert f"returned: 'HELLO WORLD FROM {str(tmp_path).upper()}'" in run.ti("greet").log
+    assert run.ti("skip").state.value == "skipped"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from datetime import UTC, datetime
 
@@ -24,6 +25,7 @@ class InlineExecutor:
         self._resolve = resolve_dag
         self._reader = reader
         self._queue: deque[WorkItem] = deque()
+        self._woken = threading.Event()
 
     def start(self) -> None:
         pass
@@ -35,6 +37,11 @@ class InlineExecutor:
         return len(self._queue)
 
     def events(self, timeout: float) -> list[Event]:
+        if not self._queue:
+            # Nothing to run: wait like the other executors do (until a timer is due or a
+            # trigger fires), rather than spin while a sensor or a deferred task waits.
+            self._woken.wait(max(0.0, timeout))
+            self._woken.clear()
         out: list[Event] = []
         while self._queue:
             item = self._queue.popleft()
@@ -46,7 +53,7 @@ class InlineExecutor:
         self._queue = deque(i for i in self._queue if i.key != key)
 
     def wake(self) -> None:
-        pass  # events() never blocks here
+        self._woken.set()
 
     def shutdown(self) -> None:
         self._queue.clear()

@@ -196,7 +196,7 @@ class Task:
             args, kwargs = execution.call_arguments(fn, self.op_args, self.op_kwargs, context)
             command = self.render_template(fn(*args, **kwargs), context, (".sh", ".bash"))
             c = self.config
-            return execution.run_bash(
+            last = execution.run_bash(
                 str(command),
                 env=c["env"],
                 append_env=c["append_env"],
@@ -206,6 +206,7 @@ class Task:
                 context=context,
                 on_start=lambda p: setattr(self, "_command", p),
             )
+            return c["output_processor"](last) if c["output_processor"] else last
         if self.kind == "sensor":
 
             def poke() -> Any:

@@ -77,6 +77,7 @@ BASH_DEFAULTS: dict[str, Any] = {
     "output_encoding": "utf-8",
     "skip_on_exit_code": 99,
     "cwd": None,
+    "output_processor": None,  # called with the last line of output; its result is the task's
 }
 
 
