@@ -39,6 +39,7 @@ class Fired:
     event: str | None  # JSON: {"payload": ..., "end": "success" | "failed" | "skipped" | None}
     failure: str | None  # the trigger raised: its traceback
     at: datetime
+    last: bool = True  # the trigger is done (false for an asset watcher's events: it goes on)
 
 
 class TriggerRunner:
@@ -75,9 +76,11 @@ class TriggerRunner:
             self._loop = self._thread = None
             self.running.clear()
 
-    def submit(self, key: Key, classpath: str, kwargs_json: str) -> None:
+    def submit(self, key: Key, classpath: str, kwargs_json: str, *, many: bool = False) -> None:
+        """Run a trigger; ``many``: report every event it yields (an asset watcher's),
+        not just the first (a deferred task's)."""
         self.running.add(key)
-        self._started_loop().call_soon_threadsafe(self._begin, key, classpath, kwargs_json)
+        self._started_loop().call_soon_threadsafe(self._begin, key, classpath, kwargs_json, many)
 
     def cancel(self, key: Key) -> None:
         self.running.discard(key)
@@ -91,7 +94,8 @@ class TriggerRunner:
                 fired = self._fired.get_nowait()
             except queue.Empty:
                 return out
-            self.running.discard(fired.key)
+            if fired.last:
+                self.running.discard(fired.key)
             out.append(fired)
 
     def has_fired(self) -> bool:
@@ -99,12 +103,12 @@ class TriggerRunner:
 
     # -- on the loop's thread ---------------------------------------------------------------
 
-    def _begin(self, key: Key, classpath: str, kwargs_json: str) -> None:
+    def _begin(self, key: Key, classpath: str, kwargs_json: str, many: bool) -> None:
         old = self._tasks.pop(key, None)
         if old is not None:
             old.cancel()
         assert self._loop is not None
-        self._tasks[key] = self._loop.create_task(self._run(key, classpath, kwargs_json))
+        self._tasks[key] = self._loop.create_task(self._run(key, classpath, kwargs_json, many))
 
     def _end(self, key: Key) -> None:
         task = self._tasks.pop(key, None)
@@ -118,16 +122,20 @@ class TriggerRunner:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, key: Key, classpath: str, kwargs_json: str) -> None:
+    async def _run(self, key: Key, classpath: str, kwargs_json: str, many: bool) -> None:
         trigger: deferral.BaseTrigger | None = None
         try:
             trigger = deferral.build_trigger(classpath, kwargs_json)
             async for event in trigger.run():
                 if not isinstance(event, deferral.TriggerEvent):
                     raise TypeError(f"trigger yielded {event!r}; a trigger must yield TriggerEvent objects")
-                self._report(key, event=_event_json(event))
-                return
-            self._report(key, failure=f"trigger {classpath} ended without yielding an event")
+                self._report(key, event=_event_json(event), last=not many)
+                if not many:
+                    return
+            if many:
+                self._report(key)  # ended: neither event nor failure (an asset watcher restarts it)
+            else:
+                self._report(key, failure=f"trigger {classpath} ended without yielding an event")
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a trigger that raises fails its task, with the traceback
@@ -140,8 +148,10 @@ class TriggerRunner:
                 except Exception:
                     log.exception("cleanup of trigger %s failed", classpath)
 
-    def _report(self, key: Key, *, event: str | None = None, failure: str | None = None) -> None:
-        self._fired.put(Fired(key, event, failure, datetime.now(UTC)))
+    def _report(
+        self, key: Key, *, event: str | None = None, failure: str | None = None, last: bool = True
+    ) -> None:
+        self._fired.put(Fired(key, event, failure, datetime.now(UTC), last))
         self._wake()
 
 

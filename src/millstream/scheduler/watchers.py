@@ -1,10 +1,12 @@
-"""Asset watchers: turning files that arrive in a folder into asset events.
+"""Asset watchers: triggers whose events are asset events.
 
-A thread in the scheduler process scans each watched folder. A file is *settled* once
-two looks at least ``settle_seconds`` apart saw the same size and modification time; only
-then is it handed to the scheduler loop, which records "reported" and the asset event in
-one transaction. What was reported is in the store, so a restarted scheduler never
-reports a file twice (a half-settled file just settles again after a restart).
+Both kinds run as triggers on one event loop in a thread of the scheduler process: an
+``AssetWatcher``'s own trigger, and a ``FileArrivalWatcher``, which is a
+:class:`~millstream.sdk.standard.file_arrival.FileArrivalTrigger` started with the files
+already reported. What they yield goes to the scheduler loop, which records a settled
+file's "reported" and its asset event in one transaction: what was reported is in the
+store, so a restarted scheduler never reports a file twice (a half-settled file just
+settles again after a restart). A watcher that fails is started again after a pause.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,8 @@ from typing import Any
 
 from millstream.scheduler.triggerer import Key, TriggerRunner
 from millstream.sdk import deferral
+from millstream.sdk.standard import file_arrival
+from millstream.sdk.standard.file_arrival import FileArrivalTrigger, SettleTracker, scan_interval
 from millstream.store import Store
 from millstream.store import assets as assets_q
 from millstream.store import dags as dags_q
@@ -50,7 +54,15 @@ class WatchSpec:
 
     @property
     def scan_interval(self) -> float:
-        return min(1.0, max(0.1, self.settle_seconds / 4))
+        return scan_interval(self.settle_seconds)
+
+
+def scan(spec: WatchSpec) -> dict[str, tuple[int, float]]:
+    """The files a watcher's folder holds now: path -> (size, mtime)."""
+    return file_arrival.scan(spec.path, spec.pattern, spec.recursive)
+
+
+__all__ = ["SettleTracker", "WatchSpec", "WatcherThread", "record_arrivals", "scan"]
 
 
 @dataclass(frozen=True)
@@ -88,61 +100,6 @@ class TriggerArrival:
 RESTART_AFTER_FAILURE = 30.0
 
 
-_warned: set[str] = set()
-
-
-def scan(spec: WatchSpec) -> dict[str, tuple[int, float]]:
-    """Files in the folder matching the pattern: path -> (size, mtime)."""
-    folder = Path(spec.path)
-    if not folder.is_dir():
-        return {}
-    found: dict[str, tuple[int, float]] = {}
-    matches = folder.rglob(spec.pattern) if spec.recursive else folder.glob(spec.pattern)
-    for p in matches:
-        try:
-            str(p).encode()
-        except UnicodeEncodeError:
-            if str(p) not in _warned:
-                _warned.add(str(p))
-                log.warning("ignoring %r: its name is not valid UTF-8; rename the file", p)
-            continue
-        try:
-            st = p.stat()
-        except OSError:
-            continue  # gone between listing and stat
-        if p.is_file():
-            found[str(p)] = (st.st_size, st.st_mtime)
-    return found
-
-
-class SettleTracker:
-    """Which files have stopped changing for the settle time (pure: the caller scans and
-    passes the time, so tests need no sleeping)."""
-
-    def __init__(self, settle_seconds: float, reported: Iterable[str] = ()) -> None:
-        self.settle = settle_seconds
-        self.reported = set(reported)
-        self._seen: dict[str, tuple[int, float, float]] = {}  # path -> size, mtime, stable since
-
-    def observe(self, files: Mapping[str, tuple[int, float]], now: float) -> list[tuple[str, int, float]]:
-        settled = []
-        for path, (size, mtime) in sorted(files.items()):
-            if path in self.reported:
-                continue
-            prev = self._seen.get(path)
-            if prev is None or (prev[0], prev[1]) != (size, mtime):
-                self._seen[path] = (size, mtime, now)
-                if self.settle > 0:
-                    continue
-            if now - self._seen[path][2] >= self.settle:
-                settled.append((path, size, mtime))
-                self.reported.add(path)
-                del self._seen[path]
-        for path in [p for p in self._seen if p not in files]:
-            del self._seen[path]  # deleted before it settled
-        return settled
-
-
 class WatcherThread:
     """Runs every watcher the active DAGs declare; settled files go to ``arrivals``."""
 
@@ -164,12 +121,11 @@ class WatcherThread:
         # AssetWatchers' triggers, on an event loop of their own (see scheduler/triggerer.py).
         self.triggers = TriggerRunner(self._woken)
         self._trigger_watches: dict[Key, TriggerWatch] = {}
+        self._file_watches: dict[Key, WatchSpec] = {}
         self._restart_at: dict[Key, float] = {}
         self._stop = threading.Event()
         self._kick = threading.Event()  # set by a stop or a trigger that fired
         self._thread: threading.Thread | None = None
-        self._trackers: dict[WatchSpec, SettleTracker] = {}
-        self._next_scan: dict[WatchSpec, float] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="millstream-asset-watchers", daemon=True)
@@ -225,11 +181,22 @@ class WatcherThread:
             if key not in self._trigger_watches:
                 log.info("asset %s: starting watcher %s (%s)", w.asset, w.name, w.classpath)
                 self._trigger_watches[key] = w
-                self.triggers.submit(key, w.classpath, w.kwargs)
+                self.triggers.submit(key, w.classpath, w.kwargs, many=True)
 
     def _collect_fired(self, now: float) -> int:
         n = 0
         for fired in self.triggers.drain():
+            spec = self._file_watches.get(fired.key)
+            if spec is not None:
+                if fired.event is not None:
+                    got = deferral.loads(fired.event)["payload"]
+                    self.arrivals.put(Arrival(spec, got["path"], got["size"], got["mtime"]))
+                    n += 1
+                elif fired.last:
+                    log.error("watcher of %s (asset %s) stopped; starting it again in %gs\n%s", spec.path,
+                              spec.asset, RESTART_AFTER_FAILURE, fired.failure or "")  # fmt: skip
+                    self._restart_at[fired.key] = now + RESTART_AFTER_FAILURE
+                continue
             w = self._trigger_watches.get(fired.key)
             if w is None:
                 continue
@@ -238,27 +205,33 @@ class WatcherThread:
                           RESTART_AFTER_FAILURE, fired.failure)  # fmt: skip
                 self._restart_at[fired.key] = now + RESTART_AFTER_FAILURE
                 continue
-            payload = deferral.loads(fired.event)["payload"] if fired.event else None
-            self.arrivals.put(TriggerArrival(w, payload))
-            n += 1
-            self.triggers.submit(fired.key, w.classpath, w.kwargs)  # an asset watcher keeps watching
+            if fired.event is not None:
+                self.arrivals.put(TriggerArrival(w, deferral.loads(fired.event)["payload"]))
+                n += 1
+            if fired.last:  # the trigger ended after its event: an asset watcher keeps watching
+                self.triggers.submit(fired.key, w.classpath, w.kwargs, many=True)
         for key, at in list(self._restart_at.items()):
-            if now >= at and key in self._trigger_watches:
-                del self._restart_at[key]
+            if now < at:
+                continue
+            del self._restart_at[key]
+            if key in self._trigger_watches:
                 w = self._trigger_watches[key]
-                self.triggers.submit(key, w.classpath, w.kwargs)
+                self.triggers.submit(key, w.classpath, w.kwargs, many=True)
+            elif key in self._file_watches:
+                self._start_file_watch(key, self._file_watches[key])
         return n
 
     def refresh(self) -> None:
         every = self._all_specs()
         self._refresh_triggers([w for w in every if isinstance(w, TriggerWatch)])
-        specs = [w for w in every if isinstance(w, WatchSpec)]
-        for spec in specs:
-            if spec not in self._trackers:
-                with self.store.read() as conn:
-                    reported = assets_q.reported_paths(conn, spec.id)
-                self._trackers[spec] = SettleTracker(spec.settle_seconds, reported)
-                self._next_scan[spec] = 0.0
+        specs = {(w.id, "file_arrival", -1): w for w in every if isinstance(w, WatchSpec)}
+        for key in [k for k in self._file_watches if k not in specs]:
+            self.triggers.cancel(key)
+            del self._file_watches[key]
+        for key, spec in specs.items():
+            if key not in self._file_watches:
+                self._file_watches[key] = spec
+                self._start_file_watch(key, spec)
                 log.info("watching %s for %s (asset %s)", spec.path, spec.pattern, spec.asset)
                 if not Path(spec.path).is_dir():
                     log.warning(
@@ -266,20 +239,15 @@ class WatcherThread:
                         spec.path,
                         spec.asset,
                     )
-        for gone in [s for s in self._trackers if s not in specs]:
-            del self._trackers[gone], self._next_scan[gone]
 
-    def poll(self, now: float) -> int:
-        """Scan the watchers that are due; returns how many files settled."""
-        n = 0
-        for spec, tracker in self._trackers.items():
-            if now < self._next_scan[spec]:
-                continue
-            self._next_scan[spec] = now + spec.scan_interval
-            for path, size, mtime in tracker.observe(scan(spec), now):
-                self.arrivals.put(Arrival(spec, path, size, mtime))
-                n += 1
-        return n
+    def _start_file_watch(self, key: Key, spec: WatchSpec) -> None:
+        """A FileArrivalWatcher runs as a trigger, started with what was already reported."""
+        with self.store.read() as conn:
+            reported = assets_q.reported_paths(conn, spec.id)
+        classpath, kwargs = FileArrivalTrigger(
+            spec.path, spec.pattern, spec.settle_seconds, spec.recursive, reported
+        ).serialize()
+        self.triggers.submit(key, classpath, deferral.dumps(kwargs), many=True)
 
     def _run(self) -> None:
         next_refresh = 0.0
@@ -289,11 +257,11 @@ class WatcherThread:
                 if now >= next_refresh:
                     self.refresh()
                     next_refresh = now + self.refresh_interval
-                if self.poll(now) + self._collect_fired(now):
+                if self._collect_fired(now):
                     self.wake()
             except Exception:
                 log.exception("asset watchers failed; trying again")
-            waits = [next_refresh, *self._next_scan.values(), *self._restart_at.values()]
+            waits = [next_refresh, *self._restart_at.values()]
             self._kick.wait(max(0.05, min(waits) - time.monotonic()))
             self._kick.clear()
 
