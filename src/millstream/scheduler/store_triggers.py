@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 
 from millstream.errors import NotFoundError
 from millstream.sdk.deferral import BaseTrigger
+from millstream.sdk.standard.cross_dag import matching_count
 from millstream.sdk.standard.triggers import DagStateTrigger, WorkflowTrigger
 from millstream.store import cross_dag
 
@@ -42,29 +43,17 @@ def _dag_state(conn: Connection, t: DagStateTrigger) -> Any | None:
 def _workflow(conn: Connection, t: WorkflowTrigger) -> Any | None:
     dates = t.logical_dates
     expected = len(dates) if dates else len(t.run_ids or [])
+    ask = cross_dag.Questions(conn)
 
     def count(states: list[str]) -> float:
-        if t.external_task_ids:
-            n = cross_dag.ti_count(
-                conn,
-                t.external_dag_id,
-                task_ids=t.external_task_ids,
-                logical_dates=dates,
-                run_ids=t.run_ids,
-                states=states,
-            )
-            return n / len(t.external_task_ids)
-        if t.external_task_group_id:
-            by_run = cross_dag.task_states(
-                conn,
-                t.external_dag_id,
-                task_group_id=t.external_task_group_id,
-                logical_dates=dates,
-                run_ids=t.run_ids,
-            )
-            return sum(1 for tasks in by_run.values() if tasks and all(s in states for s in tasks.values()))
-        return cross_dag.dr_count(
-            conn, t.external_dag_id, logical_dates=dates, run_ids=t.run_ids, states=states
+        return matching_count(
+            ask,
+            t.external_dag_id,
+            task_ids=t.external_task_ids,
+            group_id=t.external_task_group_id,
+            dates=dates,
+            run_ids=t.run_ids,
+            states=states,
         )
 
     try:

@@ -113,3 +113,57 @@ def dagrun_state(conn: Connection, dag_id: str, run_id: str) -> str:
     if state is None:
         raise NotFoundError(f"DAG {dag_id!r} has no run {run_id!r}")
     return str(state)
+
+
+class Questions:
+    """Airflow 3's questions about other DAGs, answered on ``conn``: what a task asks
+    through ``context["ti"]``, and what the scheduler asks for the triggers it answers."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get_dr_count(
+        self,
+        dag_id: str,
+        logical_dates: Sequence[datetime] | None = None,
+        run_ids: Sequence[str] | None = None,
+        states: Sequence[str] | None = None,
+    ) -> int:
+        return dr_count(self.conn, dag_id, logical_dates=logical_dates, run_ids=run_ids, states=states)
+
+    def get_ti_count(
+        self,
+        dag_id: str,
+        map_index: int | None = None,
+        task_ids: Sequence[str] | None = None,
+        task_group_id: str | None = None,
+        logical_dates: Sequence[datetime] | None = None,
+        run_ids: Sequence[str] | None = None,
+        states: Sequence[str] | None = None,
+    ) -> int:
+        return ti_count(
+            self.conn,
+            dag_id,
+            task_ids=task_ids,
+            task_group_id=task_group_id,
+            logical_dates=logical_dates,
+            run_ids=run_ids,
+            states=states,
+        )
+
+    def get_task_states(
+        self,
+        dag_id: str,
+        map_index: int | None = None,
+        task_ids: Sequence[str] | None = None,
+        task_group_id: str | None = None,
+        logical_dates: Sequence[datetime] | None = None,
+        run_ids: Sequence[str] | None = None,
+    ) -> dict[str, dict[str, str]]:
+        return task_states(
+            self.conn, dag_id, task_ids=task_ids, task_group_id=task_group_id, logical_dates=logical_dates,
+            run_ids=run_ids,
+        )  # fmt: skip
+
+    def get_dagrun_state(self, dag_id: str, run_id: str) -> str:
+        return dagrun_state(self.conn, dag_id, run_id)

@@ -103,57 +103,18 @@ class TaskInstanceInfo:
 
     # -- Airflow 3's questions about other DAGs (what cross-DAG sensors ask) ----------------
 
-    def get_dr_count(
-        self,
-        dag_id: str,
-        logical_dates: list[datetime] | None = None,
-        run_ids: list[str] | None = None,
-        states: list[str] | None = None,
-    ) -> int:
+    def _ask(self, question: str, *args: Any, **kwargs: Any) -> Any:
         with self._reader.store.read() as conn:
-            return cross_dag.dr_count(
-                conn, dag_id, logical_dates=logical_dates, run_ids=run_ids, states=states
-            )
+            return getattr(cross_dag.Questions(conn), question)(*args, **kwargs)
 
-    def get_ti_count(
-        self,
-        dag_id: str,
-        map_index: int | None = None,
-        task_ids: list[str] | None = None,
-        task_group_id: str | None = None,
-        logical_dates: list[datetime] | None = None,
-        run_ids: list[str] | None = None,
-        states: list[str] | None = None,
-    ) -> int:
-        with self._reader.store.read() as conn:
-            return cross_dag.ti_count(
-                conn,
-                dag_id,
-                task_ids=task_ids,
-                task_group_id=task_group_id,
-                logical_dates=logical_dates,
-                run_ids=run_ids,
-                states=states,
-            )
+    def get_dr_count(self, dag_id: str, **kwargs: Any) -> int:
+        return self._ask("get_dr_count", dag_id, **kwargs)  # type: ignore[no-any-return]
 
-    def get_task_states(
-        self,
-        dag_id: str,
-        map_index: int | None = None,
-        task_ids: list[str] | None = None,
-        task_group_id: str | None = None,
-        logical_dates: list[datetime] | None = None,
-        run_ids: list[str] | None = None,
-    ) -> dict[str, dict[str, str]]:
-        with self._reader.store.read() as conn:
-            return cross_dag.task_states(
-                conn,
-                dag_id,
-                task_ids=task_ids,
-                task_group_id=task_group_id,
-                logical_dates=logical_dates,
-                run_ids=run_ids,
-            )
+    def get_ti_count(self, dag_id: str, **kwargs: Any) -> int:
+        return self._ask("get_ti_count", dag_id, **kwargs)  # type: ignore[no-any-return]
+
+    def get_task_states(self, dag_id: str, **kwargs: Any) -> dict[str, dict[str, str]]:
+        return self._ask("get_task_states", dag_id, **kwargs)  # type: ignore[no-any-return]
 
     def dag_task_ids(self, dag_id: str) -> list[str] | None:
         """The task ids of another DAG's latest version; None for a DAG never parsed."""
@@ -164,8 +125,7 @@ class TaskInstanceInfo:
                 return None
 
     def get_dagrun_state(self, dag_id: str, run_id: str) -> str:
-        with self._reader.store.read() as conn:
-            return cross_dag.dagrun_state(conn, dag_id, run_id)
+        return self._ask("get_dagrun_state", dag_id, run_id)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,34 @@ class TriggerDagRunOperator(BaseOperator):
         return {"kind": "trigger", "dag_id": self.trigger_dag_id}
 
 
+def matching_count(
+    ask: Any,
+    dag_id: str,
+    *,
+    task_ids: Sequence[str] | None,
+    group_id: str | None,
+    dates: Sequence[dt.datetime] | None,
+    run_ids: Sequence[str] | None,
+    states: Sequence[str],
+) -> float:
+    """How many of the runs asked about have reached ``states``, as Airflow's sensor and
+    trigger count them: for tasks, instances per task; for a group, runs whose every
+    instance in it is there; else the runs themselves. ``ask`` answers Airflow 3's
+    questions (``get_ti_count``, ``get_task_states``, ``get_dr_count``): a task's
+    ``context["ti"]``, or the scheduler's view of the store."""
+    dates = list(dates) if dates is not None else None
+    runs = list(run_ids) if run_ids is not None else None
+    if task_ids:
+        n = ask.get_ti_count(
+            dag_id, task_ids=list(task_ids), logical_dates=dates, run_ids=runs, states=list(states)
+        )
+        return n / len(task_ids)  # type: ignore[no-any-return]
+    if group_id:
+        by_run = ask.get_task_states(dag_id, task_group_id=group_id, logical_dates=dates, run_ids=runs)
+        return sum(1 for tasks in by_run.values() if tasks and all(s in states for s in tasks.values()))
+    return ask.get_dr_count(dag_id, logical_dates=dates, run_ids=runs, states=list(states))  # type: ignore[no-any-return]
+
+
 def _states(values: Sequence[str] | None) -> list[str]:
     return [str(getattr(v, "value", v)) for v in values] if values else []
 
@@ -263,15 +291,15 @@ class ExternalTaskSensor(BaseSensorOperator):
         return [logical_date]
 
     def _count(self, ti: Any, dates: list[dt.datetime], states: list[str]) -> float:
-        if self.external_task_ids:
-            n = ti.get_ti_count(self.external_dag_id, task_ids=self.external_task_ids, logical_dates=dates,
-                                states=states)  # fmt: skip
-            return n / len(self.external_task_ids)  # type: ignore[no-any-return]
-        if self.external_task_group_id:
-            by_run = ti.get_task_states(self.external_dag_id, task_group_id=self.external_task_group_id,
-                                        logical_dates=dates)  # fmt: skip
-            return sum(1 for tasks in by_run.values() if tasks and all(s in states for s in tasks.values()))
-        return ti.get_dr_count(self.external_dag_id, logical_dates=dates, states=states)  # type: ignore[no-any-return]
+        return matching_count(
+            ti,
+            self.external_dag_id,
+            task_ids=self.external_task_ids,
+            group_id=self.external_task_group_id,
+            dates=dates,
+            run_ids=None,
+            states=states,
+        )
 
     def _what(self) -> str:
         if self.external_task_ids:
