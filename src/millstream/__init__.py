@@ -35,42 +35,12 @@ from millstream.sdk.context import get_current_context
 from millstream.sdk.dag import DAG, dag
 from millstream.sdk.deadlines import DeadlineAlert, DeadlineReference
 from millstream.sdk.decorators import task
-from millstream.sdk.deferral import BaseTrigger, TaskDeferred, TriggerEvent
 from millstream.sdk.edges import EdgeModifier, Label, chain, chain_linear, cross_downstream
 from millstream.sdk.loader_api import load_dags
 from millstream.sdk.masking import mask_secret
 from millstream.sdk.operators import BashOperator, EmptyOperator, PythonOperator
 from millstream.sdk.params import Param
 from millstream.sdk.setup_teardown_decorators import setup, teardown
-from millstream.sdk.standard.branch import (
-    BaseBranchOperator,
-    BranchDateTimeOperator,
-    BranchDayOfWeekOperator,
-    BranchPythonOperator,
-    LatestOnlyOperator,
-    ShortCircuitOperator,
-)
-from millstream.sdk.standard.cross_dag import ExternalTaskMarker, ExternalTaskSensor, TriggerDagRunOperator
-from millstream.sdk.standard.isolated import (
-    BranchExternalPythonOperator,
-    BranchPythonVirtualenvOperator,
-    ExternalPythonOperator,
-    PythonVirtualenvOperator,
-)
-from millstream.sdk.standard.sensors import (
-    BashSensor,
-    DateTimeSensor,
-    DateTimeSensorAsync,
-    DayOfWeekSensor,
-    FileSensor,
-    PythonSensor,
-    TimeDeltaSensor,
-    TimeDeltaSensorAsync,
-    TimeSensor,
-    WaitSensor,
-)
-from millstream.sdk.standard.triggers import DateTimeTrigger, FileTrigger, TimeDeltaTrigger
-from millstream.sdk.standard.weekday import WeekDay
 from millstream.sdk.taskgroup import TaskGroup, task_group
 from millstream.sdk.xcom import PokeReturnValue, XComArg
 
@@ -105,6 +75,42 @@ def _parse_files(paths: list[str], timeout: float) -> Sequence[ParsedFile]:
 
 _engine.register_inline_runner(_run_inline)
 _engine.register_file_parser(_parse_files)
+
+
+#: Loaded on first use, so that a DAG file pays only for what it names: Airflow's
+#: standard provider and the deferral API (module -> names).
+_LAZY = {
+    "millstream.sdk.deferral": ("BaseTrigger", "TaskDeferred", "TriggerEvent"),
+    "millstream.sdk.objectstorage": ("ObjectStoragePath",),
+    "millstream.sdk.standard.branch": (
+        "BaseBranchOperator", "BranchDateTimeOperator", "BranchDayOfWeekOperator", "BranchPythonOperator",
+        "LatestOnlyOperator", "ShortCircuitOperator",
+    ),
+    "millstream.sdk.standard.cross_dag": ("ExternalTaskMarker", "ExternalTaskSensor", "TriggerDagRunOperator"),
+    "millstream.sdk.standard.isolated": (
+        "BranchExternalPythonOperator", "BranchPythonVirtualenvOperator", "ExternalPythonOperator",
+        "PythonVirtualenvOperator",
+    ),
+    "millstream.sdk.standard.sensors": (
+        "BashSensor", "DateTimeSensor", "DateTimeSensorAsync", "DayOfWeekSensor", "FileSensor", "PythonSensor",
+        "TimeDeltaSensor", "TimeDeltaSensorAsync", "TimeSensor", "WaitSensor",
+    ),
+    "millstream.sdk.standard.triggers": ("DateTimeTrigger", "FileTrigger", "TimeDeltaTrigger"),
+    "millstream.sdk.standard.weekday": ("WeekDay",),
+}  # fmt: skip
+_LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'millstream' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DAG",
@@ -149,6 +155,7 @@ __all__ = [
     "LatestOnlyOperator",
     "Metadata",
     "MillstreamError",
+    "ObjectStoragePath",
     "Param",
     "PokeReturnValue",
     "PythonOperator",

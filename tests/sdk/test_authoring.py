@@ -34,6 +34,7 @@ def test_public_api_is_pinned():
             "FileArrivalWatcher",
             "Metadata",
             "MillstreamError",
+            "ObjectStoragePath",
             "Param",
             "mask_secret",
             "PokeReturnValue",

@@ -300,3 +300,23 @@ def test_task_bash_takes_bash_operator_arguments(tmp_path):
     assert run.ti("greet").state.value == "success"
     assert f"returned: 'HELLO WORLD FROM {str(tmp_path).upper()}'" in run.ti("greet").log
     assert run.ti("skip").state.value == "skipped"
+
+
+def test_task_bash_env_takes_another_tasks_output():
+    from millstream import DAG, task
+
+    with DAG("bash_env_xcom", schedule=None) as d:
+
+        @task(multiple_outputs=True)
+        def stats():
+            return {"folder": "/data", "count": "3"}
+
+        @task.bash
+        def show():
+            return 'echo "found $COUNT under $FOLDER"'
+
+        s = stats()
+        show.override(env={"FOLDER": s["folder"], "COUNT": s["count"]}, append_env=True)()
+    run = d.test()
+    assert run.ti("show").state.value == "success", run.ti("show").reason
+    assert "returned: 'found 3 under /data'" in run.ti("show").log

@@ -48,6 +48,7 @@ _SDK = {
     "TriggerRule": "millstream:TriggerRule",
     "Asset": "millstream:Asset",
     "AssetWatcher": "millstream:AssetWatcher",
+    "ObjectStoragePath": "millstream:ObjectStoragePath",
     "AssetAlias": "millstream:AssetAlias",
     "AssetAll": "millstream:AssetAll",
     "AssetAny": "millstream:AssetAny",
@@ -219,6 +220,8 @@ MODULES: dict[str, dict[str, str]] = {
         _STD, "BaseTrigger", "TriggerEvent", "TaskSuccessEvent", "TaskFailedEvent", "TaskSkippedEvent"
     ),
     "airflow.utils.edgemodifier": _pick(_STD, "Label", "EdgeModifier"),
+    "airflow.sdk.io.path": _pick(_SDK, "ObjectStoragePath"),
+    "airflow.io.path": _pick(_SDK, "ObjectStoragePath"),
     "airflow.sdk.definitions.edges": _pick(_STD, "Label", "EdgeModifier"),
     "airflow.sdk.bases.branch": _pick(_STD, "BaseBranchOperator"),
     "airflow.datasets": {

@@ -151,7 +151,11 @@ class Task:
                 )
         setup_teardown.register_in_scopes(self)
         group_input = self.mapped_group.mapped_input if self.mapped_group else None
-        for arg in find_xcom_args((self.op_args, self.op_kwargs, self.expand_kwargs, group_input)):
+        if kind == "bash":  # templated as BashOperator's are; another task's output may fill them
+            self.env, self.cwd = self.config["env"], self.config["cwd"]
+            self.template_fields = (*self.template_fields, "env", "cwd")
+        bash = (self.config.get("env"), self.config.get("cwd"))
+        for arg in find_xcom_args((self.op_args, self.op_kwargs, self.expand_kwargs, group_input, bash)):
             self.set_upstream(arg.operator)
 
     def _check_own_date(self, key: str, value: Any, task_id: str) -> None:
@@ -198,9 +202,9 @@ class Task:
             c = self.config
             last = execution.run_bash(
                 str(command),
-                env=c["env"],
+                env=self.env,
                 append_env=c["append_env"],
-                cwd=c["cwd"],
+                cwd=self.cwd,
                 output_encoding=c["output_encoding"],
                 skip_on_exit_code=c["skip_on_exit_code"],
                 context=context,

@@ -7,7 +7,6 @@ hold ten thousand of them at almost no CPU.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import glob
 import os
@@ -63,6 +62,8 @@ class DateTimeTrigger(BaseTrigger):
         return ("millstream.sdk.standard.triggers.DateTimeTrigger", kwargs)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        import asyncio  # here, not at the top: `import millstream` must not pay for asyncio
+
         while (left := (self.moment - dt.datetime.now(dt.UTC)).total_seconds()) > 0:
             await asyncio.sleep(min(left, 60.0))
         if self.end_from_trigger:
@@ -96,6 +97,8 @@ class FileTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        import asyncio
+
         while True:
             found = await asyncio.to_thread(first_file, self.filepath, self.recursive)
             if found is not None:
@@ -120,6 +123,8 @@ class FileDeleteTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        import asyncio
+
         while True:
             if await asyncio.to_thread(_take, self.filepath):
                 yield TriggerEvent(True)
@@ -143,6 +148,8 @@ class DirectoryFileDeleteTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        import asyncio
+
         path = os.path.join(self.directory, self.filename)
         while True:
             if await asyncio.to_thread(_take, path):
