@@ -181,3 +181,49 @@ def test_the_setting_turns_the_hook_on_for_the_scheduler_and_its_children(tmp_pa
     p = _cli(tmp_path, "dags", "list", "-d", str(dags), "--output", "json")
     assert p.returncode == 0, p.stderr
     assert [d["dag_id"] for d in json.loads(p.stdout)] == ["ported"]
+
+
+STANDARD_PROVIDER = {
+    "operators.python": "BranchPythonOperator ShortCircuitOperator PythonVirtualenvOperator ExternalPythonOperator "
+    "BranchPythonVirtualenvOperator BranchExternalPythonOperator PythonOperator",
+    "operators.branch": "BaseBranchOperator",
+    "operators.latest_only": "LatestOnlyOperator",
+    "operators.datetime": "BranchDateTimeOperator",
+    "operators.weekday": "BranchDayOfWeekOperator",
+    "operators.trigger_dagrun": "TriggerDagRunOperator",
+    "sensors.external_task": "ExternalTaskSensor ExternalTaskMarker",
+    "sensors.date_time": "DateTimeSensor DateTimeSensorAsync",
+    "sensors.time_delta": "TimeDeltaSensor TimeDeltaSensorAsync WaitSensor",
+    "sensors.weekday": "DayOfWeekSensor",
+    "sensors.filesystem": "FileSensor",
+    "sensors.python": "PythonSensor",
+    "sensors.bash": "BashSensor",
+    "triggers.temporal": "DateTimeTrigger TimeDeltaTrigger",
+    "triggers.file": "FileTrigger FileDeleteTrigger DirectoryFileDeleteTrigger",
+    "triggers.external_task": "DagStateTrigger WorkflowTrigger",
+    "utils.weekday": "WeekDay",
+}
+
+
+@pytest.mark.parametrize("module", sorted(STANDARD_PROVIDER))
+def test_the_standard_provider_imports_from_its_new_and_old_paths(hook, module):
+    import importlib
+
+    import millstream
+
+    airflow_imports.install("force")
+    for prefix in ("airflow.providers.standard", "airflow"):
+        mod = importlib.import_module(f"{prefix}.{module}")
+        for name in STANDARD_PROVIDER[module].split():
+            assert getattr(mod, name) is getattr(millstream, name), (prefix, module, name)
+    assert importlib.import_module("airflow.sensors.time_sensor").TimeSensor is millstream.TimeSensor
+    sdk = importlib.import_module("airflow.sdk")
+    for name in (
+        "Label",
+        "chain_linear",
+        "cross_downstream",
+        "BaseBranchOperator",
+        "AssetWatcher",
+        "ObjectStoragePath",
+    ):
+        assert getattr(sdk, name) is getattr(millstream, name), name
