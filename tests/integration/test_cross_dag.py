@@ -6,7 +6,7 @@ record_cross_dag.py beside it)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -193,3 +193,38 @@ def test_the_ui_shows_the_link_and_a_deferred_tasks_trigger(running, tmp_path):
     assert running.wait_run("child", child, timeout=60) == "success"
     page = client.get(f"/dags/child/runs/{child}/tasks/wait")
     assert f"External DAG run: parent / {parent}" in page.text
+
+
+LATEST = """
+from datetime import datetime, timedelta, timezone
+from millstream import DAG, EmptyOperator, LatestOnlyOperator
+
+start = (datetime.now(timezone.utc) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+with DAG("latest", schedule="@daily", start_date=start, catchup=True):
+    LatestOnlyOperator(task_id="latest_only") >> EmptyOperator(task_id="work")
+"""
+
+
+def test_latest_only_skips_all_but_the_latest_scheduled_run_and_never_a_manual_one(harness):
+    """Airflow's rule (LatestOnlyOperator.choose_branch): a scheduled run goes on only while
+    now is inside its window; catch-up runs of past days skip; a manual run always goes on."""
+    from millstream.store import runs as runs_q
+
+    harness.write_dag("latest.py", LATEST)
+    harness.start()
+    try:
+        harness.wait_parsed("latest")
+
+        def finished():
+            with harness.store.read() as conn:
+                rows = runs_q.list_runs(conn, "latest", limit=100)
+            return rows if len(rows) >= 3 and all(r["state"] == "success" for r in rows) else None
+
+        rows = sorted(wait_for(finished, 60, "the catch-up runs"), key=lambda r: r["logical_date"])
+        work = [harness.tis("latest", r["run_id"])["work"]["state"] for r in rows]
+        assert work == ["skipped"] * (len(rows) - 1) + ["success"]
+        manual = harness.trigger("latest", logical_date=rows[0]["logical_date"] - timedelta(days=30))
+        assert harness.wait_run("latest", manual) == "success"
+        assert harness.tis("latest", manual)["work"]["state"] == "success"
+    finally:
+        harness.stop()
