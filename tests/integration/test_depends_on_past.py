@@ -79,6 +79,18 @@ def D(day: int) -> datetime:
     return datetime(2025, 1, day, tzinfo=UTC)
 
 
+def trigger_at_once(harness, dag_id: str, days: tuple[int, ...]) -> dict[int, str]:
+    """Create the runs with no scheduler looking, then start it: it finds them all at
+    once. (Triggered one by one under a running scheduler, a later day could start before
+    an earlier day's run exists, and rightly not wait: a first run waits for nothing.)"""
+    harness.wait_parsed(dag_id)
+    harness.scheduler.stop()
+    harness.thread.join(30)
+    runs = {d: control.trigger(harness.store, dag_id, logical_date=D(d)) for d in days}
+    harness.start(parallelism=4)
+    return runs
+
+
 def events(out):
     path = out / "events.jsonl"
     if not path.exists():
@@ -99,7 +111,7 @@ def test_depends_on_past_holds_each_day_until_the_previous_one_succeeded(harness
     harness.write_dag("dep.py", textwrap.dedent(DAG_FILE.format(out=str(out))))
     harness.start(parallelism=4)
     # Created newest first, all at once: only depends_on_past orders them.
-    runs = {d: harness.trigger("dep", logical_date=D(d)) for d in (4, 3, 2, 1)}
+    runs = trigger_at_once(harness, "dep", (4, 3, 2, 1))
     assert harness.wait_run("dep", runs[1]) == "success"
     assert harness.wait_run("dep", runs[2]) == "failed"
     # Day 3 waits on day 2's failure, day 4 on day 3 that has not run: both stay scheduled.
@@ -133,7 +145,7 @@ def test_wait_for_downstream_also_waits_for_the_previous_runs_downstream_tasks(h
     out.mkdir()
     harness.write_dag("dep.py", textwrap.dedent(DAG_FILE.format(out=str(out))))
     harness.start(parallelism=4)
-    runs = {d: harness.trigger("wfd", logical_date=D(d)) for d in (2, 1)}
+    runs = trigger_at_once(harness, "wfd", (2, 1))
     wait_for(lambda: any(e["what"] == "wfd-work-start" for e in events(out)), 30, "day 1's work")
     wait_for(
         lambda: "wait_for_downstream" in (harness.tis("wfd", runs[2])["work"]["state_reason"] or ""),
