@@ -12,11 +12,11 @@ from sqlalchemy import Connection
 
 from millstream.errors import NotFoundError
 from millstream.sdk.deferral import SCHEDULER_EVALUATED
+from millstream.store import cross_dag
 from millstream.store import dags as dags_q
 from millstream.store import results as results_q
 from millstream.store import runs as runs_q
 from millstream.store import triggers as triggers_q
-from millstream.store.tables import dag_run
 
 
 def _run_href(dag_id: str, run_id: str) -> str:
@@ -38,8 +38,7 @@ def task_links(
         return [(f"Triggers DAG {ext['dag_id']}", f"/dags/{quote(str(ext['dag_id']), safe='')}")]
     if ext.get("kind") in ("sensor", "marker"):
         other = str(ext["dag_id"])
-        q = dag_run.select().where(dag_run.c.dag_id == other, dag_run.c.logical_date == run["logical_date"])
-        found = conn.execute(q).mappings().first()
+        found = cross_dag.run_at(conn, other, run["logical_date"])
         what = "External DAG run" if ext["kind"] == "sensor" else "Marked DAG run"
         if found is not None:
             return [(f"{what}: {other} / {found['run_id']}", _run_href(other, found["run_id"]))]

@@ -218,6 +218,15 @@ class Task:
                 return fn(*args, **kwargs)
 
             return execution.run_sensor(poke, self.config, context, self.task_id)
+        return self.call_python(context)
+
+    def call_python(self, context: Mapping[str, Any]) -> Any:
+        """``python_callable(*op_args, **op_kwargs)`` plus the context values it names
+        (``templates_dict`` among them): what every Python-calling task does."""
+        from millstream.sdk import execution
+
+        fn = self.python_callable
+        assert fn is not None
         ctx = context if self.templates_dict is None else {**context, "templates_dict": self.templates_dict}
         args, kwargs = execution.call_arguments(fn, self.op_args, self.op_kwargs, ctx)
         return fn(*args, **kwargs)

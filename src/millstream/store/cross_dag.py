@@ -59,6 +59,32 @@ def group_task_ids(conn: Connection, dag_id: str, group_id: str) -> list[str]:
     return inside
 
 
+def _instances(
+    conn: Connection,
+    dag_id: str,
+    task_ids: Sequence[str] | None,
+    task_group_id: str | None,
+    logical_dates: Sequence[datetime] | None,
+    run_ids: Sequence[str] | None,
+) -> list[sa.ColumnElement[bool]]:
+    """Which task instances a question is about: of these runs, and these tasks (or group)."""
+    if task_group_id is not None:
+        task_ids = group_task_ids(conn, dag_id, task_group_id)
+    where = [ti.c.run_pk.in_(_runs(dag_id, logical_dates, run_ids))]
+    if task_ids is not None:
+        where.append(ti.c.task_id.in_(list(task_ids)))
+    return where
+
+
+def run_at(conn: Connection, dag_id: str, logical_date: datetime | None) -> sa.RowMapping | None:
+    """The run of ``dag_id`` at ``logical_date``, if there is one."""
+    return (
+        conn.execute(sa.select(dr).where(dr.c.dag_id == dag_id, dr.c.logical_date == logical_date))
+        .mappings()
+        .first()
+    )
+
+
 def ti_count(
     conn: Connection,
     dag_id: str,
@@ -69,15 +95,11 @@ def ti_count(
     run_ids: Sequence[str] | None = None,
     states: Sequence[str] | None = None,
 ) -> int:
-    if task_group_id is not None:
-        task_ids = group_task_ids(conn, dag_id, task_group_id)
     q = (
         sa.select(sa.func.count())
         .select_from(ti)
-        .where(ti.c.run_pk.in_(_runs(dag_id, logical_dates, run_ids)))
+        .where(*_instances(conn, dag_id, task_ids, task_group_id, logical_dates, run_ids))
     )
-    if task_ids is not None:
-        q = q.where(ti.c.task_id.in_(list(task_ids)))
     if states is not None:
         q = q.where(ti.c.state.in_(list(states)))
     return int(conn.execute(q).scalar_one())
@@ -93,15 +115,11 @@ def task_states(
     run_ids: Sequence[str] | None = None,
 ) -> dict[str, dict[str, str]]:
     """run_id -> {task_id (``task[i]`` for a mapped instance): state}."""
-    if task_group_id is not None:
-        task_ids = group_task_ids(conn, dag_id, task_group_id)
     q = (
         sa.select(dr.c.run_id, ti.c.task_id, ti.c.map_index, ti.c.state)
         .select_from(ti.join(dr, dr.c.id == ti.c.run_pk))
-        .where(dr.c.id.in_(_runs(dag_id, logical_dates, run_ids)))
+        .where(*_instances(conn, dag_id, task_ids, task_group_id, logical_dates, run_ids))
     )
-    if task_ids is not None:
-        q = q.where(ti.c.task_id.in_(list(task_ids)))
     out: dict[str, dict[str, str]] = {}
     for run_id, task_id, idx, state in conn.execute(q):
         out.setdefault(run_id, {})[task_id if idx < 0 else f"{task_id}[{idx}]"] = state

@@ -14,15 +14,13 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from millstream.core.states import RunState, TaskState
 from millstream.errors import FailTask, SkipTask
 from millstream.sdk.baseoperator import BaseOperator, BaseSensorOperator
 from millstream.sdk.standard.triggers import WorkflowTrigger
 
-_RUN_STATES = ("queued", "running", "success", "failed")
-_TASK_STATES = (
-    "none", "scheduled", "queued", "running", "success", "failed", "skipped", "upstream_failed",
-    "up_for_retry", "up_for_reschedule", "deferred", "removed",
-)  # fmt: skip
+_RUN_STATES = tuple(s.value for s in RunState)
+_TASK_STATES = tuple(s.value for s in TaskState)
 
 
 class _NotSet:

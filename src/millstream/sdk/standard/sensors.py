@@ -15,7 +15,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from millstream.errors import FailTask
-from millstream.sdk import execution
 from millstream.sdk.baseoperator import BaseSensorOperator
 from millstream.sdk.operators import set_python_arguments
 from millstream.sdk.standard.triggers import DateTimeTrigger, FileTrigger, TimeDeltaTrigger, first_file
@@ -295,11 +294,7 @@ class PythonSensor(BaseSensorOperator):
 
     def poke(self, context: Mapping[str, Any]) -> Any:
         print(f"Poking callable: {getattr(self.python_callable, '__name__', self.python_callable)}")
-        ctx = context if self.templates_dict is None else {**context, "templates_dict": self.templates_dict}
-        fn = self.python_callable
-        assert fn is not None
-        args, kwargs = execution.call_arguments(fn, self.op_args, self.op_kwargs, ctx)
-        return fn(*args, **kwargs)
+        return self.call_python(context)
 
 
 class BashSensor(BaseSensorOperator):
