@@ -236,6 +236,44 @@ SETTINGS: tuple[Setting, ...] = (
         "leaves them to `millstream triggerer` processes.",
         _positive_int,
     ),
+    Setting(
+        "core",
+        "fernet_key",
+        None,
+        "Fernet key that encrypts Variables and Connection passwords and extras at rest; several, "
+        "comma-separated, newest first, while rotating (`millstream rotate-fernet-key`). Default: "
+        "`$MILLSTREAM_HOME/fernet.key`, generated on first start. Every process of a deployment "
+        "(schedulers, workers, API servers) needs the same key.",
+        secret=True,
+    ),
+    Setting(
+        "secrets",
+        "backend",
+        "",
+        "A secrets backend asked after the environment and before the store: `local_filesystem`, "
+        "`vault` (extra `vault`), or a class path of your own (Airflow's class paths work too).",
+    ),
+    Setting(
+        "secrets",
+        "backend_kwargs",
+        "",
+        'JSON keyword arguments of the backend, e.g. `{"variables_file_path": "/etc/ms/vars.json"}`.',
+        secret=True,
+    ),
+    Setting(
+        "secrets",
+        "use_cache",
+        True,
+        "Cache Variable and Connection lookups made while DAG files are parsed.",
+        _bool,
+    ),
+    Setting(
+        "secrets",
+        "cache_ttl_seconds",
+        900.0,
+        "How long a parse-time lookup is kept (a changed Variable reaches top-level DAG code after this).",
+        _seconds,
+    ),
 )
 
 
@@ -293,6 +331,11 @@ class Settings:
     smtp_mail_from: str = "millstream@localhost"
     smtp_timeout: float = 30.0
     triggerer_capacity: int = 10_000
+    fernet_key: str | None = None
+    backend: str = ""
+    backend_kwargs: str = ""
+    use_cache: bool = True
+    cache_ttl_seconds: float = 900.0
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> where it came from
 
@@ -359,7 +402,7 @@ def _unknown_keys(toml: Mapping[str, Any], path: Path) -> None:
     for section, body in toml.items():
         if not isinstance(body, Mapping):
             raise ConfigError(
-                f"{path}: {section!r} must be a [section]; known sections: core, scheduler, worker, celery, results, api"
+                f"{path}: {section!r} must be a [section]; known sections: core, scheduler, worker, celery, results, api, smtp, triggerer, secrets"
             )
         for key in body:
             if (section, key) not in known:

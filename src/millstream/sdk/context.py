@@ -38,6 +38,8 @@ CONTEXT_KEYS = frozenset(
         "inlet_events",
         "prev_data_interval_start_success",
         "prev_data_interval_end_success",
+        "var",
+        "conn",
     }
 )
 

@@ -116,3 +116,24 @@ def ensure_schema(store: Store) -> None:
 
 
 __all__ = ["Store", "ensure_schema", "make_engine", "migrate"]
+
+
+def _open_configured(create: bool) -> Store | None:
+    """The configured database (``None`` for a SQLite file not made yet, unless ``create``)."""
+    from millstream.settings import Settings
+
+    url = Settings.load().database_url
+    if url.startswith("sqlite:///") and not create and not os.path.exists(url[len("sqlite:///") :]):
+        return None
+    return Store(url)
+
+
+def _register_metastore() -> None:
+    """Make the configured store the last secrets backend of every process that imports
+    the engine (a worker or server binds its own with ``secret_values.bind_store``)."""
+    from millstream.store import secret_values
+
+    secret_values.install(secret_values.MetastoreBackend(_open_configured, ensure_schema))
+
+
+_register_metastore()

@@ -402,3 +402,33 @@ api_secret = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("secret", sa.String(128), nullable=False),
 )
+
+# Airflow's Variables. Values are Fernet-encrypted at rest (is_encrypted says so, so a
+# value written before a key existed can still be read and is encrypted on rotation).
+variable = sa.Table(
+    "variable",
+    metadata,
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("val", sa.Text, nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("is_encrypted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Airflow's Connections; password and extra are encrypted at rest.
+connection = sa.Table(
+    "connection",
+    metadata,
+    sa.Column("conn_id", sa.String(250), primary_key=True),
+    sa.Column("conn_type", sa.String(500), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("host", sa.String(500), nullable=True),
+    sa.Column("schema", sa.String(500), nullable=True),
+    sa.Column("login", sa.Text, nullable=True),
+    sa.Column("password", sa.Text, nullable=True),
+    sa.Column("port", sa.Integer, nullable=True),
+    sa.Column("extra", sa.Text, nullable=True),
+    sa.Column("is_encrypted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("is_extra_encrypted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

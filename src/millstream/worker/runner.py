@@ -23,6 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from millstream.core.planner import Output
 from millstream.errors import FailTask, SkipTask, TaskFlowError
 from millstream.sdk import deferral
+from millstream.sdk.accessors import ConnectionAccessor, VariableAccessor
 from millstream.sdk.baseoperator import BaseOperator
 from millstream.sdk.context import set_current_context
 from millstream.sdk.dag import DAG
@@ -196,6 +197,8 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
         ),
         "outlet_events": OutletEventAccessors(task.task_id, task.config["outlets"]),
         "inlet_events": InletEventAccessors(reader.store, task.task_id, task.config["inlets"]),
+        "var": VariableAccessor(),
+        "conn": ConnectionAccessor(),
     }
 
 

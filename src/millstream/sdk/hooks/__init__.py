@@ -1,0 +1,1 @@
+"""Hooks: clients of external systems built from a Connection, as in Airflow."""
