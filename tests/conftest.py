@@ -36,6 +36,24 @@ def need_postgres() -> None:
     pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {problem}")
 
 
+MARIADB_URL = os.environ.get("MILLSTREAM_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def need_mariadb() -> None:
+    """Skip (or, under MILLSTREAM_REQUIRE_SERVICES=1, fail) without the MariaDB service."""
+    try:
+        engine = sa.create_engine(MARIADB_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as c:
+            c.execute(sa.text("select 1"))
+        engine.dispose()
+        return
+    except Exception as e:  # noqa: BLE001
+        problem = str(e).splitlines()[0]
+    if REQUIRE_SERVICES:
+        pytest.fail(f"MariaDB is required (MILLSTREAM_REQUIRE_SERVICES=1) but unreachable: {problem}")
+    pytest.skip(f"MariaDB not reachable at {MARIADB_URL}: {problem}")
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
