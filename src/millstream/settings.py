@@ -250,8 +250,8 @@ SETTINGS: tuple[Setting, ...] = (
         "secrets",
         "backend",
         "",
-        "A secrets backend asked after the environment and before the store: `local_filesystem`, "
-        "`vault` (extra `vault`), or a class path of your own (Airflow's class paths work too).",
+        "A secrets backend asked after the environment and before the store: `local_filesystem` "
+        "(Airflow's class path works too), or a class path of your own (a `SecretsBackend`).",
     ),
     Setting(
         "secrets",

@@ -17,6 +17,7 @@ from millstream.cli import (
     backfill,
     celery,
     config,
+    connections,
     dags,
     db,
     pools,
@@ -24,6 +25,7 @@ from millstream.cli import (
     standalone,
     tasks,
     users,
+    variables,
 )
 
 
@@ -47,6 +49,9 @@ for _command in (
     assets.assets,
     backfill.backfill,
     users.users,
+    variables.variables,
+    connections.connections,
+    connections.rotate_fernet_key,
     api_server.api_server,
     scheduler.scheduler_cmd,
     scheduler.triggerer_cmd,

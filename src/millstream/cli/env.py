@@ -29,6 +29,9 @@ class Env:
         if self._store is None:
             self._store = Store(self.settings.database_url)
             ensure_schema(self._store)
+            from millstream.store.crypto import ensure_key
+
+            ensure_key(self.settings)  # the Fernet key of secrets at rest, made on first start
         return self._store
 
     def sync_dags(self) -> list[Any]:

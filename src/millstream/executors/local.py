@@ -85,6 +85,9 @@ def _worker_main(db_url: str, work: Connection, reports: Connection, heartbeat_e
     from millstream.worker.runner import HOSTNAME, run_attempt
 
     store = Store(db_url)
+    from millstream.store.secret_values import bind_store
+
+    bind_store(store)  # tasks' Variables and Connections come from the scheduler's store
     reader = ResultReader(store)
     cache = DagCache()
     pid = os.getpid()

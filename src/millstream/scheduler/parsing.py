@@ -37,6 +37,21 @@ def _child_main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     paths = json.loads(sys.stdin.readline())
+    seed = json.loads(sys.stdin.readline() or "{}")
+    import millstream.store  # noqa: F401 - the store is the last secrets backend of the chain
+    from millstream.sdk import secrets
+    from millstream.settings import Settings
+
+    settings = Settings.load()
+    ttl = settings.cache_ttl_seconds if settings.use_cache else 0.0
+    with secrets.parse_cache(ttl, {k: (v[0], v[1]) for k, v in seed.items()}) as cache:
+        _parse_each(paths, proto)
+        if ttl:
+            proto.write(json.dumps({"secrets": cache}) + "\n")
+    proto.write(json.dumps({"end": True}) + "\n")
+
+
+def _parse_each(paths: list[str], proto: Any) -> None:
     for path in paths:
         proto.write(json.dumps({"start": path}) + "\n")
         result = load_file(path)
@@ -49,7 +64,6 @@ def _child_main() -> None:
                 error = ImportErrorInfo(path, None, f"{type(e).__name__}: {e}")
         err = None if error is None else [error.filename, error.lineno, error.message, error.stacktrace]
         proto.write(json.dumps({"done": path, "specs": specs, "error": err, "source": result.source}) + "\n")
-    proto.write(json.dumps({"end": True}) + "\n")
 
 
 class _Lines:
@@ -79,6 +93,13 @@ class _Lines:
         return line.decode()
 
 
+#: Variable and Connection lookups that parsing children made, with when each expires
+#: ([secrets] cache_ttl_seconds): each child is a fresh process, so this process keeps
+#: them and hands them to the next child, and a ``Variable.get`` at the top of a DAG file
+#: does not query the store on every parse. They live in memory and pipes only.
+_secrets_cache: dict[str, tuple[float, str | None]] = {}
+
+
 def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
     """Parse ``paths`` in child processes; each file gets ``timeout`` seconds."""
     todo = list(paths)
@@ -92,7 +113,10 @@ def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
             text=True,
         )
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(todo) + "\n")
+        now = time.time()
+        for key in [k for k, v in _secrets_cache.items() if v[0] <= now]:
+            del _secrets_cache[key]
+        proc.stdin.write(json.dumps(todo) + "\n" + json.dumps(_secrets_cache) + "\n")
         proc.stdin.flush()
         lines = _Lines(proc.stdout.fileno())
         current: str | None = None
@@ -114,6 +138,8 @@ def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
                 out.append(Parsed(msg["done"], specs, error, msg.get("source")))
                 todo.remove(msg["done"])
                 current = None
+            elif "secrets" in msg:
+                _secrets_cache.update({k: (v[0], v[1]) for k, v in msg["secrets"].items()})
             else:
                 break
         if proc.poll() is None:

@@ -52,11 +52,11 @@ class ConnectionAccessor:
         return Connection.get(conn_id)
 
     def get(self, conn_id: str, default: Any = None) -> Any:
-        from millstream.sdk.connection import ConnectionNotFound
+        from millstream.sdk.connection import ConnectionNotFoundError
 
         try:
             return Connection.get(conn_id)
-        except ConnectionNotFound:
+        except ConnectionNotFoundError:
             return default
 
     def __repr__(self) -> str:

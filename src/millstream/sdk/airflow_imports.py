@@ -67,6 +67,14 @@ _EXCEPTIONS = {
     "AirflowSkipException": "millstream:AirflowSkipException",
     "AirflowFailException": "millstream:AirflowFailException",
     "AirflowSensorTimeout": "millstream.sdk.execution:SensorTimeout",
+    "AirflowNotFoundException": "millstream.sdk.connection:ConnectionNotFoundError",
+}
+#: Variables, Connections, hooks and notifiers (the connections issue).
+_SECRETS = {
+    "Variable": "millstream.sdk.variable:Variable",
+    "Connection": "millstream.sdk.connection:Connection",
+    "BaseHook": "millstream.sdk.hooks.base:BaseHook",
+    "BaseNotifier": "millstream.sdk.notifications:BaseNotifier",
 }
 _OPERATORS = {
     "EmptyOperator": "millstream:EmptyOperator",
@@ -132,6 +140,7 @@ MODULES: dict[str, dict[str, str]] = {
     "airflow": _pick(_SDK, "DAG"),
     "airflow.sdk": {
         **_SDK,
+        **_SECRETS,
         **_pick(_EXCEPTIONS, "AirflowSkipException", "AirflowFailException"),
         **_pick(_STD, "BaseBranchOperator", "Label", "EdgeModifier", "chain_linear", "cross_downstream"),
     },
@@ -147,7 +156,33 @@ MODULES: dict[str, dict[str, str]] = {
     "airflow.sdk.bases.operator": _pick(_SDK, "BaseOperator", "chain"),
     "airflow.sdk.bases.sensor": _pick(_SDK, "BaseSensorOperator", "PokeReturnValue"),
     "airflow.decorators": _pick(_SDK, "task", "dag", "task_group", "setup", "teardown"),
-    "airflow.models": _pick(_SDK, "DAG", "BaseOperator", "Param", "XComArg"),
+    "airflow.models": {
+        **_pick(_SDK, "DAG", "BaseOperator", "Param", "XComArg"),
+        **_pick(_SECRETS, "Variable", "Connection"),
+    },
+    "airflow.models.variable": _pick(_SECRETS, "Variable"),
+    "airflow.models.connection": _pick(_SECRETS, "Connection"),
+    "airflow.sdk.definitions.variable": _pick(_SECRETS, "Variable"),
+    "airflow.sdk.definitions.connection": _pick(_SECRETS, "Connection"),
+    "airflow.hooks.base": _pick(_SECRETS, "BaseHook"),
+    "airflow.sdk.bases.hook": _pick(_SECRETS, "BaseHook"),
+    "airflow.sdk.bases.notifier": _pick(_SECRETS, "BaseNotifier"),
+    "airflow.notifications.basenotifier": _pick(_SECRETS, "BaseNotifier"),
+    "airflow.utils.email": {"send_email": "millstream.sdk.hooks.smtp:send_email"},
+    "airflow.providers.smtp.hooks.smtp": {"SmtpHook": "millstream.sdk.hooks.smtp:SmtpHook"},
+    "airflow.providers.smtp.operators.smtp": {"EmailOperator": "millstream.sdk.standard.email:EmailOperator"},
+    "airflow.operators.email": {"EmailOperator": "millstream.sdk.standard.email:EmailOperator"},
+    "airflow.providers.smtp.notifications.smtp": {
+        "SmtpNotifier": "millstream.sdk.notifications:SmtpNotifier",
+        "send_smtp_notification": "millstream.sdk.notifications:send_smtp_notification",
+    },
+    "airflow.providers.slack.notifications.slack_webhook": {
+        "SlackWebhookNotifier": "millstream.sdk.notifications:SlackWebhookNotifier",
+        "send_slack_webhook_notification": "millstream.sdk.notifications:send_slack_webhook_notification",
+    },
+    "airflow.providers.slack.hooks.slack_webhook": {
+        "SlackWebhookHook": "millstream.sdk.hooks.slack:SlackWebhookHook"
+    },
     "airflow.models.dag": _pick(_SDK, "DAG"),
     "airflow.models.baseoperator": {
         **_pick(_SDK, "BaseOperator", "chain"),
@@ -177,6 +212,7 @@ MODULES: dict[str, dict[str, str]] = {
         ),
         **_pick(_STD, "BaseBranchOperator", "Label", "chain_linear", "cross_downstream"),
         **_EXCEPTIONS,
+        **_SECRETS,
     },
     "airflow.utils.trigger_rule": _pick(_SDK, "TriggerRule"),
     "airflow.utils.task_group": _pick(_SDK, "TaskGroup"),

@@ -29,14 +29,14 @@ EXTRA_KEY = "__extra__"
 FIELDS = ("conn_type", "description", "host", "schema", "login", "password", "port", "extra")
 
 
-class ConnectionNotFound(MillstreamError, KeyError):
+class ConnectionNotFoundError(MillstreamError, KeyError):
     """Airflow's AirflowNotFoundException for a conn_id no backend knows."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
 
-class InvalidConnection(MillstreamError, ValueError):
+class InvalidConnectionError(MillstreamError, ValueError):
     """A URI or JSON text that is not a connection."""
 
 
@@ -81,7 +81,7 @@ class Connection:
     ) -> None:
         given = (conn_type, description, host, login, password, schema, port, extra)
         if uri is not None and any(v is not None for v in given):
-            raise InvalidConnection(
+            raise InvalidConnectionError(
                 f"connection {conn_id!r}: give either uri= or the separate fields (conn_type, host, "
                 "login, password, schema, port, extra), not both"
             )
@@ -104,24 +104,28 @@ class Connection:
         uri = uri.strip()
         schemes = uri.count("://")
         if schemes == 0 or schemes > 2:
-            raise InvalidConnection(
+            raise InvalidConnectionError(
                 f"connection {conn_id!r}: {_safe(uri)!r} is not a connection URI "
                 "(expected conn-type://login:password@host:port/schema?extra=...)"
             )
         conn_type = urlsplit(uri).scheme
         if not conn_type:
-            raise InvalidConnection(f"connection {conn_id!r}: the URI has no connection type before '://'")
+            raise InvalidConnectionError(
+                f"connection {conn_id!r}: the URI has no connection type before '://'"
+            )
         with_protocol = schemes == 2
         rest = uri.replace(f"{conn_type}://", "" if with_protocol else "//", 1)
         if with_protocol:
             protocol_part = rest.split("://", 1)[0]
             if "@" in protocol_part or ":" in protocol_part:
-                raise InvalidConnection(f"connection {conn_id!r}: {_safe(uri)!r} has a malformed host protocol")
+                raise InvalidConnectionError(
+                    f"connection {conn_id!r}: {_safe(uri)!r} has a malformed host protocol"
+                )
         parts = urlsplit(rest)
         try:
             port = parts.port
         except ValueError as e:
-            raise InvalidConnection(f"connection {conn_id!r}: bad port in the URI: {e}") from None
+            raise InvalidConnectionError(f"connection {conn_id!r}: bad port in the URI: {e}") from None
         host = _hostname(parts)
         protocol = parts.scheme if with_protocol else None
         conn = cls(
@@ -167,7 +171,9 @@ class Connection:
             except TypeError:
                 query = None
             flat = query is not None and extra == dict(parse_qsl(query, keep_blank_values=True))
-            uri += ("?" if self.schema else "/?") + (query if flat and query else urlencode({EXTRA_KEY: self.extra}))
+            uri += ("?" if self.schema else "/?") + (
+                query if flat and query else urlencode({EXTRA_KEY: self.extra})
+            )
         return uri
 
     @classmethod
@@ -175,12 +181,12 @@ class Connection:
         try:
             data = json.loads(value) if isinstance(value, str) else dict(value)
         except ValueError as e:
-            raise InvalidConnection(f"connection {conn_id!r}: not valid JSON: {e}") from None
+            raise InvalidConnectionError(f"connection {conn_id!r}: not valid JSON: {e}") from None
         if not isinstance(data, dict):
-            raise InvalidConnection(f"connection {conn_id!r}: the JSON form must be an object")
+            raise InvalidConnectionError(f"connection {conn_id!r}: the JSON form must be an object")
         unknown = set(data) - set(FIELDS) - {"conn_id", "uri"}
         if unknown:
-            raise InvalidConnection(
+            raise InvalidConnectionError(
                 f"connection {conn_id!r}: unknown field(s) {', '.join(sorted(unknown))}; "
                 f"a connection has {', '.join(FIELDS)}"
             )
@@ -240,7 +246,7 @@ class Connection:
         """The connection ``conn_id`` from the first secrets backend that has it."""
         value = secrets.lookup("conn", conn_id)
         if value is None:
-            raise ConnectionNotFound(
+            raise ConnectionNotFoundError(
                 f"The conn_id `{conn_id}` isn't defined: add it with `millstream connections add {conn_id} "
                 f"--conn-uri ...`, or set MILLSTREAM_CONN_{conn_id.upper()}"
             )
@@ -257,7 +263,7 @@ class Connection:
             mask_secret(self.extra_dejson)
 
     def get_hook(self, *, hook_params: Mapping[str, Any] | None = None) -> Any:
-        from millstream.sdk.hooks.base import hook_for
+        from millstream.sdk.hooks.registry import hook_for
 
         return hook_for(self, **dict(hook_params or {}))
 
@@ -287,9 +293,11 @@ def _port(port: int | str | None, conn_id: str | None) -> int | None:
     if port in (None, ""):
         return None
     try:
-        return int(port)  # type: ignore[arg-type]
+        return int(port)
     except (TypeError, ValueError):
-        raise InvalidConnection(f"connection {conn_id!r}: port must be a whole number, got {port!r}") from None
+        raise InvalidConnectionError(
+            f"connection {conn_id!r}: port must be a whole number, got {port!r}"
+        ) from None
 
 
 def _safe(uri: str) -> str:

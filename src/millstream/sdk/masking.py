@@ -93,6 +93,28 @@ def redact(value: Any, name: str | None = None) -> Any:
     return value
 
 
+def mask_text(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***`` (for log lines)."""
+    pattern = _compiled()
+    return pattern.sub(MASK, text) if pattern is not None else text
+
+
+class MaskingWriter:
+    """A text stream that masks registered secrets in what is written through it: a task's
+    log, so a password read from a Connection never lands in the log file. Secrets
+    registered mid-task apply from then on."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask_text(text) if _secrets else text)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def forget_secrets() -> None:
     """For tests: a fresh process's state."""
     global _pattern

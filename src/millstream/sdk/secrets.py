@@ -2,8 +2,8 @@
 
 The chain is Airflow's: the environment first (``MILLSTREAM_VAR_<KEY>``,
 ``MILLSTREAM_CONN_<ID>`` and, so a ported deployment keeps its environment,
-``AIRFLOW_VAR_<KEY>`` / ``AIRFLOW_CONN_<ID>``), then the optional backends the
-``[secrets]`` settings name (a local file, HashiCorp Vault), then the metadata store.
+``AIRFLOW_VAR_<KEY>`` / ``AIRFLOW_CONN_<ID>``), then the optional backend the
+``[secrets]`` settings name (a local file, or a class of your own), then the metadata store.
 The first backend that knows a key wins; a backend that fails is an error, not a skip,
 because falling through to the next one could hand a task a stale or wrong credential.
 
@@ -94,7 +94,9 @@ class LocalFilesystemBackend(SecretsBackend):
         try:
             mtime = p.stat().st_mtime
         except FileNotFoundError:
-            raise ConfigError(f"secrets file {p} does not exist ([secrets] backend_kwargs names it)") from None
+            raise ConfigError(
+                f"secrets file {p} does not exist ([secrets] backend_kwargs names it)"
+            ) from None
         hit = self._cache.get(path)
         if hit and hit[0] == mtime:
             return hit[1]
@@ -114,7 +116,9 @@ class LocalFilesystemBackend(SecretsBackend):
             return value
         if isinstance(value, list):  # Airflow allowed a one-element list per id
             if len(value) != 1:
-                raise ConfigError(f"{self.connections_file_path}: connection {conn_id!r} is defined {len(value)} times")
+                raise ConfigError(
+                    f"{self.connections_file_path}: connection {conn_id!r} is defined {len(value)} times"
+                )
             value = value[0]
         return json.dumps(value)
 
@@ -182,11 +186,15 @@ def configured_backends() -> list[SecretsBackend]:
         raise ConfigError(f"[secrets] backend_kwargs is not a JSON object: {e}") from None
     aliases = {
         "local_filesystem": "millstream.sdk.secrets.LocalFilesystemBackend",
-        "vault": "millstream.sdk.vault.VaultBackend",
-        # Airflow's class paths, so a ported airflow.cfg keeps working.
+        # Airflow's class path, so a ported airflow.cfg keeps working.
         "airflow.secrets.local_filesystem.LocalFilesystemBackend": "millstream.sdk.secrets.LocalFilesystemBackend",
-        "airflow.providers.hashicorp.secrets.vault.VaultBackend": "millstream.sdk.vault.VaultBackend",
     }
+    if path in ("vault", "airflow.providers.hashicorp.secrets.vault.VaultBackend"):
+        raise ConfigError(
+            "[secrets] backend: Millstream has no HashiCorp Vault backend yet (it could not be tested "
+            "against a real Vault server); use local_filesystem, or a backend class of your own "
+            "(see the SecretsBackend docstring)"
+        )
     target = aliases.get(path, path)
     module, _, cls_name = target.rpartition(".")
     try:
@@ -226,7 +234,9 @@ _caching = threading.local()
 
 
 @contextmanager
-def parse_cache(ttl: float, seed: Mapping[str, tuple[float, str | None]] | None = None) -> Iterator[dict[str, Any]]:
+def parse_cache(
+    ttl: float, seed: Mapping[str, tuple[float, str | None]] | None = None
+) -> Iterator[dict[str, Any]]:
     """Cache lookups for ``ttl`` seconds while DAG files are parsed. ``seed`` carries the
     entries an earlier parse found (the parsing child is a fresh process each time, so the
     scheduler hands them over); the entries in effect at the end are yielded back."""

@@ -19,7 +19,7 @@ from millstream.sdk.masking import mask_secret
 _NOTSET: Any = object()
 
 
-class VariableNotFound(MillstreamError, KeyError):
+class VariableNotFoundError(MillstreamError, KeyError):
     """No backend has the key (Airflow raises a KeyError too)."""
 
     def __str__(self) -> str:
@@ -39,7 +39,7 @@ class Variable:
         raw = secrets.lookup("var", key)
         if raw is None:
             if default is _NOTSET:
-                raise VariableNotFound(
+                raise VariableNotFoundError(
                     f"Variable {key} does not exist: set it with `millstream variables set {key} VALUE`, "
                     f"or set MILLSTREAM_VAR_{key.upper()}"
                 )
@@ -67,7 +67,9 @@ class Variable:
         return int(secrets.metastore().delete_variable(key))
 
     @staticmethod
-    def setdefault(key: str, default: Any, description: str | None = None, deserialize_json: bool = False) -> Any:
+    def setdefault(
+        key: str, default: Any, description: str | None = None, deserialize_json: bool = False
+    ) -> Any:
         """The value of ``key``; if it has none, ``default`` is stored and returned."""
         value = Variable.get(key, default=None, deserialize_json=deserialize_json)
         if value is None:

@@ -133,7 +133,7 @@ def _register_metastore() -> None:
     the engine (a worker or server binds its own with ``secret_values.bind_store``)."""
     from millstream.store import secret_values
 
-    secret_values.install(secret_values.MetastoreBackend(_open_configured, ensure_schema))
+    secret_values.install(lambda: secret_values.MetastoreBackend(_open_configured, ensure_schema))
 
 
 _register_metastore()

@@ -48,7 +48,7 @@ def set_variable(conn: DbConnection, key: str, value: str, description: str | No
         row["description"] = description
     done = conn.execute(variable.update().where(variable.c.key == key).values(**row)).rowcount
     if not done:
-        conn.execute(variable.insert().values(key=key, description=description, **row))
+        conn.execute(variable.insert().values(key=key, **{"description": description, **row}))
 
 
 def _val(row: Mapping[str, Any]) -> str | None:
@@ -259,18 +259,14 @@ class MetastoreBackend(SecretsBackend):
             return delete_variable(conn, key)
 
 
-_backend: MetastoreBackend | None = None
-
-
-def install(backend: MetastoreBackend) -> None:
-    """Make ``backend`` this process's store of secrets, last in the chain."""
+def install(factory: Callable[[], MetastoreBackend]) -> None:
+    """Make the backends ``factory`` makes this process's store of secrets, last in the
+    chain (a new one each time the chain is rebuilt, so a changed setting is seen)."""
     from millstream.sdk import secrets
 
-    global _backend
-    _backend = backend
-    secrets.register_metastore(lambda: backend)
+    secrets.register_metastore(factory)
 
 
 def bind_store(store: Store) -> None:
     """Read this process's secrets from ``store`` (a worker or API server's own store)."""
-    install(MetastoreBackend(lambda create: store))
+    install(lambda: MetastoreBackend(lambda create: store))

@@ -21,7 +21,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
+
+from millstream.sdk.accessors import ConnectionAccessor, VariableAccessor
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,28 @@ def _context_for(req: CallbackRequest, dag: Any) -> dict[str, Any]:
     if req.task_id:
         ctx["task"] = dag.get_task(req.task_id)
         ctx["task_id"] = req.task_id
+        if "ti" not in ctx:  # the worker's context has a live one; here, what templates ask of it
+            ctx["ti"] = ctx["task_instance"] = SimpleNamespace(
+                dag_id=req.dag_id,
+                run_id=req.run_id,
+                task_id=req.task_id,
+                map_index=req.map_index,
+                try_number=req.try_number,
+                state=_STATE_OF.get(req.kind),
+                logical_date=ctx["logical_date"],
+            )
+    ctx.setdefault("exception", req.reason or None)
+    ctx.setdefault("var", VariableAccessor())
+    ctx.setdefault("conn", ConnectionAccessor())
     return ctx
+
+
+_STATE_OF = {
+    "on_failure_callback": "failed",
+    "on_retry_callback": "up_for_retry",
+    "on_success_callback": "success",
+    "on_skipped_callback": "skipped",
+}
 
 
 def run_request(req: CallbackRequest, resolve: Callable[[str, str], Any]) -> None:
@@ -170,6 +194,7 @@ class InlineCallbackRunner:
 
 
 def _main() -> None:
+    import millstream.store  # noqa: F401 - the store is the last secrets backend (notifiers' connections)
     from millstream.worker.dagcache import DagCache
 
     req = CallbackRequest(**json.loads(sys.stdin.read()))

@@ -22,6 +22,11 @@ def _json_default(value: Any) -> Any:
         return list(value)
     if isinstance(value, LazyResults):
         return list(value)
+    if type(value).__name__ == "ObjectStoragePath":  # checked by name: most results never import upath
+        from millstream.sdk.objectstorage import ObjectStoragePath, to_result
+
+        if isinstance(value, ObjectStoragePath):
+            return to_result(value)
     raise TypeError(type(value).__name__)
 
 

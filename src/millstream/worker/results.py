@@ -13,6 +13,15 @@ from millstream.store import results as q
 _MISSING = object()
 
 
+def loads(text: str) -> Any:
+    """A stored result; an ObjectStoragePath in it comes back as a path (with its connection)."""
+    if '"__objectstoragepath__"' in text:
+        from millstream.sdk.objectstorage import from_result
+
+        return json.loads(text, object_hook=from_result)
+    return json.loads(text)
+
+
 class ResultReader:
     """Reads task results from the store, caching recently used values.
 
@@ -47,7 +56,7 @@ class ResultReader:
         else:
             with self.store.read() as conn:
                 text = q.get_one(conn, run_pk, task_id, map_index, key)
-            value = _MISSING if text is None else json.loads(text)
+            value = _MISSING if text is None else loads(text)
             self._cache[ck] = value
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -72,7 +81,7 @@ class ResultReader:
     def nth(self, run_pk: int, task_id: str, key: str, n: int) -> Any:
         with self.store.read() as conn:
             text = q.nth(conn, run_pk, task_id, key, n)
-        return None if text is None else json.loads(text)
+        return None if text is None else loads(text)
 
 
 class LazyResults(Sequence[Any]):
@@ -102,7 +111,7 @@ class LazyResults(Sequence[Any]):
             if not rows:
                 return
             for _, text in rows:
-                yield json.loads(text)
+                yield loads(text)
             after = rows[-1][0]
 
     @overload

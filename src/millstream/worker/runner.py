@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -30,6 +30,7 @@ from millstream.sdk.dag import DAG
 from millstream.sdk.deferral import TaskDeferred
 from millstream.sdk.execution import Reschedule, SensorTimeout
 from millstream.sdk.mapping import KWARGS_ARG
+from millstream.sdk.masking import MaskingWriter
 from millstream.sdk.standard.branch import branch_follow
 from millstream.sdk.standard.cross_dag import DagRunTriggerException
 from millstream.sdk.task import Task
@@ -234,7 +235,8 @@ class _TaskLog(logging.Handler):
 def capture_to(path: str) -> Iterator[TextIO]:
     """Send print() output and logging of the attempt to its own log file."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", buffering=1) as f:
+    with open(path, "a", encoding="utf-8", buffering=1) as raw:
+        f = cast(TextIO, MaskingWriter(raw))  # secrets read from Variables and Connections show as ***
         handler = _TaskLog(f)
         root = logging.getLogger()
         root.addHandler(handler)

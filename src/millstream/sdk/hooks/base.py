@@ -1,27 +1,12 @@
-"""``BaseHook``: what every hook shares — finding its connection by id — and the table
-of which hook serves which connection type (``Connection.get_hook()``, `connections test`)."""
+"""``BaseHook``: what every hook shares — finding its connection by id. Which hook serves
+which connection type is :mod:`millstream.sdk.hooks.registry`."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
-from millstream.errors import MillstreamError
 from millstream.sdk.connection import Connection
-
-#: conn_type -> the hook class (module path, class name) that serves it.
-HOOKS: dict[str, tuple[str, str]] = {
-    "postgres": ("millstream.sdk.hooks.sql", "DbApiHook"),
-    "mysql": ("millstream.sdk.hooks.sql", "DbApiHook"),
-    "mariadb": ("millstream.sdk.hooks.sql", "DbApiHook"),
-    "sqlite": ("millstream.sdk.hooks.sql", "DbApiHook"),
-    "http": ("millstream.sdk.hooks.http", "HttpHook"),
-    "https": ("millstream.sdk.hooks.http", "HttpHook"),
-    "smtp": ("millstream.sdk.hooks.smtp", "SmtpHook"),
-    "email": ("millstream.sdk.hooks.smtp", "SmtpHook"),
-    "slackwebhook": ("millstream.sdk.hooks.slack", "SlackWebhookHook"),
-}
 
 
 class BaseHook:
@@ -56,17 +41,3 @@ class BaseHook:
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {}
-
-
-def hook_for(conn: Connection, **hook_params: Any) -> Any:
-    """The hook that serves ``conn``'s type, made for ``conn``."""
-    target = HOOKS.get(conn.conn_type or "")
-    if target is None:
-        known = ", ".join(sorted(HOOKS))
-        raise MillstreamError(
-            f"connection {conn.conn_id!r}: no hook for conn_type {conn.conn_type!r} (Millstream has hooks "
-            f"for {known})"
-        )
-    module, name = target
-    cls = getattr(importlib.import_module(module), name)
-    return cls.from_connection(conn, **hook_params)
