@@ -94,7 +94,7 @@ def test_a_mail_server_that_is_down_changes_nothing(monkeypatch):
     run = dag.test()
     assert run.states() == {"breaks": run.ti("breaks").state} and run.ti("breaks").state.value == "failed"
     assert (
-        "could not mail ops@example.com through the [smtp] settings: ConnectionRefusedError"
+        "could not mail ops@example.com (connection smtp_default, else the [smtp] settings): ConnectionRefusedError"
         in run.ti("breaks").log
     )
 

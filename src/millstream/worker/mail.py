@@ -2,7 +2,8 @@
 
 A task with ``email`` set gets a message when an attempt fails and will be retried
 (``email_on_retry``) and when it fails for good (``email_on_failure``); both default to
-true, as in Airflow. Mail goes through the SMTP server of the ``[smtp]`` settings, from
+true, as in Airflow. Mail goes through the connection ``smtp_default`` if one is defined,
+else the SMTP server of the ``[smtp]`` settings, from
 where the outcome is known: the worker right after the attempt, or the scheduler's
 callback process when the attempt ended outside its worker (timed out, lost). Sending
 is best effort like a callback: a mail server that is down is logged in the attempt's
@@ -59,7 +60,25 @@ def message(
 
 
 def send(msg: EmailMessage, settings: Any) -> None:
-    """Send through the ``[smtp]`` settings (raises what smtplib raises)."""
+    """Send through the SMTP connection ``smtp_default`` when one is defined (as Airflow 3
+    sends task mail through its ``email_conn_id``), else through the ``[smtp]`` settings
+    (raises what smtplib raises)."""
+    from millstream.sdk.connection import Connection, ConnectionNotFoundError
+
+    try:
+        conn = Connection.get("smtp_default")
+    except ConnectionNotFoundError:
+        conn = None
+    if conn is not None:
+        from millstream.sdk.hooks.smtp import SmtpHook
+
+        hook = SmtpHook.from_connection(conn)
+        if hook.from_email and "From" in msg:
+            msg.replace_header("From", hook.from_email)
+        with hook:
+            assert hook._client is not None
+            hook._client.send_message(msg)
+        return
     host, port, timeout = settings.smtp_host, settings.smtp_port, settings.smtp_timeout
     if settings.smtp_ssl:
         client: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -111,7 +130,7 @@ def send_task_alert(
         print(f"[{datetime.now(UTC).isoformat()}] mailed {', '.join(to)}: {msg['Subject']}", file=log)
     except Exception as e:  # noqa: BLE001 - mail is best effort, like a callback
         print(
-            f"[{datetime.now(UTC).isoformat()}] could not mail {', '.join(to)} through the [smtp] "
-            f"settings: {type(e).__name__}: {e}",
+            f"[{datetime.now(UTC).isoformat()}] could not mail {', '.join(to)} (connection smtp_default, "
+            f"else the [smtp] settings): {type(e).__name__}: {e}",
             file=log,
         )
