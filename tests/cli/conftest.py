@@ -13,9 +13,10 @@ from typing import Any
 def make_cli(home: Path, dags: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """``run(*args, ok=True)``: ``millstream *args`` with this home and DAG folder;
     ``ok`` asserts a zero exit code. ``run.home`` and ``run.dags`` are the folders."""
-    env = {**os.environ, "MILLSTREAM_HOME": str(home), "MILLSTREAM_DAGS_FOLDER": str(dags)}
 
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        # The environment as it is at the call (a test may set a variable in between).
+        env = {**os.environ, "MILLSTREAM_HOME": str(home), "MILLSTREAM_DAGS_FOLDER": str(dags)}
         p = subprocess.run(
             [sys.executable, "-m", "millstream.cli", *args],
             env=env,

@@ -22,11 +22,11 @@ def connections() -> None:
 
 
 def _public(c: Any) -> dict[str, Any]:
-    from millstream.sdk.masking import MASK, redact
+    from millstream.sdk.masking import MASK, redact_names
 
     d = c.to_dict()
     d["password"] = MASK if c.password else None
-    d["extra"] = redact(c.extra_dejson) if c.extra_dejson else (c.extra if c.extra is None else MASK)
+    d["extra"] = redact_names(c.extra_dejson) if c.extra_dejson else (c.extra if c.extra is None else MASK)
     d["description"] = c.description
     return dict(d)
 

@@ -93,6 +93,18 @@ def redact(value: Any, name: str | None = None) -> Any:
     return value
 
 
+def redact_names(value: Any, name: str | None = None) -> Any:
+    """``value`` with only values under sensitive names masked: for showing a connection's
+    extra to an operator, where every registered secret would hide ordinary settings."""
+    if is_sensitive(name) and value not in (None, ""):
+        return MASK
+    if isinstance(value, Mapping):
+        return {k: redact_names(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_names(v) for v in value]
+    return value
+
+
 def mask_text(text: str) -> str:
     """``text`` with every registered secret replaced by ``***`` (for log lines)."""
     pattern = _compiled()
