@@ -38,8 +38,11 @@ def _child_main() -> None:
     sys.stdout = sys.stderr
     paths = json.loads(sys.stdin.readline())
     seed = json.loads(sys.stdin.readline() or "{}")
-    import millstream.store  # noqa: F401 - the store is the last secrets backend of the chain
     from millstream.sdk import secrets
+
+    # The store is the last secrets backend; it is imported (0.2 s) only when a DAG file
+    # reads a Variable or Connection at its top level, not for every parse.
+    secrets.register_metastore(_metastore)
     from millstream.settings import Settings
 
     settings = Settings.load()
@@ -49,6 +52,12 @@ def _child_main() -> None:
         if ttl:
             proto.write(json.dumps({"secrets": cache}) + "\n")
     proto.write(json.dumps({"end": True}) + "\n")
+
+
+def _metastore() -> Any:
+    from millstream.store import default_metastore
+
+    return default_metastore()
 
 
 def _parse_each(paths: list[str], proto: Any) -> None:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
@@ -128,12 +129,19 @@ def _open_configured(create: bool) -> Store | None:
     return Store(url)
 
 
+def default_metastore() -> Any:
+    """The configured database as a secrets backend."""
+    from millstream.store import secret_values
+
+    return secret_values.MetastoreBackend(_open_configured, ensure_schema)
+
+
 def _register_metastore() -> None:
     """Make the configured store the last secrets backend of every process that imports
     the engine (a worker or server binds its own with ``secret_values.bind_store``)."""
     from millstream.store import secret_values
 
-    secret_values.install(lambda: secret_values.MetastoreBackend(_open_configured, ensure_schema))
+    secret_values.install(default_metastore)
 
 
 _register_metastore()
