@@ -122,15 +122,15 @@ def test_the_mapping_names_only_real_millstream_objects(hook):
 def test_the_scan_lists_every_missing_name_with_its_line(tmp_path):
     f = tmp_path / "many.py"
     f.write_text(
-        "from airflow.sdk import DAG, Variable\n"
-        "import airflow.providers.http.hooks.http\n"
-        "from airflow.sdk import task, Connection\n"
+        "from airflow.sdk import DAG, PartitionedAssetTimetable\n"
+        "import airflow.providers.amazon.aws.hooks.s3\n"
+        "from airflow.sdk import task, CronPartitionTimetable\n"
         "from millstream import task as t\n"
     )
     assert airflow_imports.scan_file(str(f)) == [
-        (1, "airflow.sdk.Variable"),
-        (2, "airflow.providers.http.hooks.http"),
-        (3, "airflow.sdk.Connection"),
+        (1, "airflow.sdk.PartitionedAssetTimetable"),
+        (2, "airflow.providers.amazon.aws.hooks.s3"),
+        (3, "airflow.sdk.CronPartitionTimetable"),
     ]
 
 
@@ -151,7 +151,8 @@ def test_dags_check_reports_each_file_and_each_missing_name(tmp_path):
     dags.mkdir()
     (dags / "ported.py").write_text(AIRFLOW_DAG)
     (dags / "needs.py").write_text(
-        "from airflow.sdk import DAG\nfrom airflow.sdk import Variable\nfrom airflow.sdk import Connection\n"
+        "from airflow.sdk import DAG\nfrom airflow.sdk import PartitionedAssetTimetable\n"
+        "from airflow.sdk import CronPartitionTimetable\n"
     )
     p = _cli(tmp_path, "dags", "check", "-d", str(dags), "--airflow-imports", "--output", "json")
     assert p.returncode == 1, p.stderr
@@ -160,11 +161,11 @@ def test_dags_check_reports_each_file_and_each_missing_name(tmp_path):
     assert report["ported.py"]["error"] is None
     assert report["needs.py"]["error"]["line"] == 2
     assert report["needs.py"]["missing"] == [
-        {"line": 2, "name": "airflow.sdk.Variable"},
-        {"line": 3, "name": "airflow.sdk.Connection"},
+        {"line": 2, "name": "airflow.sdk.PartitionedAssetTimetable"},
+        {"line": 3, "name": "airflow.sdk.CronPartitionTimetable"},
     ]
     text = _cli(tmp_path, "dags", "check", str(dags), "--airflow-imports")  # FOLDER as an argument too
-    assert "needs.py:3: no equivalent of airflow.sdk.Connection" in text.stdout
+    assert "needs.py:3: no equivalent of airflow.sdk.CronPartitionTimetable" in text.stdout
     assert "1 of 2 file(s) load" in text.stdout
     # Without the flag (and the setting off) the Airflow file is plainly not importable.
     off = _cli(tmp_path, "dags", "check", "-d", str(dags), "--output", "json")

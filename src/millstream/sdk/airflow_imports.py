@@ -180,6 +180,21 @@ MODULES: dict[str, dict[str, str]] = {
         "SlackWebhookNotifier": "millstream.sdk.notifications:SlackWebhookNotifier",
         "send_slack_webhook_notification": "millstream.sdk.notifications:send_slack_webhook_notification",
     },
+    "airflow.providers.common.sql.hooks.sql": {
+        n: f"millstream.sdk.hooks.sql:{n}" for n in ("DbApiHook", "fetch_all_handler", "fetch_one_handler")
+    },
+    "airflow.providers.common.sql.hooks.handlers": {
+        n: f"millstream.sdk.hooks.sql:{n}"
+        for n in ("fetch_all_handler", "fetch_one_handler", "return_single_query_results")
+    },
+    "airflow.providers.common.sql.operators.sql": {
+        n: f"millstream.sdk.standard.sql:{n}"
+        for n in ("BaseSQLOperator", "SQLExecuteQueryOperator", "SQLCheckOperator", "SQLValueCheckOperator")
+    },
+    "airflow.providers.common.sql.sensors.sql": {"SqlSensor": "millstream.sdk.standard.sql:SqlSensor"},
+    "airflow.providers.postgres.hooks.postgres": {"PostgresHook": "millstream.sdk.hooks.sql:PostgresHook"},
+    "airflow.providers.mysql.hooks.mysql": {"MySqlHook": "millstream.sdk.hooks.sql:MySqlHook"},
+    "airflow.providers.sqlite.hooks.sqlite": {"SqliteHook": "millstream.sdk.hooks.sql:SqliteHook"},
     "airflow.providers.slack.hooks.slack_webhook": {
         "SlackWebhookHook": "millstream.sdk.hooks.slack:SlackWebhookHook"
     },
