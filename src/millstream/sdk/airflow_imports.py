@@ -195,6 +195,16 @@ MODULES: dict[str, dict[str, str]] = {
     "airflow.providers.postgres.hooks.postgres": {"PostgresHook": "millstream.sdk.hooks.sql:PostgresHook"},
     "airflow.providers.mysql.hooks.mysql": {"MySqlHook": "millstream.sdk.hooks.sql:MySqlHook"},
     "airflow.providers.sqlite.hooks.sqlite": {"SqliteHook": "millstream.sdk.hooks.sql:SqliteHook"},
+    "airflow.providers.http.hooks.http": {"HttpHook": "millstream.sdk.hooks.http:HttpHook"},
+    "airflow.providers.http.operators.http": {"HttpOperator": "millstream.sdk.standard.http:HttpOperator"},
+    "airflow.providers.http.sensors.http": {"HttpSensor": "millstream.sdk.standard.http:HttpSensor"},
+    "airflow.providers.http.triggers.http": {
+        "HttpTrigger": "millstream.sdk.standard.http:HttpTrigger",
+        "HttpSensorTrigger": "millstream.sdk.standard.http:HttpSensorTrigger",
+    },
+    "airflow.providers.http.exceptions": {
+        "HttpErrorException": "millstream.sdk.hooks.http:HttpErrorException"
+    },
     "airflow.providers.slack.hooks.slack_webhook": {
         "SlackWebhookHook": "millstream.sdk.hooks.slack:SlackWebhookHook"
     },

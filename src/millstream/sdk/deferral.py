@@ -21,6 +21,8 @@ from typing import Any
 #: Airflow's class paths for the triggers Millstream has (they serialize under them too,
 #: so a trigger row written by Airflow's code paths is still understood).
 AIRFLOW_TRIGGERS = {
+    "airflow.providers.http.triggers.http.HttpTrigger": "millstream.sdk.standard.http.HttpTrigger",
+    "airflow.providers.http.triggers.http.HttpSensorTrigger": "millstream.sdk.standard.http.HttpSensorTrigger",
     "airflow.providers.standard.triggers.temporal.DateTimeTrigger": (
         "millstream.sdk.standard.triggers.DateTimeTrigger"
     ),

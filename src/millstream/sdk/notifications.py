@@ -80,7 +80,8 @@ class BaseNotifier:
                 target.notify(context)
                 return
             except Exception as e:
-                if attempt == self.notify_retries:
+                # A missing connection or a bad setting will not fix itself: no retry.
+                if attempt == self.notify_retries or isinstance(e, (KeyError, TypeError, ValueError)):
                     self.log.error("%s failed %d time(s), giving up: %s", type(self).__name__, attempt + 1, e)
                     raise
                 self.log.warning("%s failed (%s); trying again in %.1fs", type(self).__name__, e, delay)

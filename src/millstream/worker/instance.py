@@ -57,6 +57,7 @@ class TaskInstanceInfo:
     _run_pk: int
     _mapped_tasks: frozenset[str]
     sensor_started_at: datetime | None = None  # a rescheduled sensor's first poke
+    state: str | None = None  # set for the attempt's callbacks: how it ended
     pushed: dict[str, Any] = field(default_factory=dict)
 
     def xcom_push(self, key: str, value: Any) -> None:

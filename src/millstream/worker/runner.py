@@ -7,6 +7,7 @@ only the way the DAG is found (``resolve_dag``) and the store differ.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 import os
@@ -468,6 +469,10 @@ def _task_callbacks(
         kind = "on_failure_callback"
     if error:
         ctx = {**ctx, "exception": error}
+    ti = ctx.get("ti")
+    if isinstance(ti, TaskInstanceInfo):  # callbacks (and notifiers' templates) ask ti.state
+        ti = dataclasses.replace(ti, state="up_for_retry" if kind == "on_retry_callback" else state)
+        ctx = {**ctx, "ti": ti, "task_instance": ti}
     call_all(task.config[kind], ctx, kind, log)
     mail.send_task_alert(
         task.config,
