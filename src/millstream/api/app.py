@@ -12,11 +12,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from millstream.api import errors
 from millstream.api.auth import User
-from millstream.api.routes import assets, backfills, dags, pools, runs, system
+from millstream.api.routes import assets, backfills, connections, dags, pools, runs, system, variables
 from millstream.api.schemas import ERRORS
 from millstream.api.throttle import LoginThrottle
 from millstream.settings import Settings
-from millstream.store import Store, ensure_schema
+from millstream.store import Store, ensure_schema, secret_values
 from millstream.store import users as users_q
 
 API = "/api/v1"
@@ -54,13 +54,15 @@ def create_app(settings: Settings, store: Store | None = None, *, ui: bool = Tru
     if store is None:
         store = Store(settings.database_url)
         ensure_schema(store)
+    secret_values.bind_store(store)  # Variables and Connections read in this process come from it
     with store.begin() as conn:
         secret = users_q.session_secret(conn)
     app = FastAPI(
         title="Millstream",
         version=_version(),
-        description="Pipelines, runs, task instances, assets, backfills and pools. Authenticate with "
-        "`Authorization: Bearer <token>` (POST /api/v1/auth/token, or `millstream users token`).",
+        description="Pipelines, runs, task instances, assets, backfills, pools, variables and connections. "
+        "Authenticate with `Authorization: Bearer <token>` (POST /api/v1/auth/token, or "
+        "`millstream users token`).",
         openapi_url=None,  # served below, behind authentication like every endpoint but health
         docs_url=None,
         redoc_url=None,
@@ -69,7 +71,7 @@ def create_app(settings: Settings, store: Store | None = None, *, ui: bool = Tru
     app.state.settings = settings
     app.state.throttle = LoginThrottle()
     errors.install(app)
-    for module in (system, dags, runs, assets, backfills, pools):
+    for module in (system, dags, runs, assets, backfills, pools, variables, connections):
         app.include_router(module.router, prefix=API, responses=ERRORS)
 
     @app.get(f"{API}/openapi.json", include_in_schema=False)
@@ -78,8 +80,10 @@ def create_app(settings: Settings, store: Store | None = None, *, ui: bool = Tru
 
     if ui:
         from millstream.api import ui as ui_pages
+        from millstream.api import ui_secrets
 
         ui_pages.install(app)
+        ui_pages.add_routes(app, ui_secrets.ROUTES)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,

@@ -410,3 +410,84 @@ class UserBody(Body):
     username: Annotated[str, Field(min_length=1, max_length=150), AfterValidator(_no_nul)]
     password: Annotated[str, Field(min_length=8, max_length=1000), AfterValidator(_no_nul)]
     role: Literal["admin", "viewer"] = "viewer"
+
+
+# -- variables and connections ----------------------------------------------------------------
+
+
+def _utf8(value: str) -> str:
+    """Text that can be stored and encrypted: no NUL, no lone UTF-16 surrogates."""
+    _no_nul(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 text (it has a lone surrogate)") from None
+    return value
+
+
+#: Variable keys and connection ids, as the store (and Airflow) allows them.
+SECRET_KEY_PATTERN = r"^[A-Za-z0-9_.\-]{1,250}$"
+Clean = Annotated[str, AfterValidator(_utf8)]
+
+
+class VariableOut(BaseModel):
+    key: str
+    value: str | None = Field(
+        description='The value; "***" when the key is sensitive (password, token, ...).'
+    )
+    description: str | None
+    masked: bool = Field(description="The key is sensitive, so the value is not shown.")
+    updated_at: datetime
+
+
+class VariableBody(Body):
+    value: Annotated[str, Field(max_length=1_000_000), AfterValidator(_utf8)] = Field(
+        description='The value as text. For a sensitive key, "***" keeps the stored value.'
+    )
+    description: Annotated[str, Field(max_length=5000), AfterValidator(_utf8)] | None = Field(
+        default=None, description="Omitted: the stored description is kept."
+    )
+
+
+class VariablesImported(BaseModel):
+    imported: int = Field(description="Variables set (created or replaced).")
+    skipped: int = Field(description="Variables that existed and were left alone (overwrite=false).")
+
+
+class ConnectionOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    conn_id: str
+    conn_type: str
+    description: str | None
+    host: str | None
+    schema_: str | None = Field(alias="schema")
+    login: str | None
+    password: str | None = Field(description='"***" when a password is set, else null; never the password.')
+    port: int | None
+    extra: dict[str, Any] | str | None = Field(
+        description='The extra as an object, values under sensitive names as "***"; "***" for an '
+        "extra that is text but not a JSON object."
+    )
+
+
+class ConnectionBody(Body):
+    conn_type: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_utf8)]
+    description: Annotated[str, Field(max_length=5000), AfterValidator(_utf8)] | None = None
+    host: Annotated[str, Field(max_length=500), AfterValidator(_utf8)] | None = None
+    schema_: Annotated[str, Field(max_length=500), AfterValidator(_utf8)] | None = Field(
+        default=None, alias="schema"
+    )
+    login: Annotated[str, Field(max_length=5000), AfterValidator(_utf8)] | None = None
+    password: Annotated[str, Field(max_length=5000), AfterValidator(_utf8)] | None = Field(
+        default=None, description='Omitted or "***": the stored password is kept. null: no password.'
+    )
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    extra: JsonObject | None = Field(
+        default=None, description='A JSON object; a value "***" under a sensitive name keeps the stored one.'
+    )
+
+
+class ConnectionTested(BaseModel):
+    status: bool = Field(description="The connection's hook reached the system.")
+    message: str

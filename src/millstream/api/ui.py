@@ -120,7 +120,12 @@ def install(app: FastAPI) -> None:
         return _render(request, "error.html", who, status=status, message=message, code=status)
 
     app.state.error_page = error_page
-    for route in ROUTES:
+    add_routes(app, ROUTES)
+
+
+def add_routes(app: FastAPI, routes: list[Any]) -> None:
+    """Register page routes (this module's, and those of page modules built on it)."""
+    for route in routes:
         app.add_api_route(route[0], route[1], methods=route[2], include_in_schema=False, response_model=None)
 
 

@@ -6,7 +6,7 @@ Everything it reaches comes from Variables and Connections the test sets up; con
 ``{"fail": true}`` makes its last task fail, to see the notifications."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from millstream import (
     DAG,
@@ -30,7 +30,7 @@ notify = [
 with DAG(
     "connected",
     schedule=None,
-    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
     default_args={"on_failure_callback": notify},
     params={"fail": False},
 ):

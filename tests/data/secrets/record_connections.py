@@ -29,5 +29,12 @@ for obj in [
     {"conn_type": "fs", "extra": '{"path": "/data"}'},
 ]:
     c = Connection.from_json(json.dumps(obj), conn_id="x")
-    out["json"].append({"json": obj, "fields": {f: getattr(c, f) for f in FIELDS}, "as_json": json.loads(c.as_json()), "get_uri": c.get_uri()})
+    out["json"].append(
+        {
+            "json": obj,
+            "fields": {f: getattr(c, f) for f in FIELDS},
+            "as_json": json.loads(c.as_json()),
+            "get_uri": c.get_uri(),
+        }
+    )
 print(json.dumps(out, indent=1))

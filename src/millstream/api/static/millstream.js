@@ -132,7 +132,7 @@
     form.querySelectorAll("input[name], select[name], textarea[name]").forEach(function (f) {
       var v = f.value;
       if (f.hasAttribute("data-bool")) { body[f.name] = f.checked; return; }
-      if (v === "") return;
+      if (v === "" && !f.hasAttribute("data-empty")) return;  // data-empty: "" is a value
       if (f.hasAttribute("data-json")) {
         try { v = JSON.parse(v); } catch (e) { throw new Error(f.name + " is not valid JSON: " + e.message); }
       } else if (f.hasAttribute("data-int")) { v = parseInt(v, 10); }
@@ -173,7 +173,13 @@
     if (err) err.textContent = "";
     var parts = form.getAttribute("data-api").split(" "), body;
     try { body = formBody(form); } catch (e) { if (err) err.textContent = e.message; return; }
-    api(parts[0], parts[1], body).then(function (data) {
+    // {name} in the URL is the form's field of that name, taken out of the body
+    var url = parts[1].replace(/\{(\w+)\}/g, function (_, k) {
+      var v = body[k];
+      delete body[k];
+      return encodeURIComponent(v === undefined ? "" : v);
+    });
+    api(parts[0], url, body).then(function (data) {
       var then = form.getAttribute("data-then");
       var dialog = form.closest("dialog");
       if (dialog) dialog.close();
@@ -214,7 +220,8 @@
       var b = el.hasAttribute("data-body") ? JSON.parse(el.getAttribute("data-body")) : undefined;
       el.disabled = true;
       api(p[0], p[1], b).then(function (data) {
-        toast(data.count !== undefined ? data.count + " task instance(s) changed" : "Done");
+        if (data.status === false) toast(data.message || "Failed", true);  // a connection test
+        else toast(data.count !== undefined ? data.count + " task instance(s) changed" : (data.message || "Done"));
         refreshAll();
       }).catch(function (e) { toast(e.message, true); }).then(function () { el.disabled = false; });
     } else {
