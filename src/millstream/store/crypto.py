@@ -55,7 +55,11 @@ def source(settings: Settings | None = None) -> str:
 def fernet() -> MultiFernet:
     """The process's cipher, rebuilt when the settings that name the key change."""
     env = os.environ
-    marker = (env.get("MILLSTREAM__CORE__FERNET_KEY"), env.get("MILLSTREAM_HOME"), env.get("MILLSTREAM_CONFIG"))
+    marker = (
+        env.get("MILLSTREAM__CORE__FERNET_KEY"),
+        env.get("MILLSTREAM_HOME"),
+        env.get("MILLSTREAM_CONFIG"),
+    )
     cipher = _cache.get(marker)
     if cipher is None:
         cipher = make(ensure_key())

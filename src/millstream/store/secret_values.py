@@ -80,7 +80,9 @@ def delete_variable(conn: DbConnection, key: str) -> int:
     return int(conn.execute(variable.delete().where(variable.c.key == key)).rowcount)
 
 
-def import_variables(conn: DbConnection, values: Mapping[str, Any], *, overwrite: bool = True) -> tuple[int, int]:
+def import_variables(
+    conn: DbConnection, values: Mapping[str, Any], *, overwrite: bool = True
+) -> tuple[int, int]:
     """Set many variables in the caller's transaction: (set, skipped). A value that is not
     text is stored as its JSON, as Airflow's import does."""
     done = skipped = 0
