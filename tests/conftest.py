@@ -121,3 +121,16 @@ def _own_api_port(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every `standalone` a test starts serves its API on a port of its own, never on a
     developer's 8080."""
     monkeypatch.setenv("MILLSTREAM__API__PORT", str(free_port()))
+
+
+@pytest.fixture(autouse=True)
+def _default_secrets_backends() -> Iterator[None]:
+    """Every test starts with the configured store as the last secrets backend: an API app
+    or worker made in-process by an earlier test binds its own store for the process."""
+    import millstream.store as store_pkg
+    from millstream.sdk import secrets
+
+    store_pkg._register_metastore()
+    secrets.reset()
+    yield
+    secrets.reset()

@@ -59,7 +59,9 @@ def test_variables_crud_and_paging(api: Api):
 
 def test_the_api_process_reads_variables_from_its_own_store(api: Api):
     from millstream.sdk.variable import Variable
+    from millstream.store.secret_values import bind_store
 
+    bind_store(api.harness.store)  # what create_app does (the app here is shared by the module)
     ok(api.admin.put(f"{V}/seen_by_get", json={"value": "yes"}))
     assert Variable.get("seen_by_get") == "yes"
 
