@@ -154,21 +154,22 @@ class SmtpNotifier(BaseNotifier):
         self.auth_type = auth_type
 
     def notify(self, context: Mapping[str, Any]) -> None:
-        from millstream.sdk.hooks.smtp import SmtpHook
+        from millstream.sdk.hooks.smtp import send_email
 
-        with SmtpHook(smtp_conn_id=self.smtp_conn_id, auth_type=self.auth_type) as hook:
-            hook.send_email_smtp(
-                to=self.to,
-                subject=self.subject,
-                html_content=self.html_content,
-                from_email=self.from_email,
-                files=self.files,
-                cc=self.cc,
-                bcc=self.bcc,
-                mime_subtype=self.mime_subtype,
-                mime_charset=self.mime_charset,
-                custom_headers=self.custom_headers,
-            )
+        send_email(
+            to=self.to,
+            subject=self.subject,
+            html_content=self.html_content,
+            from_email=self.from_email,
+            files=self.files,
+            cc=self.cc,
+            bcc=self.bcc,
+            mime_subtype=self.mime_subtype,
+            mime_charset=self.mime_charset,
+            custom_headers=self.custom_headers,
+            conn_id=self.smtp_conn_id,
+            auth_type=self.auth_type,
+        )
 
 
 class SlackWebhookNotifier(BaseNotifier):

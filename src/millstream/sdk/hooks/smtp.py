@@ -240,11 +240,12 @@ def send_email(
     conn_id: str | None = None,
     from_email: str | None = None,
     custom_headers: Mapping[str, Any] | None = None,
+    auth_type: str = "basic",
     **kwargs: Any,
 ) -> EmailMessage:
     """Airflow's ``airflow.utils.email.send_email``: through the SMTP connection
-    ``conn_id`` (default ``smtp_default``)."""
-    hook = SmtpHook(smtp_conn_id=conn_id or SmtpHook.default_conn_name)
+    ``conn_id`` (default ``smtp_default``). EmailOperator and SmtpNotifier send through it."""
+    hook = SmtpHook(smtp_conn_id=conn_id or SmtpHook.default_conn_name, auth_type=auth_type)
     return hook.send_email_smtp(
         to=to,
         subject=subject,
