@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
@@ -427,6 +428,16 @@ def _utf8(value: str) -> str:
 
 #: Variable keys and connection ids, as the store (and Airflow) allows them.
 SECRET_KEY_PATTERN = r"^[A-Za-z0-9_.\-]{1,250}$"
+#: A variable key or connection id in a URL path.
+SecretKeyPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=250,
+        pattern=SECRET_KEY_PATTERN,
+        description="Letters, digits, '_', '-' or '.'.",
+    ),
+]
 Clean = Annotated[str, AfterValidator(_utf8)]
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from millstream.api.auth import Admin, User
 from millstream.api.deps import PagingDep, StoreDep
 from millstream.api.schemas import (
-    SECRET_KEY_PATTERN,
     ConnectionBody,
     ConnectionOut,
     ConnectionTested,
     Page,
+    SecretKeyPath,
 )
 from millstream.errors import NotFoundError
 from millstream.sdk.connection import Connection
@@ -27,15 +27,7 @@ from millstream.store import secret_values as secrets_q
 
 router = APIRouter(tags=["Connections"])
 
-ConnId = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=250,
-        pattern=SECRET_KEY_PATTERN,
-        description="Letters, digits, '_', '-' or '.'.",
-    ),
-]
+ConnId = SecretKeyPath
 
 
 def connection_out(c: Connection) -> ConnectionOut:

@@ -8,7 +8,7 @@ import json
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi import Body as BodyParam
 from fastapi.exceptions import RequestValidationError
 
@@ -17,6 +17,7 @@ from millstream.api.deps import PagingDep, StoreDep
 from millstream.api.schemas import (
     SECRET_KEY_PATTERN,
     Page,
+    SecretKeyPath,
     VariableBody,
     VariableOut,
     VariablesImported,
@@ -27,15 +28,7 @@ from millstream.store import secret_values as secrets_q
 
 router = APIRouter(tags=["Variables"])
 
-Key = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=250,
-        pattern=SECRET_KEY_PATTERN,
-        description="Letters, digits, '_', '-' or '.'.",
-    ),
-]
+Key = SecretKeyPath
 _KEY = re.compile(SECRET_KEY_PATTERN)
 MAX_IMPORT = 10_000
 
