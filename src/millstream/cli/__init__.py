@@ -19,6 +19,7 @@ from millstream.cli import (
     config,
     connections,
     dags,
+    dags_test,  # noqa: F401 - registers `dags test` on the dags group
     db,
     pools,
     scheduler,
@@ -41,7 +42,7 @@ def main() -> None:
 
 for _command in (
     db.db,
-    dags.dags,
+    dags.dags,  # dags_test adds its command to this group
     tasks.tasks,
     pools.pools,
     celery.celery,
