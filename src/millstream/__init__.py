@@ -6,6 +6,7 @@ Port an Airflow DAG by changing ``from airflow.sdk import dag, task`` to
 
 from __future__ import annotations
 
+import re as _re
 import typing as _typing
 
 from millstream.core.timetables import CronDataIntervalTimetable, CronTriggerTimetable
@@ -60,11 +61,17 @@ __version__ = "0.1.0"
 
 
 def _run_inline(
-    dag: DAG, *, conf: Mapping[str, _typing.Any] | None, logical_date: datetime | None
+    dag: DAG,
+    *,
+    conf: Mapping[str, _typing.Any] | None,
+    logical_date: datetime | None,
+    mark_success_pattern: str | _re.Pattern[str] | None = None,
 ) -> RunResult:
     from millstream.testing import run_dag_inline
 
-    return run_dag_inline(dag, conf=conf, logical_date=logical_date)
+    return run_dag_inline(
+        dag, conf=conf, logical_date=logical_date, mark_success_pattern=mark_success_pattern
+    )
 
 
 def _parse_files(paths: list[str], timeout: float) -> Sequence[ParsedFile]:

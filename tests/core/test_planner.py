@@ -47,7 +47,7 @@ def test_failure_propagates_as_upstream_failed_and_fails_the_run():
     p.start()
     cmds = run(p, "a", state=S.FAILED)
     assert p.state_of("b") is S.UPSTREAM_FAILED and p.state_of("c") is S.UPSTREAM_FAILED
-    assert cmds[-1] == FinishRun(RunState.FAILED, "leaf task(s) failed: c")
+    assert cmds[-1] == FinishRun(RunState.FAILED, "failed: a (attempt 1 failed)")
 
 
 def test_retry_waits_for_its_delay_then_reschedules():

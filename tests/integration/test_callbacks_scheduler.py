@@ -47,6 +47,6 @@ def test_timeout_and_dag_failure_callbacks_run_beside_the_scheduler(harness, tmp
 
     wait_for(lambda: len(lines()) == 2, 60, "both callbacks")
     assert sorted(lines()) == [
-        "dag failed: leaf task(s) failed: too_slow",
+        "dag failed: failed: too_slow (attempt 1 failed: timed out: execution_timeout of 1.0s exceeded)",
         "task failed: too_slow: timed out: execution_timeout of 1.0s exceeded",
     ]

@@ -75,6 +75,47 @@ def test_a_failing_task_does_not_raise_and_its_traceback_is_in_the_log():
     assert run.ti("after").state is S.UPSTREAM_FAILED
     log = run.ti("boom").log
     assert "Traceback" in log and "ValueError: bad input row 17" in log
+    # failures(): the failed instance with its reason and traceback; not its victims.
+    (f,) = run.failures()
+    assert (f.task_id, f.map_index, f.try_number) == ("boom", -1, 1)
+    assert f.reason == "attempt 1 failed: ValueError: bad input row 17"
+    assert f.traceback is not None and 'raise ValueError("bad input row 17")' in f.traceback
+    assert f.traceback.rstrip().endswith("ValueError: bad input row 17")
+    assert run.state_reason == "failed: boom (attempt 1 failed: ValueError: bad input row 17)"
+
+
+def test_a_value_expand_cannot_map_is_a_failure_with_its_reason_and_no_traceback():
+    @task
+    def nums():
+        return 3
+
+    @task
+    def use(n):
+        return n
+
+    with DAG("d") as d:
+        use.expand(n=nums())
+    (f,) = d.test().failures()
+    assert f.task_id == "use" and f.traceback is None and f.try_number == 0
+    assert "returned int, expected a list or dict" in f.reason
+
+
+def test_mark_success_pattern_marks_matching_tasks_without_running_them():
+    ran = []
+
+    @task
+    def sensor_upstream():
+        ran.append("sensor")
+
+    @task
+    def work():
+        ran.append("work")
+
+    with DAG("d") as d:
+        sensor_upstream() >> work()
+    run = d.test(mark_success_pattern="sensor_.*")
+    assert run.state is RunState.SUCCESS and ran == ["work"]
+    assert "marked success without running" in run.ti("sensor_upstream").log
 
 
 def test_retries_run_again_and_each_attempt_has_its_own_log():

@@ -53,16 +53,16 @@ def test_without_an_engine_the_sdk_says_what_is_missing(restore_engine: None, tm
 def test_dag_test_hands_the_dag_and_its_arguments_to_the_registered_runner(restore_engine: None) -> None:
     calls = []
 
-    def fake(dag, *, conf, logical_date):
-        calls.append((dag.dag_id, conf, logical_date))
+    def fake(dag, *, conf, logical_date, mark_success_pattern=None):
+        calls.append((dag.dag_id, conf, logical_date, mark_success_pattern))
         return RunResult(dag.dag_id, "r", RunState.SUCCESS)
 
     engine.register_inline_runner(fake)
     d = _dag()
     when = datetime(2025, 2, 1)
     assert d.test({"a": 1}, conf={"ignored": True}, logical_date=when).run_id == "r"
-    d.test(conf={"b": 2})
-    assert calls == [("seam", {"a": 1}, when), ("seam", {"b": 2}, None)]
+    d.test(conf={"b": 2}, mark_success_pattern="x.*")
+    assert calls == [("seam", {"a": 1}, when, None), ("seam", {"b": 2}, None, "x.*")]
 
 
 def test_load_dags_parses_through_the_registered_parser(restore_engine: None, tmp_path) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from millstream.core.model import UNMAPPED, DagSpec, MapSource, TaskSpec
+from millstream.core.outcome import decide_run_state
 from millstream.core.readiness import Outcome, UpstreamCounts, Verdict, evaluate
 from millstream.core.retry import retry_delay
 from millstream.core.states import (
@@ -55,6 +56,7 @@ class SetStates:
     state: TaskState
     reason: str
     retry_at: datetime | None = None
+    reported: bool = False  # a worker's report, not the planner's own decision
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,9 @@ class RunPlanner:
         # A user marked the run: it ends in this state once its teardowns have run.
         self.marked_state = marked_state
         self.marked_reason: str | None = None
+        # Why each task's first instance failed, for the run's reason (held per task, not
+        # per instance, so a wide map costs nothing more).
+        self.fail_reasons: dict[str, str] = {}
         rows = task_instances if task_instances is not None else self.initial_task_instances()
         for task_id, map_index, state in rows:
             if task_id not in self.states:
@@ -201,7 +206,7 @@ class RunPlanner:
         Raises :class:`~millstream.core.states.IllegalTransition` on an impossible move.
         """
         out: list[Command] = []
-        self._set(task_id, [map_index], state, reason or f"reported {state}", out)
+        self._set(task_id, [map_index], state, reason or f"reported {state}", out, reported=True)
         if state is S.SUCCESS and output is not None and map_index == UNMAPPED:
             self.outputs[task_id] = output
         if state is S.SUCCESS and output is not None:
@@ -240,10 +245,10 @@ class RunPlanner:
             at = now + timedelta(seconds=delay)
             self.retry_at[(task_id, map_index)] = at
             why = f"attempt {try_number} failed; retry {try_number}/{limit} in {delay:.1f}s"
-            self._set(task_id, [map_index], S.UP_FOR_RETRY, why, out, retry_at=at)
+            self._set(task_id, [map_index], S.UP_FOR_RETRY, why, out, retry_at=at, reported=True)
             return out
         why = f"attempt {try_number} failed" + (f": {error}" if error else "")
-        self._set(task_id, [map_index], S.FAILED, why, out)
+        self._set(task_id, [map_index], S.FAILED, why, out, reported=True)
         self._settle([(task_id, map_index)], out)
         return out
 
@@ -328,6 +333,7 @@ class RunPlanner:
         out: list[Command],
         *,
         retry_at: datetime | None = None,
+        reported: bool = False,
     ) -> None:
         states = self.states[task_id]
         counts = self.counts[task_id]
@@ -343,7 +349,9 @@ class RunPlanner:
             was_done = old in TERMINAL_TASK_STATES
             now_done = state in TERMINAL_TASK_STATES
             self.unfinished += int(was_done) - int(now_done)
-        out.append(SetStates(task_id, map_indexes, state, reason, retry_at))
+        if state is S.FAILED:
+            self.fail_reasons.setdefault(task_id, reason)
+        out.append(SetStates(task_id, map_indexes, state, reason, retry_at, reported))
 
     def _waiting(self, task_id: str) -> list[int]:
         if not self.counts[task_id][S.NONE]:
@@ -571,24 +579,7 @@ class RunPlanner:
         out.append(FinishRun(state, reason))
 
     def decide_run_state(self) -> tuple[RunState, str]:
-        """A finished run fails when a leaf task failed or was upstream_failed.
-
-        Teardowns do not count (a failed cleanup leaves successful work successful), unless
-        they say ``on_failure_fail_dagrun``; the work before a teardown counts as a leaf.
-        """
+        """A user's mark decides; else the leaves do (:func:`core.outcome.decide_run_state`)."""
         if self.marked_state is not None:
             return self.marked_state, self.marked_reason or f"marked {self.marked_state} by a user"
-        bad = []
-        for task in self.spec.tasks:
-            c = self.counts[task.task_id]
-            if task.is_teardown:
-                if task.on_failure_fail_dagrun and c[S.FAILED]:
-                    bad.append(task.task_id)
-                continue
-            if any(not self.spec.task(d).is_teardown for d in self.spec.downstream(task.task_id)):
-                continue
-            if c[S.FAILED] or c[S.UPSTREAM_FAILED]:
-                bad.append(task.task_id)
-        if bad:
-            return RunState.FAILED, f"leaf task(s) failed: {', '.join(bad)}"
-        return RunState.SUCCESS, "all leaf tasks succeeded or were skipped"
+        return decide_run_state(self.spec, self.counts, self.fail_reasons)

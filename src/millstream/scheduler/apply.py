@@ -194,5 +194,7 @@ def _apply_finished(
         state=r.state,
         error=r.error,
         log_path=item.log_path,
+        try_number=item.try_number,
+        traceback=r.traceback,
     )
     return persist(state, batch, run, cmds)

@@ -25,8 +25,9 @@ from millstream.store.clearing import FINISHED_STATES, clear_run
 log = logging.getLogger("millstream.scheduler")
 
 S = TaskState
-#: States the planner sets without running anything; reported to listeners like results.
-_DECIDED = frozenset({S.SKIPPED, S.UPSTREAM_FAILED})
+#: Decided by the planner rather than reported by a worker: the listener hears of these
+#: here (a worker's reports it hears of where they are applied).
+_DECIDED = frozenset({S.SKIPPED, S.UPSTREAM_FAILED, S.FAILED, S.SUCCESS})
 
 
 def persist(
@@ -41,7 +42,7 @@ def persist(
                 continue  # written by dispatch / apply's started reports, with their extra fields
             for idx in cmd.map_indexes:
                 batch.set_state(run.pk, cmd.task_id, idx, cmd.state, cmd.reason, cmd.retry_at)
-            if state.listener is not None and cmd.state in _DECIDED:
+            if state.listener is not None and cmd.state in _DECIDED and not cmd.reported:
                 for idx in cmd.map_indexes:
                     state.emit(
                         "ti_finished",
@@ -50,8 +51,10 @@ def persist(
                         task_id=cmd.task_id,
                         map_index=idx,
                         state=cmd.state.value,
-                        error=None,
+                        error=cmd.reason if cmd.state is S.FAILED else None,
                         log_path=None,
+                        try_number=None,
+                        traceback=None,
                     )
             if cmd.state is S.SCHEDULED:
                 for idx in cmd.map_indexes:

@@ -168,6 +168,7 @@ def load_run(
     )
     if row["marked_state"]:
         planner.marked_reason = row["state_reason"]
+    planner.fail_reasons.update(ti_q.failure_reasons(conn, row["id"]))
     run = active_run(state, conn, row, spec, planner)
     run.tries = ti_q.tries_of_run(conn, row["id"])
     run.sensor_starts = ti_q.sensor_starts(conn, row["id"])

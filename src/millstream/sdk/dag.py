@@ -227,6 +227,9 @@ class DAG:
         self.jinja_environment_kwargs = dict(jinja_environment_kwargs or {})
         self.deadline_callback = deadline.callback if deadline else None
         self.tasks: dict[str, Task] = {}
+        # (upstream, downstream) -> where the edge was written, in the order written: a
+        # cycle error points at the edge that closed the loop, not at a task's creation.
+        self.edge_sites: dict[tuple[str, str], tuple[str | None, int | None]] = {}
         self.task_group_ids: set[str] = set()
         self.task_group_dict: dict[str, Any] = {}  # group id -> TaskGroup
         collector = _collector.get()
@@ -291,11 +294,17 @@ class DAG:
         if seen == len(self.tasks):
             return
         cycle = self._find_cycle({t for t, d in indeg.items() if d > 0})
-        first = self.tasks[cycle[0]]
+        edges = list(zip(cycle, [*cycle[1:], cycle[0]], strict=True))
+        order = {e: i for i, e in enumerate(self.edge_sites)}
+        closing = max(edges, key=lambda e: order.get(e, -1))
+        filename, lineno = self.edge_sites.get(closing, (None, None))
+        if lineno is None:
+            filename, lineno = self.tasks[cycle[0]].filename, self.tasks[cycle[0]].lineno
         raise CycleError(
-            f"DAG {self.dag_id!r} has a cycle: {' >> '.join([*cycle, cycle[0]])}",
-            filename=first.filename,
-            lineno=first.lineno,
+            f"DAG {self.dag_id!r} has a cycle: {' >> '.join([*cycle, cycle[0]])} "
+            f"(closed by the edge {closing[0]} >> {closing[1]})",
+            filename=filename,
+            lineno=lineno,
         )
 
     def _find_cycle(self, candidates: set[str]) -> list[str]:
@@ -386,14 +395,20 @@ class DAG:
         *,
         conf: Mapping[str, Any] | None = None,
         logical_date: datetime | None = None,
+        mark_success_pattern: str | re.Pattern[str] | None = None,
     ) -> RunResult:
         """Run this DAG once, in this process, and return the finished run.
 
         Uses the real scheduler and store (an in-memory SQLite database) with the inline
-        executor. A failing task does not raise: the run's state says what happened.
+        executor. A failing task does not raise: the run's state says what happened, and
+        ``RunResult.failures()`` says why, with tracebacks. Tasks whose id fully matches
+        ``mark_success_pattern`` are marked successful without running, as in Airflow.
         """
         return engine.inline_runner()(
-            self, conf=run_conf if run_conf is not None else conf, logical_date=logical_date
+            self,
+            conf=run_conf if run_conf is not None else conf,
+            logical_date=logical_date,
+            mark_success_pattern=mark_success_pattern,
         )
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ so ``import millstream`` stays as light as the authoring API).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,7 +27,12 @@ class InlineRunner(Protocol):
     """Runs one DAG to the end in this process (``dag.test()``)."""
 
     def __call__(
-        self, dag: DAG, *, conf: Mapping[str, Any] | None, logical_date: datetime | None
+        self,
+        dag: DAG,
+        *,
+        conf: Mapping[str, Any] | None,
+        logical_date: datetime | None,
+        mark_success_pattern: str | re.Pattern[str] | None = None,
     ) -> RunResult: ...
 
 

@@ -318,6 +318,8 @@ class Task:
                     filename=self.filename,
                     lineno=self.lineno,
                 )
+            if t.task_id not in self.downstream_task_ids and self.dag is not None:
+                self.dag.edge_sites[(self.task_id, t.task_id)] = caller_location()
             self.downstream_task_ids.add(t.task_id)
             t.upstream_task_ids.add(self.task_id)
 

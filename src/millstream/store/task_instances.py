@@ -162,6 +162,20 @@ def states_of_run(conn: Connection, run_pk: int) -> list[tuple[str, int, TaskSta
     return [(r[0], r[1], TaskState(r[2])) for r in rows]
 
 
+def failure_reasons(conn: Connection, run_pk: int) -> dict[str, str]:
+    """Task id -> why its lowest failed instance failed: what a rebuilt planner needs to
+    say why the run failed (only failed rows are read, so a healthy run costs nothing)."""
+    q = (
+        sa.select(ti.c.task_id, ti.c.state_reason)
+        .where(ti.c.run_pk == run_pk, ti.c.state == TaskState.FAILED.value)
+        .order_by(ti.c.task_id, ti.c.map_index)
+    )
+    out: dict[str, str] = {}
+    for task_id, reason in conn.execute(q):
+        out.setdefault(task_id, reason or "")
+    return out
+
+
 def count_for_run(conn: Connection, run_pk: int) -> int:
     return int(
         conn.execute(sa.select(sa.func.count()).select_from(ti).where(ti.c.run_pk == run_pk)).scalar_one()

@@ -40,6 +40,9 @@ class WorkItem:
     # A deferred task whose trigger fired resumes at this method with these (JSON) kwargs.
     next_method: str | None = None
     next_kwargs: str | None = None
+    # The attempt's span (W3C traceparent) when traces are on: the worker runs the task
+    # under it, and its report brings it back for the scheduler to write the span.
+    traceparent: str | None = None
 
     @property
     def key(self) -> tuple[int, str, int]:
@@ -74,6 +77,8 @@ class AttemptResult:
     asset_events: list[dict[str, Any]] = field(default_factory=list)
     # The template fields as they ran (secrets masked), when a template was rendered.
     rendered: dict[str, Any] | None = None
+    # A failure's traceback, as printed to the log (``dags test`` shows it at the end).
+    traceback: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,7 +47,7 @@ from millstream.sdk.xcom import (
     ZipArg,
 )
 from millstream.store import objects
-from millstream.worker import cross_dag, mail, stopping
+from millstream.worker import cross_dag, log_echo, mail, stopping
 from millstream.worker.assets import InletEventAccessors, OutletEventAccessors, TriggeringAssetEvents
 from millstream.worker.callbacks import call_all
 from millstream.worker.instance import DagRunInfo, TaskInstanceInfo, to_json
@@ -233,11 +234,15 @@ class _TaskLog(logging.Handler):
 
 
 @contextlib.contextmanager
-def capture_to(path: str) -> Iterator[TextIO]:
-    """Send print() output and logging of the attempt to its own log file."""
+def capture_to(path: str, label: str = "") -> Iterator[TextIO]:
+    """Send print() output and logging of the attempt to its own log file (and, under
+    ``dags test``, echo each line, prefixed with ``label``, as it is written)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8", buffering=1) as raw:
-        f = cast(TextIO, MaskingWriter(raw))  # secrets read from Variables and Connections show as ***
+        echo = log_echo.current()
+        tee = log_echo.EchoWriter(raw, echo, label) if echo is not None else None
+        # Secrets read from Variables and Connections show as ***, in the file and the echo.
+        f = cast(TextIO, MaskingWriter(tee if tee is not None else raw))
         handler = _TaskLog(f)
         root = logging.getLogger()
         root.addHandler(handler)
@@ -250,6 +255,8 @@ def capture_to(path: str) -> Iterator[TextIO]:
             finally:
                 root.removeHandler(handler)
                 root.setLevel(old_level)
+                if tee is not None:
+                    tee.flush_echo()
 
 
 _LABELS = SandboxedEnvironment(autoescape=False)
@@ -346,7 +353,8 @@ def run_attempt(
     trigger: dict[str, Any] | None = None
     asset_events: list[dict[str, Any]] = []
     rendered: dict[str, Any] | None = None
-    with capture_to(item.log_path) as log:
+    tb: str | None = None  # the traceback of a failure, as printed to the log
+    with capture_to(item.log_path, _echo_label(item)) as log:
         print(f"[{started.isoformat()}] starting {item.describe()} (pid {os.getpid()})", file=log)
         try:
             reader.use_version(item.run_pk, item.run_version)
@@ -402,7 +410,7 @@ def run_attempt(
                 print(f"deferring: waiting on {trigger['classpath']}, resuming at {e.method_name}", file=log)
             except Exception as bad:  # noqa: BLE001 - user code: fails only this task
                 state, error = "failed", f"{type(bad).__name__}: {bad}"
-                traceback.print_exc(file=log)
+                tb = _print_traceback(log)
         except Reschedule as e:
             rows, output, state, error, retryable = [], None, "reschedule", None, True
             reschedule_at = e.at
@@ -416,13 +424,13 @@ def run_attempt(
             print(f"task skipped: {error}", file=log)
         except FailTask as e:
             rows, output, state, error, retryable = [], None, "failed", str(e) or "failed", False
-            traceback.print_exc(file=log)
+            tb = _print_traceback(log)
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
             rows, output, state, retryable = [], None, "failed", True
             error = f"{type(e).__name__}: {e}"
-            traceback.print_exc(file=log)
+            tb = _print_traceback(log)
         if callback_ctx is not None and state not in ("reschedule", "deferred"):
             _task_callbacks(callback_ctx, state, error, retryable, item, log)
         elapsed = time.monotonic() - t0
@@ -447,7 +455,34 @@ def run_attempt(
         reschedule_at=reschedule_at,
         trigger=trigger if state == "deferred" else None,
         asset_events=asset_events if state == "success" else [],
+        traceback=tb if state == "failed" else None,
     )
+
+
+_ENGINE_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+def _print_traceback(log: TextIO) -> str:
+    """Print the exception being handled to the log and return the same text.
+
+    The frames of Millstream's own call into the task come first in every traceback and
+    say nothing about the failure, so they are left out; frames below the task's code
+    (a hook it called, say) stay."""
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    te = traceback.TracebackException.from_exception(exc)
+    frames = list(te.stack)
+    skip = 0
+    while skip < len(frames) - 1 and frames[skip].filename.startswith(_ENGINE_DIR):
+        skip += 1
+    te.stack = traceback.StackSummary.from_list(frames[skip:])
+    text = "".join(te.format())
+    log.write(text)
+    return text
+
+
+def _echo_label(item: WorkItem) -> str:
+    return item.task_id if item.map_index < 0 else f"{item.task_id}[{item.map_index}]"
 
 
 def _task_callbacks(
