@@ -283,9 +283,9 @@ CHANGES = [
 @pytest.mark.parametrize(("method", "url", "body"), CHANGES)
 def test_a_viewer_changes_no_secret(api: Api, method, url, body):
     error(api.viewer.request(method, url, json=body), 403, "viewer", "admin role")
-    error(api.anon.request(method, url, json=body), 401, "authentication required")
+    error(api.anon.request(method, url, json=body), 401, "no credentials")
 
 
 def test_reading_needs_a_login(api: Api):
     for url in (V, f"{V}/x", C, f"{C}/x"):
-        error(api.anon.get(url), 401, "authentication required")
+        error(api.anon.get(url), 401, "no credentials")

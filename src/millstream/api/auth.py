@@ -1,6 +1,11 @@
 """Who is asking: a bearer token (scripts) or a signed session cookie (the web UI).
 
-Only ``/api/v1/health`` and the login page answer without one. Viewers may read
+Only ``/api/v1/health``, ``POST /api/v1/auth/token`` and the login page answer without one.
+Basic authentication (``curl -u user:password``) is not taken, as in Airflow 3: a password
+is exchanged once for a token at ``POST /api/v1/auth/token``, so that scripts do not send
+it (and pay Argon2's cost) on every request. A refusal says which case it is — no
+credentials, a scheme other than Bearer, a token this server does not know, a session that
+has ended — with a ``WWW-Authenticate`` challenge as RFC 6750 describes. Viewers may read
 everything; changing anything (trigger, clear, mark, pause, backfills, pools, assets)
 needs an admin. A request authenticated by the session cookie that changes something must
 also carry the session's CSRF token in ``X-CSRF-Token``, so another site cannot make a
@@ -34,20 +39,66 @@ class Principal:
         return self.role == "admin"
 
 
+#: Where a token comes from, in every refusal.
+GET_TOKEN = (
+    'get a token from POST /api/v1/auth/token (JSON {"username": ..., "password": ...}) '
+    "and send `Authorization: Bearer <token>`"
+)
+_CHALLENGE = 'Bearer realm="millstream"'
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is not authenticated: the 401's message and its challenge."""
+
+    message: str
+    challenge: str = _CHALLENGE  # no error code when no bearer token was sent (RFC 6750 3.1)
+
+
+NO_CREDENTIALS = Refusal(f"no credentials: {GET_TOKEN}, or log in to the web UI")
+SESSION_ENDED = Refusal(
+    "your session has ended (you logged out, your password changed or your user was removed): log in again"
+)
+INVALID_TOKEN = Refusal(
+    "invalid or expired token: this server did not issue it, or it was revoked (a new password "
+    f"revokes a user's tokens); {GET_TOKEN}",
+    f'{_CHALLENGE}, error="invalid_token", error_description="invalid or expired token"',
+)
+EMPTY_TOKEN = Refusal(
+    f"no token after 'Bearer' in the Authorization header: {GET_TOKEN}",
+    f'{_CHALLENGE}, error="invalid_request", error_description="no token after Bearer"',
+)
+
+
+def unsupported(scheme: str) -> Refusal:
+    return Refusal(f"unsupported auth scheme {scheme[:40]!r}: {GET_TOKEN}")
+
+
 def resolve(request: Request) -> Principal | None:
     """The caller, or None when the request carries no valid credentials."""
+    who = authenticate(request)
+    return who if isinstance(who, Principal) else None
+
+
+def authenticate(request: Request) -> Principal | Refusal:
+    """The caller, or why the request is not authenticated. Basic credentials are refused
+    without looking at them: a right password and a wrong one get the same answer."""
     store = get_store(request)
     header = request.headers.get("authorization", "")
     if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return unsupported(scheme)
+        if not token.strip():
+            return EMPTY_TOKEN
         with store.read() as conn:
             row = users_q.user_for_token(conn, token.strip())
-        return Principal(row["id"], row["username"], row["role"], "token") if row else None
+        return Principal(row["id"], row["username"], row["role"], "token") if row else INVALID_TOKEN
     uid = request.session.get("uid") if "session" in request.scope else None
+    if uid is None:
+        return NO_CREDENTIALS
     if not isinstance(uid, int):
-        return None
+        return SESSION_ENDED
     with store.read() as conn:
         row = users_q.user_by_id(conn, uid)
     if (
@@ -55,7 +106,7 @@ def resolve(request: Request) -> Principal | None:
         or row["username"] != request.session.get("user")
         or row["session_epoch"] != request.session.get("epoch")
     ):
-        return None  # deleted, logged out, or its password changed since this session began
+        return SESSION_ENDED  # deleted, logged out, or its password changed since it began
     return Principal(row["id"], row["username"], row["role"], "session")
 
 
@@ -75,7 +126,8 @@ def start_session(request: Request, user_id: int, username: str, epoch: int) -> 
 
 
 _bearer = HTTPBearer(
-    auto_error=False, description="A token from POST /api/v1/auth/token or `millstream users token`."
+    auto_error=False,
+    description="A token from POST /api/v1/auth/token (or `millstream users token` on the server).",
 )
 
 
@@ -83,14 +135,9 @@ def current_user(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
 ) -> Principal:
     # The bearer dependency only documents the scheme in OpenAPI; resolve() reads the header.
-    who = resolve(request)
-    if who is None:
-        raise HTTPException(
-            401,
-            "authentication required: send `Authorization: Bearer <token>` "
-            "(`millstream users token USERNAME` makes one) or log in to the web UI",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    who = authenticate(request)
+    if isinstance(who, Refusal):
+        raise HTTPException(401, who.message, headers={"WWW-Authenticate": who.challenge})
     if who.via == "session" and request.method not in SAFE_METHODS:
         sent = request.headers.get("x-csrf-token", "")
         if not sent or not secrets.compare_digest(sent, str(request.session.get("csrf", ""))):

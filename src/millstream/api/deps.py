@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
@@ -48,6 +49,11 @@ def paging(
     offset: Annotated[int, Query(ge=0, le=MAX_INT, description="Items to skip.")] = 0,
 ) -> Paging:
     return Paging(limit, offset)
+
+
+def value(member: StrEnum | str | None) -> str | None:
+    """The stored text of an enum filter (route functions are also called with plain text)."""
+    return None if member is None else str(member)
 
 
 StoreDep = Annotated[Store, Depends(get_store)]

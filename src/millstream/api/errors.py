@@ -1,9 +1,16 @@
 """Every error the API returns is JSON ``{"detail": message, "type": kind}`` with the status
-code that says what went wrong; a request that is merely wrong never becomes a 500."""
+code that says what went wrong; a request that is merely wrong never becomes a 500.
+
+Errors raised below the API (the store, :mod:`millstream.control`, params) are shared with
+the CLI and worded for it: "`millstream dags list` shows the known DAGs", "--from-date ... is
+after --to-date ...". :func:`for_http` rewords them for an HTTP client, which has routes and
+body fields instead; the CLI keeps printing ``str(error)`` unchanged.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,6 +45,44 @@ def status_of(error: MillstreamError) -> tuple[int, str]:
     return 400, "bad_request"
 
 
+#: CLI hints in messages raised below the API, and what an HTTP client does instead.
+_COMMANDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"`millstream dags list-runs ([^`\s]+)`", r"GET /api/v1/dags/\1/runs"),
+        (r"`millstream dags list`", "GET /api/v1/dags"),
+        (r"`millstream backfill list`", "GET /api/v1/backfills"),
+        (r"`millstream pools list`", "GET /api/v1/pools"),
+        (r"`millstream connections list`", "GET /api/v1/connections"),
+        (r"`millstream users list`", "GET /api/v1/users"),
+        (r"`millstream assets list`", "GET /api/v1/assets"),
+        (r"delete it first or use `--overwrite`", "delete it first (DELETE, then PUT)"),
+        (r"trigger with --conf '(.*)'", r'send "conf": \1 in the request body'),
+        (r"clear without --upstream/--downstream", 'clear with "upstream" and "downstream" false'),
+    )
+)
+#: CLI options named in those messages; each is the API's field of the same name with ``_``
+#: (``--from-date`` is ``from_date``, as in Airflow). Listed rather than matched by shape, so
+#: that a run id or task id quoted in a message is never rewritten.
+_OPTIONS = ("from-date", "to-date", "task-regex", "reprocess-behavior", "max-active-runs", "conf", "extra")
+_OPTION = re.compile(r"(?:^|(?<=\s))--(" + "|".join(map(re.escape, _OPTIONS)) + r")\b(?!-)")
+
+
+def for_http(message: str) -> str:
+    """``message`` as an HTTP client should read it: routes for CLI commands, field names
+    for CLI options. A command left in backticks is for the server's operator (`millstream
+    db migrate`) and stays as it is."""
+    for pattern, replacement in _COMMANDS:
+        message = pattern.sub(replacement, message)
+    return _OPTION.sub(lambda m: m.group(1).replace("-", "_"), message)
+
+
+def fields_named(message: str) -> list[str]:
+    """The request fields a message names as CLI options: ``--from-date`` is ``body.from_date``
+    (every option listed above is a field of a request body)."""
+    return list(dict.fromkeys(f"body.{m.group(1).replace('-', '_')}" for m in _OPTION.finditer(message)))
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     # ("body", "conf") -> "body.conf"; ("query", "limit") -> "query.limit"
     return ".".join(str(p) for p in loc) or "request"
@@ -50,7 +95,11 @@ def install(app: FastAPI) -> None:
         page = getattr(app.state, "error_page", None)
         if page is not None and not request.url.path.startswith("/api/"):
             return page(request, status, str(exc))  # type: ignore[no-any-return]
-        return JSONResponse({"detail": str(exc), "type": kind}, status_code=status)
+        detail = for_http(str(exc))
+        body: dict[str, Any] = {"detail": detail, "type": kind}
+        if status == 422 and (named := fields_named(str(exc))):
+            body["errors"] = [{"field": f, "message": detail} for f in named]
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

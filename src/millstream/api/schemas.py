@@ -42,6 +42,13 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
 Name = Annotated[str, Field(min_length=1, max_length=250), AfterValidator(_no_nul)]
 When = Annotated[datetime, AfterValidator(_aware)]
 
+#: The values of the stored ``run_type`` column (manual, scheduler, backfills, asset events).
+RunType = Literal["manual", "scheduled", "backfill", "asset_triggered"]
+#: A backfill's ``state`` (see ``control.set_backfill_state`` and the scheduler's creation step).
+BackfillState = Literal["running", "paused", "completed", "cancelled"]
+#: What recorded an asset event: a task's outlet, a POST from outside, or an asset watcher.
+EventSource = Literal["task", "external", "watcher"]
+
 
 class Body(BaseModel):
     """Request bodies refuse fields they do not know: a typo is an error, not ignored."""
@@ -64,7 +71,10 @@ class ErrorOut(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "A body that cannot be read (not UTF-8 JSON)"},
-    401: {"model": ErrorOut, "description": "No or wrong credentials"},
+    401: {
+        "model": ErrorOut,
+        "description": "No credentials, a scheme other than Bearer, or an invalid or expired token",
+    },
     403: {"model": ErrorOut, "description": "A viewer asked for a change, or a missing CSRF token"},
     404: {"model": ErrorOut, "description": "Unknown DAG, run, task, asset, backfill or pool"},
     409: {"model": ErrorOut, "description": "Contradicts the current state"},

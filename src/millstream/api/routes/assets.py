@@ -9,11 +9,13 @@ from fastapi import APIRouter, Query, Request
 from millstream import control
 from millstream.api.auth import Admin, User
 from millstream.api.deps import PagingDep, StoreDep, changed
-from millstream.api.schemas import AliasOut, AssetEventOut, AssetOut, EmitBody, Emitted, Page
+from millstream.api.query import STRICT
+from millstream.api.schemas import AliasOut, AssetEventOut, AssetOut, EmitBody, Emitted, EventSource, Page
 from millstream.store import assets as assets_q
+from millstream.store import dags as dags_q
 from millstream.store import paging
 
-router = APIRouter(tags=["Assets"])
+router = APIRouter(tags=["Assets"], dependencies=STRICT)
 
 
 def _empty() -> dict[str, list[str]]:
@@ -80,10 +82,14 @@ def list_events(
     who: User,
     page: PagingDep,
     asset: Annotated[str | None, Query(max_length=1500, description="Only this asset (name or URI).")] = None,
-    source: Annotated[str | None, Query(max_length=20, description="task, external or watcher.")] = None,
-    source_dag_id: Annotated[str | None, Query(max_length=250)] = None,
+    source: Annotated[EventSource | None, Query(description="What recorded the event.")] = None,
+    source_dag_id: Annotated[
+        str | None, Query(max_length=250, description="Only events of this DAG's tasks.")
+    ] = None,
 ) -> Page[AssetEventOut]:
     with store.read() as conn:
+        if source_dag_id is not None:
+            dags_q.get_dag(conn, source_dag_id)  # 404: a typo is not an empty list
         q = assets_q.events_query(
             asset_id=assets_q.get_asset(conn, asset)["id"] if asset else None,
             source=source,

@@ -9,12 +9,22 @@ from fastapi import APIRouter, Path, Query, Request
 from millstream import control
 from millstream.api.auth import Admin, User
 from millstream.api.deps import PagingDep, StoreDep, changed
-from millstream.api.schemas import MAX_INT, BackfillBody, BackfillOut, BackfillPlan, Page, PlannedRun
+from millstream.api.query import STRICT
+from millstream.api.schemas import (
+    MAX_INT,
+    BackfillBody,
+    BackfillOut,
+    BackfillPlan,
+    BackfillState,
+    Page,
+    PlannedRun,
+)
 from millstream.errors import ParamValidationError
 from millstream.store import backfills as backfills_q
+from millstream.store import dags as dags_q
 from millstream.store import paging
 
-router = APIRouter(tags=["Backfills"])
+router = APIRouter(tags=["Backfills"], dependencies=STRICT)
 
 BackfillId = Annotated[int, Path(ge=1, le=MAX_INT)]
 
@@ -73,12 +83,12 @@ def list_backfills(
     store: StoreDep,
     who: User,
     page: PagingDep,
-    dag_id: Annotated[str | None, Query(max_length=250)] = None,
-    state: Annotated[
-        str | None, Query(max_length=20, description="running, paused, completed, cancelled")
-    ] = None,
+    dag_id: Annotated[str | None, Query(max_length=250, description="Only this DAG's backfills.")] = None,
+    state: Annotated[BackfillState | None, Query(description="Only backfills in this state.")] = None,
 ) -> Page[BackfillOut]:
     with store.read() as conn:
+        if dag_id is not None:
+            dags_q.get_dag(conn, dag_id)  # 404: a typo is not an empty list
         rows, total = paging.page(
             conn, backfills_q.query(dag_id=dag_id, state=state), page.limit, page.offset
         )

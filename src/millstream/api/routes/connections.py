@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Response
 
 from millstream.api.auth import Admin, User
 from millstream.api.deps import PagingDep, StoreDep
+from millstream.api.query import STRICT
 from millstream.api.schemas import (
     ConnectionBody,
     ConnectionOut,
@@ -25,7 +26,7 @@ from millstream.sdk.connection import Connection
 from millstream.sdk.masking import MASK, redact
 from millstream.store import secret_values as secrets_q
 
-router = APIRouter(tags=["Connections"])
+router = APIRouter(tags=["Connections"], dependencies=STRICT)
 
 ConnId = SecretKeyPath
 

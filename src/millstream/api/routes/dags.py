@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request
 
 from millstream import control
 from millstream.api.auth import Admin, User
-from millstream.api.deps import PagingDep, StoreDep, changed, run_out
+from millstream.api.deps import PagingDep, StoreDep, changed, run_out, value
 from millstream.api.graph import topological
+from millstream.api.query import STRICT
 from millstream.api.schemas import (
     DagDetail,
     DagOut,
@@ -22,12 +23,13 @@ from millstream.api.schemas import (
     TaskOut,
 )
 from millstream.core.assets import describe
+from millstream.core.states import RunState
 from millstream.store import dags as dags_q
 from millstream.store import paging
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
 
-router = APIRouter(tags=["DAGs"])
+router = APIRouter(tags=["DAGs"], dependencies=STRICT)
 
 
 def _dag_out(row, errors: dict[str, str], recent) -> DagOut:  # type: ignore[no-untyped-def]
@@ -156,7 +158,7 @@ def grid(
     store: StoreDep,
     who: User,
     page: PagingDep,
-    state: Annotated[str | None, Query(max_length=20, description="Only runs in this state.")] = None,
+    state: Annotated[RunState | None, Query(description="Only runs in this state.")] = None,
 ) -> Grid:
     """Runs by logical date, latest first. A mapped task is one row whose cell counts its
     instances by state, whatever their number: the grid costs the same for 3 instances as
@@ -165,7 +167,7 @@ def grid(
         dags_q.get_dag(conn, dag_id)
         _, spec = dags_q.latest_spec(conn, dag_id)
         runs, total = paging.page(
-            conn, runs_q.query(dag_id, state=state, by_logical_date=True), page.limit, page.offset
+            conn, runs_q.query(dag_id, state=value(state), by_logical_date=True), page.limit, page.offset
         )
         counts = ti_q.state_counts(conn, [r["id"] for r in runs])
     by_pk = {r["id"]: r["run_id"] for r in runs}

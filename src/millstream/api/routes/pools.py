@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from millstream.api.auth import Admin, User
 from millstream.api.deps import PagingDep, StoreDep, changed
+from millstream.api.query import STRICT
 from millstream.api.schemas import Page, PoolBody, PoolOut
 from millstream.store import pools as pools_q
 
-router = APIRouter(tags=["Pools"])
+router = APIRouter(tags=["Pools"], dependencies=STRICT)
 
 PoolName = Annotated[str, Path(min_length=1, max_length=250, pattern=r"^[^\x00]+$")]
 

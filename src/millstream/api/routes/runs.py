@@ -8,10 +8,12 @@ from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 
 from millstream import control
 from millstream.api.auth import Admin, User
-from millstream.api.deps import PagingDep, SettingsDep, StoreDep, changed, run_out, ti_out
+from millstream.api.deps import PagingDep, SettingsDep, StoreDep, changed, run_out, ti_out, value
+from millstream.api.query import STRICT
 from millstream.api.schemas import (
     MAX_INT,
     Changed,
@@ -23,18 +25,20 @@ from millstream.api.schemas import (
     RenderedOut,
     RunOut,
     RunPatch,
+    RunType,
     TaskInstanceOut,
     TriggerBody,
     When,
 )
 from millstream.core.states import TERMINAL_TASK_STATES, RunState, TaskState
 from millstream.errors import NotFoundError, ParamValidationError
+from millstream.store import backfills as backfills_q
 from millstream.store import dags as dags_q
 from millstream.store import paging
 from millstream.store import runs as runs_q
 from millstream.store import task_instances as ti_q
 
-router = APIRouter(tags=["Runs and task instances"])
+router = APIRouter(tags=["Runs and task instances"], dependencies=STRICT)
 
 MapIndex = Annotated[int, Query(ge=-1, le=MAX_INT, description="-1 for a task that is not mapped.")]
 #: At most this much of a log per request; ask again from ``next_offset`` for the rest.
@@ -47,19 +51,31 @@ def list_runs(
     store: StoreDep,
     who: User,
     page: PagingDep,
-    state: Annotated[str | None, Query(max_length=20)] = None,
-    run_type: Annotated[
-        str | None, Query(max_length=20, description="manual, scheduled, backfill, asset_triggered")
-    ] = None,
+    state: Annotated[RunState | None, Query(description="Only runs in this state.")] = None,
+    run_type: Annotated[RunType | None, Query(description="Only runs made this way.")] = None,
     logical_date_gte: When | None = None,
     logical_date_lte: When | None = None,
-    backfill_id: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
+    backfill_id: Annotated[
+        int | None, Query(ge=0, le=MAX_INT, description="Only this backfill's runs.")
+    ] = None,
 ) -> Page[RunOut]:
+    if logical_date_gte and logical_date_lte and logical_date_gte > logical_date_lte:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "logical_date_gte"),
+                    "msg": f"is after logical_date_lte ({logical_date_lte.isoformat()}): the range is empty",
+                    "type": "value_error",
+                }
+            ]
+        )
     with store.read() as conn:
         dags_q.get_dag(conn, dag_id)
+        if backfill_id is not None:
+            backfills_q.get(conn, backfill_id)  # 404: a typo is not an empty list
         q = runs_q.query(
             dag_id,
-            state=state,
+            state=value(state),
             run_type=run_type,
             logical_date_gte=logical_date_gte,
             logical_date_lte=logical_date_lte,
@@ -114,8 +130,8 @@ def list_task_instances(
     store: StoreDep,
     who: User,
     page: PagingDep,
-    task_id: Annotated[str | None, Query(max_length=250)] = None,
-    state: Annotated[str | None, Query(max_length=20)] = None,
+    task_id: Annotated[str | None, Query(max_length=250, description="Only this task's instances.")] = None,
+    state: Annotated[TaskState | None, Query(description="Only instances in this state.")] = None,
     map_index: Annotated[int | None, Query(ge=-1, le=MAX_INT)] = None,
     label: Annotated[
         str | None, Query(max_length=1000, description="Part of the label (case folded for ASCII on SQLite).")
@@ -127,8 +143,20 @@ def list_task_instances(
     with store.read() as conn:
         dags_q.get_dag(conn, dag_id)
         run = runs_q.get_run(conn, dag_id, run_id)
+        if task_id is not None and ti_q.map_indexes(conn, run["id"], task_id) is None:
+            # Not an instance yet (the run is queued) is fine if the run's DAG version has it.
+            spec = dags_q.spec_for_version(conn, run["dag_version_id"])
+            if not spec.has_task(task_id):
+                raise NotFoundError(
+                    f"run {run_id!r} of DAG {dag_id!r} has no task {task_id!r}; its tasks are {spec.task_ids}"
+                )
         q = ti_q.query_for_run(
-            run["id"], task_id=task_id, state=state, map_index=map_index, label=label, search=search or None
+            run["id"],
+            task_id=task_id,
+            state=value(state),
+            map_index=map_index,
+            label=label,
+            search=search or None,
         )
         rows, total = paging.page(conn, q, page.limit, page.offset)
     return page.of([ti_out(r, run_id) for r in rows], total)
@@ -244,7 +272,7 @@ def get_rendered(
         which = f"attempt {try_number}" if try_number else "no attempt"
         raise NotFoundError(
             f"{which} of task {task_id!r} in run {run_id!r} kept rendered fields: they are kept when a "
-            "template was rendered; `millstream tasks render` renders them from the DAG file"
+            "template was rendered, and this task's fields held no template"
         )
     return RenderedOut(try_number=got[0], fields=got[1], renderers=renderers)
 

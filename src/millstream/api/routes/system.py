@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 
 from millstream.api.auth import Admin, User
 from millstream.api.deps import PagingDep, SettingsDep, StoreDep
+from millstream.api.query import STRICT
 from millstream.api.schemas import Health, Page, TokenBody, TokenOut, UserBody, UserOut
 from millstream.store import schedulers as schedulers_q
 from millstream.store import users as users_q
 
-router = APIRouter()
+router = APIRouter(dependencies=STRICT)
 
 
 @router.get("/health", response_model=Health, tags=["System"], summary="Liveness, open to everyone")

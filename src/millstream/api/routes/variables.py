@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 
 from millstream.api.auth import Admin, User
 from millstream.api.deps import PagingDep, StoreDep
+from millstream.api.query import STRICT
 from millstream.api.schemas import (
     SECRET_KEY_PATTERN,
     Page,
@@ -26,7 +27,7 @@ from millstream.errors import NotFoundError
 from millstream.sdk.masking import MASK, is_sensitive
 from millstream.store import secret_values as secrets_q
 
-router = APIRouter(tags=["Variables"])
+router = APIRouter(tags=["Variables"], dependencies=STRICT)
 
 Key = SecretKeyPath
 _KEY = re.compile(SECRET_KEY_PATTERN)
