@@ -58,7 +58,8 @@ def test_dags_test_prints_each_instance_and_the_run_state(cli):
     p = cli("dags", "test", "process_daily_files")
     assert "process_file[2]: success" in p.stdout
     assert "summarize: success" in p.stdout
-    assert p.stdout.strip().endswith("success")
+    assert re.search(r"^Run manual__\S+: success$", p.stdout, re.M)
+    assert "Recorded: `millstream dags list-runs process_daily_files`" in p.stdout
 
 
 def test_dags_test_of_a_failing_run_exits_1(cli):
