@@ -70,8 +70,11 @@ def test_broken_dag_files_are_reported_with_file_and_line_and_others_keep_runnin
     found = wait_for(errors, 30, "five import errors")
     assert found["syntax.py"][0] == 3 and found["syntax.py"][1].startswith("SyntaxError")
     assert found["importerr.py"] == (2, "ModuleNotFoundError: No module named 'no_such_module_here'")
-    # The cycle is reported at its first task, the duplicate at the second definition.
-    assert found["cycle.py"] == (4, "CycleError: DAG 'cyclic' has a cycle: a >> b >> a")
+    # The cycle is reported at the edge that closed it, the duplicate at the second definition.
+    assert found["cycle.py"] == (
+        6,
+        "CycleError: DAG 'cyclic' has a cycle: a >> b >> a (closed by the edge b >> a)",
+    )
     assert found["dup.py"] == (
         5,
         "DuplicateTaskIdError: DAG 'dupes' already has a task 'same'; task ids must be unique",

@@ -19,12 +19,14 @@ from millstream.cli import (
     config,
     connections,
     dags,
+    dags_info,  # noqa: F401 - registers show, details, next-execution, report, reserialize
     dags_test,  # noqa: F401 - registers `dags test` on the dags group
     db,
     pools,
     scheduler,
     standalone,
     tasks,
+    tasks_info,  # noqa: F401 - registers `tasks test`, `tasks list`, `tasks state`
     users,
     variables,
 )

@@ -8,7 +8,15 @@ import click
 
 from millstream import control
 from millstream.cli.env import Env, dags_folder_option, parse_date
-from millstream.cli.output import console, fmt_dt, handle_errors, plain_table, styled
+from millstream.cli.output import (
+    console,
+    echo_json,
+    fmt_dt,
+    handle_errors,
+    output_option,
+    plain_table,
+    styled,
+)
 
 
 @click.group()
@@ -156,16 +164,35 @@ def _backfill_cells(b: Any, p: dict[str, int]) -> list[str]:
 
 @backfill.command("list")
 @click.option("--dag-id", default=None)
+@output_option
 @handle_errors
-def backfill_list(dag_id: str | None) -> None:
+def backfill_list(dag_id: str | None, output: str) -> None:
     """Backfills, newest first, with their progress."""
     from millstream.store import backfills as backfills_q
 
     env = Env(None)
     table = plain_table("id", "dag", "range", "state", "done", "failed", "running", "pending")
+    data = []
     with env.store.read() as conn:
         for b in backfills_q.list_all(conn, dag_id):
-            table.add_row(*_backfill_cells(b, backfills_q.progress(conn, b["id"])))
+            p = backfills_q.progress(conn, b["id"])
+            table.add_row(*_backfill_cells(b, p))
+            data.append(
+                {
+                    "id": b["id"],
+                    "dag_id": b["dag_id"],
+                    "from_date": b["from_date"].isoformat() if b["from_date"] else None,
+                    "to_date": b["to_date"].isoformat() if b["to_date"] else None,
+                    "state": b["state"],
+                    "success": p["success"],
+                    "failed": p["failed"],
+                    "running": p["running"],
+                    "queued": p["queued"],
+                }
+            )
+    if output == "json":
+        echo_json(data)
+        return
     console.print(table)
 
 

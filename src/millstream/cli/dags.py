@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -34,12 +35,19 @@ def dags() -> None:
 @output_option
 @handle_errors
 def dags_list(dags_folder: str | None, output: str) -> None:
-    """DAGs found in the DAG folder."""
+    """DAGs found in the DAG folder.
+
+    Only the folder's own: DAGs recorded earlier from files elsewhere (another ``-d``, a
+    scheduler's folder) are named apart as stale for this folder, not mixed in.
+    """
     env = Env(dags_folder)
     env.sync_dags()
+    folder = str(env.settings.dags_folder)
     with env.store.read() as conn:
-        rows = dags_q.list_dags(conn)
-        errors = dags_q.list_import_errors(conn)
+        rows = dags_q.list_dags(conn, folder=folder)
+        errors = dags_q.list_import_errors(conn, folder=folder)
+        mine = {r["dag_id"] for r in rows}
+        stale = [r["dag_id"] for r in dags_q.list_dags(conn) if r["dag_id"] not in mine]
     if output == "json":
         echo_json(
             [
@@ -64,6 +72,14 @@ def dags_list(dags_folder: str | None, output: str) -> None:
             ", ".join(r["tags"]),
         )
     console.print(table)
+    if stale:
+        names = ", ".join(stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+        err_console.print(
+            f"{len(stale)} DAG(s) recorded from files outside {folder} not shown (stale for this folder): "
+            f"{names}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if errors:
         err_console.print(
             f"[red]{len(errors)} DAG file(s) failed to import[/]: `millstream dags list-import-errors`"
@@ -72,13 +88,27 @@ def dags_list(dags_folder: str | None, output: str) -> None:
 
 @dags.command("list-import-errors")
 @dags_folder_option
+@output_option
 @handle_errors
-def dags_list_import_errors(dags_folder: str | None) -> None:
+def dags_list_import_errors(dags_folder: str | None, output: str) -> None:
     """DAG files that failed to import, with file and line."""
     env = Env(dags_folder)
     env.sync_dags()
     with env.store.read() as conn:
         errors = dags_q.list_import_errors(conn)
+    if output == "json":
+        echo_json(
+            [
+                {
+                    "filename": e["filename"],
+                    "lineno": e["lineno"],
+                    "message": e["message"],
+                    "timestamp": e["timestamp"].isoformat(),
+                }
+                for e in errors
+            ]
+        )
+        sys.exit(1 if errors else 0)
     if not errors:
         console.print("No import errors.")
         return
@@ -95,9 +125,13 @@ def dags_list_import_errors(dags_folder: str | None) -> None:
 @click.option("--run-id", default=None, help="Run id (default: manual__<time>).")
 @handle_errors
 def dags_trigger(dag_id: str, dags_folder: str | None, conf: str | None, run_id: str | None) -> None:
-    """Queue a manual run; a running scheduler picks it up."""
+    """Queue a manual run; a running scheduler picks it up.
+
+    Only DAG_ID's own file is parsed again (if it changed), so the run pins its current
+    code without waiting for the folder's other files to import.
+    """
     env = Env(dags_folder)
-    env.sync_dags()
+    env.sync_dag(dag_id)
     rid = control.trigger(env.store, dag_id, conf=control.parse_conf(conf), run_id=run_id)
     from millstream.scheduler.wakeup import notify
 
@@ -107,19 +141,24 @@ def dags_trigger(dag_id: str, dags_folder: str | None, conf: str | None, run_id:
 
 @dags.command("pause")
 @click.argument("dag_id")
+@dags_folder_option
 @handle_errors
-def dags_pause(dag_id: str) -> None:
+def dags_pause(dag_id: str, dags_folder: str | None) -> None:
     """Stop creating scheduled runs of DAG_ID."""
-    control.set_paused(Env(None).store, dag_id, True)
+    env = Env(dags_folder)
+    env.know_dag(dag_id)
+    control.set_paused(env.store, dag_id, True)
     console.print(f"Paused {dag_id}")
 
 
 @dags.command("unpause")
 @click.argument("dag_id")
+@dags_folder_option
 @handle_errors
-def dags_unpause(dag_id: str) -> None:
+def dags_unpause(dag_id: str, dags_folder: str | None) -> None:
     """Resume creating scheduled runs of DAG_ID."""
-    env = Env(None)
+    env = Env(dags_folder)
+    env.know_dag(dag_id)
     control.set_paused(env.store, dag_id, False)
     from millstream.scheduler.wakeup import notify
 
@@ -131,13 +170,34 @@ def dags_unpause(dag_id: str) -> None:
 @click.argument("dag_id")
 @click.option("--state", default=None)
 @click.option("--limit", default=25, show_default=True)
+@output_option
 @handle_errors
-def dags_list_runs(dag_id: str, state: str | None, limit: int) -> None:
+def dags_list_runs(dag_id: str, state: str | None, limit: int, output: str) -> None:
     """The most recent runs of DAG_ID."""
     store = Env(None).store
     with store.read() as conn:
         dags_q.get_dag(conn, dag_id)
         rows = runs_q.list_runs(conn, dag_id, state=state, limit=limit)
+    if output == "json":
+
+        def iso(value: Any) -> str | None:
+            return value.isoformat() if value else None
+
+        echo_json(
+            [
+                {
+                    "dag_id": dag_id,
+                    "run_id": r["run_id"],
+                    "run_type": r["run_type"],
+                    "state": r["state"],
+                    "logical_date": iso(r["logical_date"]),
+                    "start_date": iso(r["start_date"]),
+                    "end_date": iso(r["end_date"]),
+                }
+                for r in rows
+            ]
+        )
+        return
     table = plain_table("run_id", "type", "state", "logical date", "started", "ended")
     for r in rows:
         table.add_row(

@@ -34,12 +34,44 @@ class Env:
             ensure_key(self.settings)  # the Fernet key of secrets at rest, made on first start
         return self._store
 
-    def sync_dags(self) -> list[Any]:
-        from millstream.scheduler.dagsync import sync_folder
+    def _folder(self) -> Any:
         from millstream.scheduler.parsing import DagFolder
 
-        folder = DagFolder(self.settings.dags_folder, self.settings.dag_file_timeout)
-        return sync_folder(self.store, folder, paused_on_creation=self.settings.paused_on_creation)
+        return DagFolder(self.settings.dags_folder, self.settings.dag_file_timeout)
+
+    def sync_dags(self) -> list[Any]:
+        """Parse every file of the DAG folder and record it; returns each file's outcome."""
+        from millstream.scheduler.dagsync import sync_folder
+
+        return sync_folder(
+            self.store, self._folder(), paused_on_creation=self.settings.paused_on_creation
+        ).parsed
+
+    def sync_dag(self, dag_id: str) -> list[Any]:
+        """Bring one DAG up to date for a command about it: its own file is parsed again
+        only if it changed, the other files not at all (one slow file does not hold up
+        every ``dags trigger``). A DAG the store does not know yet is looked for in the
+        whole folder. Returns the outcomes of the files parsed."""
+        from millstream.scheduler.dagsync import sync_dag
+
+        synced = sync_dag(
+            self.store, dag_id, self._folder(), paused_on_creation=self.settings.paused_on_creation
+        )
+        return self.sync_dags() if synced is None else synced.parsed
+
+    def know_dag(self, dag_id: str) -> None:
+        """For a command that needs only the DAG's row (pause, unpause): nothing is parsed
+        unless the store has never seen the DAG, then the folder is looked through."""
+        from millstream.errors import NotFoundError
+        from millstream.store import dags as dags_q
+
+        with self.store.read() as conn:
+            try:
+                dags_q.get_dag(conn, dag_id)
+                return
+            except NotFoundError:
+                pass
+        self.sync_dags()
 
 
 def _airflow_imports(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -37,7 +37,32 @@ STATE_STYLE = {
     "none": "grey50",
 }
 
-output_option = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+_FORMAT = "millstream.output"
+
+
+def _structured(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """YAML is JSON with another printer: a command branches on ``table`` or ``json``
+    (structured data), and :func:`echo_json` prints the data in the format asked for, so
+    every command with ``--output`` gets YAML without a branch of its own."""
+    ctx.meta[_FORMAT] = value
+    return "json" if value == "yaml" else value
+
+
+output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+    callback=_structured,
+    help="Output format: a table to read, or JSON or YAML (the same data) for scripts.",
+)
+
+
+def output_format() -> str:
+    """The ``--output`` given to the running command: table, json or yaml."""
+    ctx = click.get_current_context(silent=True)
+    return str(ctx.meta.get(_FORMAT, "table")) if ctx is not None else "table"
 
 
 def styled(state: str) -> str:
@@ -54,8 +79,15 @@ def plain_table(*columns: str) -> Table:
 
 
 def echo_json(data: Any) -> None:
-    """``-o json``: plain JSON on stdout, no colours, for scripts."""
-    click.echo(json.dumps(data, indent=2))
+    """``-o json`` (or ``-o yaml``): plain data on stdout, no colours, for scripts."""
+    text = json.dumps(data, indent=2)
+    if output_format() == "yaml":
+        import yaml  # only when asked: most commands never print YAML
+
+        # Through JSON first, so YAML holds exactly what JSON would (dates as the same strings).
+        click.echo(yaml.safe_dump(json.loads(text), sort_keys=False, allow_unicode=True), nl=False)
+        return
+    click.echo(text)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

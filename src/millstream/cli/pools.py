@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from millstream.cli.env import Env
-from millstream.cli.output import console, handle_errors, plain_table
+from millstream.cli.output import console, echo_json, handle_errors, output_option, plain_table
 
 
 @click.group()
@@ -14,13 +14,22 @@ def pools() -> None:
 
 
 @pools.command("list")
+@output_option
 @handle_errors
-def pools_list() -> None:
+def pools_list(output: str) -> None:
     """Pools with their slots and how many are taken."""
     from millstream.store import pools as pools_q
 
     with Env(None).store.read() as conn:
         rows = pools_q.list_pools(conn)
+    if output == "json":
+        echo_json(
+            [
+                {"pool": r["name"], "slots": r["slots"], "used": r["used"], "description": r["description"]}
+                for r in rows
+            ]
+        )
+        return
     table = plain_table("pool", "slots", "used", "description")
     for r in rows:
         table.add_row(str(r["name"]), str(r["slots"]), str(r["used"]), str(r["description"]))

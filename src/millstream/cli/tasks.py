@@ -24,13 +24,35 @@ def tasks() -> None:
 @tasks.command("states")
 @click.argument("dag_id")
 @click.argument("run_id")
+@output_option
 @handle_errors
-def tasks_states(dag_id: str, run_id: str) -> None:
+def tasks_states(dag_id: str, run_id: str, output: str) -> None:
     """Every task instance of a run, with its state and why it waits."""
     store = Env(None).store
     run, tis = control.task_instances(store, dag_id, run_id)
     with store.read() as conn:
         spec = dags_q.spec_for_version(conn, run["dag_version_id"])
+    if output == "json":
+        echo_json(
+            {
+                "dag_id": dag_id,
+                "run_id": run_id,
+                "state": run["state"],
+                "state_reason": run["state_reason"],
+                "task_instances": [
+                    {
+                        "task_id": t["task_id"],
+                        "map_index": t["map_index"],
+                        "label": t["label"],
+                        "state": t["state"],
+                        "try_number": t["try_number"],
+                        "reason": t["state_reason"],
+                    }
+                    for t in tis
+                ],
+            }
+        )
+        return
     table = plain_table("task", "map_index", "state", "tries", "reason")
     for t in tis:
         task = spec.task(t["task_id"]) if spec.has_task(t["task_id"]) else None

@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 
 from millstream.cli.env import Env
-from millstream.cli.output import console, fmt_dt, handle_errors, plain_table
+from millstream.cli.output import console, echo_json, fmt_dt, handle_errors, output_option, plain_table
 from millstream.store import Store
 
 
@@ -39,15 +39,29 @@ def users_create(username: str, role: str, password: str | None) -> None:
 
 
 @users.command("list")
+@output_option
 @handle_errors
-def users_list() -> None:
+def users_list(output: str) -> None:
     """Users and their roles."""
     from millstream.store import users as users_q
 
     table = plain_table("user", "role", "created")
     with Env(None).store.read() as conn:
-        for u in users_q.list_users(conn):
-            table.add_row(escape(u["username"]), u["role"], fmt_dt(u["created_at"]))
+        rows = users_q.list_users(conn)
+    if output == "json":
+        echo_json(
+            [
+                {
+                    "username": u["username"],
+                    "role": u["role"],
+                    "created_at": u["created_at"] and u["created_at"].isoformat(),
+                }
+                for u in rows
+            ]
+        )
+        return
+    for u in rows:
+        table.add_row(escape(u["username"]), u["role"], fmt_dt(u["created_at"]))
     console.print(table)
 
 

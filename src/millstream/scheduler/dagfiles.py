@@ -14,12 +14,18 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from millstream.core.duplicates import Duplicate
 from millstream.scheduler.dagsync import record_parsed, sync_folder
 from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.scheduler.state import SchedulerState
 from millstream.scheduler.watchers import Arrival, TriggerArrival, WatcherThread, record_arrivals
 
 log = logging.getLogger("millstream.scheduler")
+
+
+def _log_duplicates(duplicates: Iterable[Duplicate]) -> None:
+    for d in duplicates:
+        log.warning("DAG file failed to import: %s", d.message)
 
 
 class DagFiles:
@@ -51,9 +57,11 @@ class DagFiles:
     def refresh(self) -> None:
         """Parse changed DAG files and record them now (before the loop starts)."""
         assert self.folder is not None
-        for p in sync_folder(self.state.store, self.folder, paused_on_creation=self.state.paused_on_creation):
+        synced = sync_folder(self.state.store, self.folder, paused_on_creation=self.state.paused_on_creation)
+        for p in synced.parsed:
             if p.error is not None:
                 log.warning("DAG file failed to import: %s", p.error)
+        _log_duplicates(synced.duplicates)
 
     def watch(self, stop: threading.Event) -> None:
         """The watcher thread: parse what changed, hand it to the loop, sleep, repeat."""
@@ -81,13 +89,16 @@ class DagFiles:
             for p in parsed:
                 if p.error is not None:
                     log.warning("DAG file failed to import: %s", p.error)
-            record_parsed(
+            recorded = record_parsed(
                 self.state.store,
                 parsed,
                 paused_on_creation=self.state.paused_on_creation,
                 files=files,
                 folder=self.folder.folder if self.folder is not None else None,
             )
+            _log_duplicates(recorded.duplicates)
+            if recorded.reparse and self.folder is not None:
+                self.folder.forget(recorded.reparse)  # the watcher parses them on its next look
 
     def record_watched(self, now: datetime) -> None:
         """Record the files the watchers saw settle as asset events."""

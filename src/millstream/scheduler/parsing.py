@@ -9,6 +9,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ class Parsed:
     specs: list[DagSpec] = field(default_factory=list)
     error: ImportErrorInfo | None = None
     source: str | None = None  # the file's text its specs came from (the code a run pins)
+    duration: float | None = None  # seconds its import took, seen from the parent (metrics)
 
 
 def _child_main() -> None:
@@ -129,7 +131,8 @@ def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
         proc.stdin.flush()
         lines = _Lines(proc.stdout.fileno())
         current: str | None = None
-        deadline = time.monotonic() + timeout + 30  # the child's own start-up is not the file's fault
+        began = time.monotonic()
+        deadline = began + timeout + 30  # the child's own start-up is not the file's fault
         timed_out = False
         while True:
             line = lines.next(deadline)
@@ -139,12 +142,13 @@ def parse_files(paths: list[str], timeout: float) -> list[Parsed]:
             msg: dict[str, Any] = json.loads(line)
             if "start" in msg:
                 current = msg["start"]
-                deadline = time.monotonic() + timeout
+                began = time.monotonic()
+                deadline = began + timeout
             elif "done" in msg:
                 err = msg["error"]
                 error = None if err is None else ImportErrorInfo(err[0], err[1], err[2], err[3])
                 specs = [DagSpec.from_json(s) for s in msg["specs"]]
-                out.append(Parsed(msg["done"], specs, error, msg.get("source")))
+                out.append(Parsed(msg["done"], specs, error, msg.get("source"), time.monotonic() - began))
                 todo.remove(msg["done"])
                 current = None
             elif "secrets" in msg:
@@ -181,9 +185,12 @@ class DagFolder:
     """Finds DAG files whose modification time changed since the last look."""
 
     def __init__(self, folder: str | os.PathLike[str], timeout: float) -> None:
-        self.folder = os.path.abspath(folder)
+        # Resolved as ``dag_files`` resolves the files, so "is this file in the folder"
+        # is a prefix test even when the folder's path goes through a symlink.
+        self.folder = os.path.realpath(folder)
         self.timeout = timeout
         self._mtimes: dict[str, float] = {}
+        self._lock = threading.Lock()  # the watcher thread looks, the loop thread forgets
 
     def files(self) -> list[str]:
         return dag_files(self.folder)
@@ -192,17 +199,25 @@ class DagFolder:
         """(files to parse, all current files)."""
         files = self.files()
         changed = []
-        for f in files:
-            try:
-                m = os.stat(f).st_mtime
-            except FileNotFoundError:
-                continue
-            if self._mtimes.get(f) != m:
-                self._mtimes[f] = m
-                changed.append(f)
-        for gone in set(self._mtimes) - set(files):
-            del self._mtimes[gone]
+        with self._lock:
+            for f in files:
+                try:
+                    m = os.stat(f).st_mtime
+                except FileNotFoundError:
+                    continue
+                if self._mtimes.get(f) != m:
+                    self._mtimes[f] = m
+                    changed.append(f)
+            for gone in set(self._mtimes) - set(files):
+                del self._mtimes[gone]
         return changed, files
+
+    def forget(self, files: list[str]) -> None:
+        """Parse ``files`` again on the next look although they did not change (a DAG
+        they lost to another file is free again)."""
+        with self._lock:
+            for f in files:
+                self._mtimes.pop(f, None)
 
     def parse(self, files: list[str]) -> list[Parsed]:
         return parse_files(files, self.timeout)

@@ -33,9 +33,9 @@ def sync_parsed(
     Returns the version id now current for each DAG.
     """
     out: dict[str, int] = {}
-    source_hash = hashlib.sha256(source.encode()).hexdigest() if source is not None else None
+    text_hash = source_hash(source) if source is not None else None
     for spec in specs:
-        fp = spec.fingerprint() if source_hash is None else f"{spec.fingerprint()}-{source_hash[:16]}"
+        fp = spec.fingerprint() if text_hash is None else f"{spec.fingerprint()}-{text_hash[:16]}"
         row = conn.execute(sa.select(dag).where(dag.c.dag_id == spec.dag_id)).mappings().first()
         latest = None
         if row and row["latest_version_id"]:
@@ -56,7 +56,7 @@ def sync_parsed(
                     spec=spec.to_json(),
                     created_at=now,
                     source=source,
-                    source_hash=source_hash,
+                    source_hash=text_hash,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
         values: dict[str, Any] = dict(
@@ -85,6 +85,11 @@ def sync_parsed(
     return out
 
 
+def source_hash(source: str) -> str:
+    """What a DAG version records of its file's text, to tell whether the file changed."""
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
 def schedule_summary(spec: DagSpec) -> str:
     """``0 6 * * *``, ``assets: a & b`` or ``@daily or assets: a``: what a DAG list shows."""
     time = from_spec(spec.timetable).summary
@@ -109,17 +114,34 @@ def deactivate_missing(conn: Connection, fileloc: str, present: Iterable[str]) -
     conn.execute(dag.update().where(*gone).values(is_active=False))
 
 
+def in_folder(column: Any, folder: str) -> Any:
+    """``column`` is the file ``folder`` or a path under it (``/dags`` is not a prefix of
+    ``/dags2/x.py``)."""
+    folder = folder.rstrip("/") or "/"
+    under = folder if folder.endswith("/") else folder + "/"
+    return sa.or_(column == folder, column.startswith(under, autoescape=True))
+
+
 def deactivate_files_except(conn: Connection, folder: str, files: Iterable[str]) -> None:
     """A DAG file that was deleted takes its DAGs and import error with it."""
     files = list(files)
-    gone = dag.c.fileloc.startswith(folder), dag.c.fileloc.not_in(files)
+    gone = in_folder(dag.c.fileloc, folder), dag.c.fileloc.not_in(files)
     assets_q.forget_dags(conn, conn.execute(sa.select(dag.c.dag_id).where(*gone)).scalars())
     conn.execute(dag.update().where(*gone).values(is_active=False))
     conn.execute(
         import_error.delete().where(
-            import_error.c.filename.startswith(folder), import_error.c.filename.not_in(files)
+            in_folder(import_error.c.filename, folder), import_error.c.filename.not_in(files)
         )
     )
+
+
+def owners(conn: Connection, dag_ids: Iterable[str]) -> dict[str, str]:
+    """dag_id -> the file each active one is recorded from (inactive ones have no owner)."""
+    ids = sorted(set(dag_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(sa.select(dag.c.dag_id, dag.c.fileloc).where(dag.c.dag_id.in_(ids), dag.c.is_active))
+    return {r.dag_id: r.fileloc for r in rows}
 
 
 def set_import_error(
@@ -137,8 +159,12 @@ def clear_import_error(conn: Connection, filename: str) -> None:
     conn.execute(import_error.delete().where(import_error.c.filename == filename))
 
 
-def list_import_errors(conn: Connection) -> list[sa.RowMapping]:
-    return list(conn.execute(sa.select(import_error).order_by(import_error.c.filename)).mappings())
+def list_import_errors(conn: Connection, *, folder: str | None = None) -> list[sa.RowMapping]:
+    """Import errors by file name; ``folder``: only those of files in that folder (or file)."""
+    q = sa.select(import_error).order_by(import_error.c.filename)
+    if folder is not None:
+        q = q.where(in_folder(import_error.c.filename, folder))
+    return list(conn.execute(q).mappings())
 
 
 def get_dag(conn: Connection, dag_id: str) -> sa.RowMapping:
@@ -148,10 +174,15 @@ def get_dag(conn: Connection, dag_id: str) -> sa.RowMapping:
     return row
 
 
-def list_dags(conn: Connection, *, active_only: bool = True) -> list[sa.RowMapping]:
+def list_dags(
+    conn: Connection, *, active_only: bool = True, folder: str | None = None
+) -> list[sa.RowMapping]:
+    """DAGs by id; ``folder``: only those recorded from files in that folder (or file)."""
     q = sa.select(dag).order_by(dag.c.dag_id)
     if active_only:
         q = q.where(dag.c.is_active)
+    if folder is not None:
+        q = q.where(in_folder(dag.c.fileloc, folder))
     return list(conn.execute(q).mappings())
 
 
