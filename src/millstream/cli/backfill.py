@@ -56,7 +56,7 @@ def backfill_create(
 ) -> None:
     """Create a backfill; a running scheduler works through it (and picks it up after a restart)."""
     env = Env(dags_folder)
-    env.sync_dags()
+    env.sync_dag(dag_id)
     start = parse_date(from_date, "--from-date")
     end = parse_date(to_date, "--to-date")
     assert start is not None and end is not None

@@ -95,7 +95,7 @@ def dags_list_import_errors(dags_folder: str | None, output: str) -> None:
     env = Env(dags_folder)
     env.sync_dags()
     with env.store.read() as conn:
-        errors = dags_q.list_import_errors(conn)
+        errors = dags_q.list_import_errors(conn, folder=str(env.settings.dags_folder))
     if output == "json":
         echo_json(
             [

@@ -257,7 +257,7 @@ def tasks_render(
     from millstream.worker.preview import render_task
 
     env = Env(dags_folder)
-    env.sync_dags()
+    env.sync_dag(dag_id)
     when = parse_date(logical_date, "--logical-date")
     with env.store.read() as conn:
         fileloc = dags_q.get_dag(conn, dag_id)["fileloc"]
