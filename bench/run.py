@@ -15,6 +15,7 @@ import bench_backfill  # noqa: E402
 import bench_deferred  # noqa: E402
 import bench_foundation  # noqa: E402
 import bench_mapping  # noqa: E402
+import bench_observability  # noqa: E402
 import bench_render  # noqa: E402
 import bench_scaleout  # noqa: E402
 import bench_ui  # noqa: E402
@@ -31,6 +32,7 @@ def main() -> None:
     bench_assets.main()
     bench_scaleout.main()
     bench_ui.main()
+    bench_observability.main()
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(RESULTS, indent=2))

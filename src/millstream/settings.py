@@ -274,6 +274,73 @@ SETTINGS: tuple[Setting, ...] = (
         "How long a parse-time lookup is kept (a changed Variable reaches top-level DAG code after this).",
         _seconds,
     ),
+    Setting(
+        "metrics",
+        "metrics_enabled",
+        True,
+        "Prometheus metrics at `/metrics` of the API server (store gauges) and, in the scheduler, its "
+        "event counters and histograms (`docs/metrics.md`). Off: no `/metrics`, nothing recorded.",
+        _bool,
+    ),
+    Setting(
+        "metrics",
+        "metrics_require_auth",
+        False,
+        "`/metrics` asks for the API's Bearer token like every other endpoint. Off by default, as "
+        "Prometheus scrapers expect; set it when the API is reachable from networks that should not "
+        "see DAG and task ids.",
+        _bool,
+    ),
+    Setting(
+        "metrics",
+        "statsd_on",
+        False,
+        "Also send the metrics to StatsD, under Airflow's StatsD names (the Airflow Helm chart's "
+        "statsd_exporter mappings apply unchanged).",
+        _bool,
+    ),
+    Setting("metrics", "statsd_host", "localhost", "StatsD server (UDP)."),
+    Setting("metrics", "statsd_port", 8125, "StatsD port.", _positive_int),
+    Setting("metrics", "statsd_prefix", "airflow", "Prefix of every StatsD name (Airflow's default)."),
+    Setting(
+        "traces",
+        "otel_on",
+        False,
+        "Send OpenTelemetry traces (extra `otel`): a span per DAG run, per task instance and per attempt, "
+        "the task's own spans under its attempt. Where to: the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` "
+        "or `OTEL_EXPORTER_OTLP_ENDPOINT` (OTLP over HTTP), else `otel_host`.",
+        _bool,
+    ),
+    Setting(
+        "traces",
+        "otel_host",
+        None,
+        "Host of the OTLP/HTTP collector, when no `OTEL_EXPORTER_OTLP_*ENDPOINT` variable is set "
+        "(none of the three: `localhost:4318`, OpenTelemetry's default).",
+    ),
+    Setting(
+        "traces",
+        "otel_port",
+        4318,
+        "Port of `otel_host` (OTLP/HTTP's standard port; Airflow's default is 8889).",
+        _positive_int,
+    ),
+    Setting("traces", "otel_ssl_active", False, "Reach `otel_host` over HTTPS.", _bool),
+    Setting(
+        "traces",
+        "otel_service",
+        "millstream",
+        "The traces' `service.name` (`OTEL_SERVICE_NAME` wins when set).",
+    ),
+    Setting(
+        "logging",
+        "json_logs",
+        False,
+        "Log one JSON object per line (`timestamp`, `level`, `logger`, `event`, and `dag_id`, `run_id`, "
+        "`task_id`, `map_index`, `try_number` on lines about a task) from the scheduler, API server, "
+        "triggerer and workers, and in task logs' logging records.",
+        _bool,
+    ),
 )
 
 
@@ -336,6 +403,18 @@ class Settings:
     backend_kwargs: str = ""
     use_cache: bool = True
     cache_ttl_seconds: float = 900.0
+    metrics_enabled: bool = True
+    metrics_require_auth: bool = False
+    statsd_on: bool = False
+    statsd_host: str = "localhost"
+    statsd_port: int = 8125
+    statsd_prefix: str = "airflow"
+    otel_on: bool = False
+    otel_host: str | None = None
+    otel_port: int = 4318
+    otel_ssl_active: bool = False
+    otel_service: str = "millstream"
+    json_logs: bool = False
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> where it came from
 
@@ -402,7 +481,8 @@ def _unknown_keys(toml: Mapping[str, Any], path: Path) -> None:
     for section, body in toml.items():
         if not isinstance(body, Mapping):
             raise ConfigError(
-                f"{path}: {section!r} must be a [section]; known sections: core, scheduler, worker, celery, results, api, smtp, triggerer, secrets"
+                f"{path}: {section!r} must be a [section]; known sections: "
+                + ", ".join(dict.fromkeys(s.section for s in SETTINGS))
             )
         for key in body:
             if (section, key) not in known:

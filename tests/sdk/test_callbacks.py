@@ -76,4 +76,7 @@ def test_dag_level_callbacks():
         boom()
     good_run = good.test()
     bad.test()
-    assert seen == [("success", good_run.run_id), ("failure", "failed: boom (attempt 1 failed: RuntimeError: x)")]
+    assert seen == [
+        ("success", good_run.run_id),
+        ("failure", "failed: boom (attempt 1 failed: RuntimeError: x)"),
+    ]

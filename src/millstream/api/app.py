@@ -11,6 +11,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from millstream.api import errors
+from millstream.api import metrics as metrics_api
 from millstream.api.auth import User
 from millstream.api.routes import assets, backfills, connections, dags, pools, runs, system, variables
 from millstream.api.schemas import ERRORS
@@ -49,8 +50,11 @@ class RefuseNul:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings, store: Store | None = None, *, ui: bool = True) -> FastAPI:
-    """The app for one store. ``store`` defaults to the settings' database (migrated)."""
+def create_app(
+    settings: Settings, store: Store | None = None, *, ui: bool = True, metrics: Any = None
+) -> FastAPI:
+    """The app for one store. ``store`` defaults to the settings' database (migrated).
+    ``metrics``: the Prometheus registry of a scheduler in this same process (standalone)."""
     if store is None:
         store = Store(settings.database_url)
         ensure_schema(store)
@@ -73,6 +77,8 @@ def create_app(settings: Settings, store: Store | None = None, *, ui: bool = Tru
     errors.install(app)
     for module in (system, dags, runs, assets, backfills, pools, variables, connections):
         app.include_router(module.router, prefix=API, responses=ERRORS)
+
+    metrics_api.install(app, settings, store, metrics)
 
     @app.get(f"{API}/openapi.json", include_in_schema=False)
     def openapi(who: User) -> JSONResponse:
@@ -109,5 +115,9 @@ def serve(app: Any, host: str, port: int) -> Any:
     """A uvicorn server for ``app`` (run it with ``.run()``; stop with ``should_exit = True``)."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    from millstream.worker import logformat
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, **logformat.uvicorn_options()
+    )
     return uvicorn.Server(config)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from millstream.cli.env import Env
-from millstream.cli.output import console, handle_errors
+from millstream.cli.output import handle_errors
+from millstream.cli.scheduler import announce
+from millstream.worker import logformat
 
 
 @click.command("api-server")
@@ -18,9 +20,8 @@ def api_server(host: str | None, port: int | None) -> None:
 
     env = Env(None)
     settings = env.settings
+    logformat.setup(settings)
     app = create_app(settings, env.store)
     host, port = host or settings.host, port or settings.port
-    console.print(
-        f"API and web UI on http://{host}:{port}/ (OpenAPI: http://{host}:{port}/api/v1/openapi.json)"
-    )
+    announce(f"API and web UI on http://{host}:{port}/ (OpenAPI: http://{host}:{port}/api/v1/openapi.json)")
     serve(app, host, port).run()

@@ -10,6 +10,7 @@ from millstream.cli.output import console, echo_json, handle_errors, output_opti
 from millstream.errors import MillstreamError
 from millstream.settings import Settings
 from millstream.store import Store, ensure_schema
+from millstream.worker import logformat
 
 
 @click.group()
@@ -33,6 +34,7 @@ def celery_worker(queues: str | None, concurrency: int | None) -> None:
     from millstream.executors.celery import worker_main
 
     settings = Settings.load()
+    logformat.setup(settings)
     ensure_schema(Store(settings.database_url))
     names = [q.strip() for q in (queues or settings.default_queue).split(",") if q.strip()]
     worker_main(

@@ -14,15 +14,18 @@ from millstream.cli.env import Env, dags_folder_option, safe_url
 from millstream.cli.output import console, handle_errors
 from millstream.settings import Settings
 from millstream.store import Store
+from millstream.worker import logformat, tracing
 
 
 def build_scheduler(
     settings: Settings, store: Store, listener: Callable[[str, dict[str, Any]], None] | None = None
 ) -> Any:
     from millstream.executors.local import LocalExecutor
+    from millstream.scheduler import metrics
     from millstream.scheduler.loop import Scheduler
     from millstream.scheduler.parsing import DagFolder
 
+    tracing.configure(settings, export_process=True)  # [traces] otel_on: run, instance, attempt spans
     executor: Any
     if settings.executor == "celery":
         from millstream.executors.celery import CeleryExecutor
@@ -51,7 +54,18 @@ def build_scheduler(
         result_store_url=settings.object_store_url,
         inline_limit=settings.inline_limit,
         triggerer_capacity=settings.triggerer_capacity,
+        metrics=metrics.from_settings(settings),
     )
+
+
+def announce(text: str) -> None:
+    """A process command's first line: printed, or with JSON logs a log record like the rest."""
+    if logformat.json_logs():
+        log = logging.getLogger("millstream.cli")
+        log.setLevel(logging.INFO)
+        log.info(text)
+    else:
+        console.print(text)
 
 
 def run_until_signal(scheduler: Any, home: Path) -> None:
@@ -76,8 +90,9 @@ def run_until_signal(scheduler: Any, home: Path) -> None:
 def scheduler_cmd(dags_folder: str | None) -> None:
     """Run the scheduler with the local executor until Ctrl-C."""
     env = Env(dags_folder)
+    logformat.setup(env.settings)
     logging.getLogger("millstream").setLevel(logging.INFO)
-    console.print(
+    announce(
         f"Scheduler: DAGs from {env.settings.dags_folder}, database {safe_url(env.settings.database_url)}"
     )
     run_until_signal(build_scheduler(env.settings, env.store), env.settings.home)
@@ -101,9 +116,10 @@ def triggerer_cmd(capacity: int | None, dags_folder: str | None) -> None:
     from millstream.scheduler.triggerer import Triggerer
 
     env = Env(dags_folder)
+    logformat.setup(env.settings)
     logging.getLogger("millstream").setLevel(logging.INFO)
     cap = capacity or env.settings.triggerer_capacity or 1000
-    console.print(f"Triggerer: up to {cap} triggers, database {safe_url(env.settings.database_url)}")
+    announce(f"Triggerer: up to {cap} triggers, database {safe_url(env.settings.database_url)}")
     triggerer = Triggerer(
         env.store,
         capacity=cap,

@@ -19,6 +19,7 @@ from millstream.cli.users import first_admin
 from millstream.errors import MillstreamError
 from millstream.settings import Settings
 from millstream.store import Store
+from millstream.worker import logformat
 
 
 @click.command("standalone")
@@ -46,6 +47,7 @@ def standalone(
     """
     env = Env(dags_folder)
     settings = env.settings
+    logformat.setup(settings)  # the scheduler's and API's log; what standalone prints stays text
     settings.home.mkdir(parents=True, exist_ok=True)
     env.store.migrate()
     followed: dict[str, Any] = {}
@@ -84,7 +86,7 @@ def standalone(
     console.print(f"  DAGs      {settings.dags_folder}")
     console.print(f"  database  {safe_url(settings.database_url)}")
     console.print(f"  logs      {settings.logs_folder}")
-    api = None if no_api else _start_api(env, port or settings.port)
+    api = None if no_api else _start_api(env, port or settings.port, scheduler.state.metrics.registry)
     if trigger_dag or unpause_dags:
         scheduler.refresh_dags()
     for dag_id in unpause_dags:
@@ -133,7 +135,7 @@ class _ApiThread:
         self.thread.join(10)
 
 
-def _start_api(env: Env, port: int) -> _ApiThread:
+def _start_api(env: Env, port: int, metrics: Any = None) -> _ApiThread:
     import socket
 
     from millstream.api.app import create_app, serve
@@ -148,7 +150,8 @@ def _start_api(env: Env, port: int) -> _ApiThread:
                 f"cannot serve the API on {host}:{port} ({e.strerror}); pass --port, or --no-api"
             ) from None
     password = first_admin(env.store)
-    api = _ApiThread(serve(create_app(env.settings, env.store), host, port))
+    # The scheduler runs in this process: its event metrics are served beside the store's.
+    api = _ApiThread(serve(create_app(env.settings, env.store, metrics=metrics), host, port))
     api.start()
     console.print(f"  web UI    http://{host}:{port}/   (API: http://{host}:{port}/api/v1/openapi.json)")
     if password:

@@ -27,6 +27,7 @@ from millstream.store import attempts as attempts_q
 from millstream.store import task_instances as ti_q
 from millstream.worker import stopping
 from millstream.worker.item import AttemptResult, Event, Finished, Started, WorkItem
+from millstream.worker.logformat import ids
 
 log = logging.getLogger("millstream.celery")
 
@@ -146,7 +147,10 @@ def _run_remote(payload: dict[str, Any]) -> None:
         # Sent again under a newer try (a scheduler took the run over), cleared or marked
         # meanwhile: this message is out of date and must not run the task.
         log.warning(
-            "dropping %s: the instance is %s at try %s now", item.describe(), *(current or ("gone", "-"))
+            "dropping %s: the instance is %s at try %s now",
+            item.describe(),
+            *(current or ("gone", "-")),
+            extra=ids(item),
         )
         return
     _publish(st.redis)
@@ -158,7 +162,7 @@ def _run_remote(payload: dict[str, Any]) -> None:
                 with st.store.begin() as conn:
                     attempts_q.renew_lease(conn, item.key, item.try_number, HOSTNAME, pid, datetime.now(UTC))
             except Exception:
-                log.warning("lease renewal failed for %s", item.describe(), exc_info=True)
+                log.warning("lease renewal failed for %s", item.describe(), exc_info=True, extra=ids(item))
 
     beater = threading.Thread(target=beat, name="millstream-lease", daemon=True)
     beater.start()
@@ -193,7 +197,9 @@ def _ship_log(item: WorkItem) -> None:
     try:
         objects.copy_file(item.log_path, url)
     except Exception:
-        log.warning("could not copy the log of %s to %s", item.describe(), url, exc_info=True)
+        log.warning(
+            "could not copy the log of %s to %s", item.describe(), url, exc_info=True, extra=ids(item)
+        )
 
 
 # -- the scheduler side ----------------------------------------------------------------------
@@ -358,7 +364,7 @@ class CeleryExecutor:
             silent = (now - lease[1]).total_seconds()
             if silent > self.lease_timeout:
                 reason = f"lost: no heartbeat from {lease[2]} pid {lease[3]} for {silent:.1f}s"
-                log.warning("%s: %s", flight.item.describe(), reason)
+                log.warning("%s: %s", flight.item.describe(), reason, extra=ids(flight.item))
                 del self._flight[key]
                 self._revoke(flight)
                 out.append(
@@ -376,12 +382,14 @@ class CeleryExecutor:
                 # SIGTERM: the attempt's on_kill runs, then its process exits (stopping.stop_on).
                 self.app.control.revoke(flight.celery_id, terminate=True, signal="SIGTERM")
             except Exception:
-                log.warning("could not revoke %s", flight.item.describe(), exc_info=True)
+                log.warning(
+                    "could not revoke %s", flight.item.describe(), exc_info=True, extra=ids(flight.item)
+                )
 
     def cancel(self, key: tuple[int, str, int], reason: str = "its run was stopped") -> None:
         flight = self._flight.pop(key, None)
         if flight is not None:
-            log.warning("stopping %s: %s", flight.item.describe(), reason)
+            log.warning("stopping %s: %s", flight.item.describe(), reason, extra=ids(flight.item))
             self._revoke(flight)
 
     def wake(self) -> None:
@@ -400,9 +408,16 @@ def worker_main(queues: list[str], concurrency: int, broker_url: str, default_qu
     import socket
     import uuid
 
+    from celery import signals
+
+    from millstream.worker import logformat, tracing
+
+    # A pool process exits without atexit handlers: send its queued spans first.
+    signals.worker_process_shutdown.connect(lambda **_: tracing.flush(), weak=False)
     app = make_app(broker_url, default_queue)
     app.worker_main(
         [
+            *(["--quiet"] if logformat.json_logs() else []),  # no banner: every line is a JSON log record
             "worker",
             "--loglevel=INFO",
             f"--queues={','.join(queues)}",
@@ -432,4 +447,32 @@ def status(broker_url: str, default_queue: str, timeout: float = 2.0) -> list[di
                 "active": len(active.get(name, [])),
             }
         )
+    return out
+
+
+def queue_lengths(broker_url: str, queues: list[str], timeout: float = 2.0) -> dict[str, int]:
+    """Messages waiting in each Celery queue (Redis ``LLEN`` or RabbitMQ's passive declare,
+    through kombu): what ``/metrics`` reports as the queues' depth. A queue the broker does
+    not know yet is empty."""
+    from kombu import Connection
+    from kombu.exceptions import ChannelError
+
+    out: dict[str, int] = {}
+    with Connection(broker_url, connect_timeout=timeout, transport_options={"max_retries": 0}) as conn:
+        conn.ensure_connection(max_retries=1)
+        for name in queues:
+            channel = conn.channel()  # a failed passive declare closes an AMQP channel
+            try:
+                out[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
+            except ChannelError:
+                out[name] = 0
+            except Exception as e:
+                if "NOT_FOUND" not in str(e) and "404" not in str(e):
+                    raise
+                out[name] = 0
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001 - the broker may have closed it already
+                    pass
     return out

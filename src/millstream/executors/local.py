@@ -30,6 +30,7 @@ from typing import Any
 
 from millstream.executors.base import ExecutorBrokenError
 from millstream.worker.item import AttemptResult, Event, Finished, Started, WorkItem
+from millstream.worker.logformat import ids
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ class LocalExecutor:
         # workers there are now.
         for w in list(self._workers.values()):
             if w.current is not None and w.current.key == key:
-                log.warning("stopping %s: %s", w.current.describe(), reason)
+                log.warning("stopping %s: %s", w.current.describe(), reason, extra=ids(w.current))
                 _note(w.current, f"stopped: {reason}")
                 w.current = None
                 self._replace(w, kill=True)
@@ -305,7 +306,7 @@ class LocalExecutor:
             w.current, w.started_at, w.last_beat = item, now, now
             if (item.key, item.try_number) in self._cancelled:
                 self._cancelled.discard((item.key, item.try_number))
-                log.warning("stopping %s as it starts: its run was stopped", item.describe())
+                log.warning("stopping %s as it starts: its run was stopped", item.describe(), extra=ids(item))
                 w.current = None
                 self._replace(w, kill=True)
                 return []
@@ -348,7 +349,10 @@ class LocalExecutor:
                 self._replace(w, kill=False)
             elif item is not None and item.execution_timeout and now - w.started_at > item.execution_timeout:
                 log.warning(
-                    "killing %s: execution_timeout of %ss exceeded", item.describe(), item.execution_timeout
+                    "killing %s: execution_timeout of %ss exceeded",
+                    item.describe(),
+                    item.execution_timeout,
+                    extra=ids(item),
                 )
                 out.append(
                     self._failed(item, f"timed out: execution_timeout of {item.execution_timeout}s exceeded")
@@ -357,7 +361,13 @@ class LocalExecutor:
                 self._replace(w, kill=True)
             elif item is not None and now - w.last_beat > self.lease_timeout:
                 silent = now - w.last_beat
-                log.warning("lost %s: no heartbeat from pid %s for %.1fs", item.describe(), w.pid, silent)
+                log.warning(
+                    "lost %s: no heartbeat from pid %s for %.1fs",
+                    item.describe(),
+                    w.pid,
+                    silent,
+                    extra=ids(item),
+                )
                 out.append(
                     self._failed(
                         item,

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from millstream.core.planner import FinishRun
 from millstream.core.states import IllegalTransition, TaskState
-from millstream.scheduler import callbacks, deferred
+from millstream.scheduler import callbacks, deferred, spans
 from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.commands import commit_batch, persist
 from millstream.scheduler.lifecycle import after_commit
@@ -43,6 +43,7 @@ def apply(state: SchedulerState, events: list[Event]) -> None:
                     done = _apply_finished(state, batch, ev, now)
                     if done is not None:
                         finished_runs.append(done)
+            state.metrics.asset_events(len(batch.asset_events))
             commit_batch(state, conn, batch)
     except Exception:
         # Workers told us once; keep their reports until the store takes them.
@@ -80,6 +81,7 @@ def _apply_started(state: SchedulerState, batch: WriteBatch, ev: Started) -> Non
             "p_host": ev.hostname,
         }
     )
+    state.metrics.started(run.dag_id, item, ev.at)
     state.emit(
         "ti_started", dag_id=run.dag_id, run_id=run.run_id, task_id=item.task_id, map_index=item.map_index
     )
@@ -185,6 +187,8 @@ def _apply_finished(
     except IllegalTransition as e:
         log.error("dropping an impossible report for %s: %s", item.describe(), e)
         return None
+    state.metrics.attempt_ended(run.dag_id, item, r.state, (r.ended_at - r.started_at).total_seconds())
+    spans.attempt_finished(run, r)
     state.emit(
         "ti_finished",
         dag_id=run.dag_id,

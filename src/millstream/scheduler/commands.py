@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from millstream.core.planner import Command, ExpandTask, FinishRun, SetStates
 from millstream.core.states import RunState, TaskState
-from millstream.scheduler import callbacks
+from millstream.scheduler import callbacks, spans
 from millstream.scheduler.batch import WriteBatch
 from millstream.scheduler.state import ActiveRun, SchedulerState, StaleRunsError
 from millstream.store import runs as runs_q
@@ -42,6 +42,7 @@ def persist(
                 continue  # written by dispatch / apply's started reports, with their extra fields
             for idx in cmd.map_indexes:
                 batch.set_state(run.pk, cmd.task_id, idx, cmd.state, cmd.reason, cmd.retry_at)
+            state.metrics.states(run.dag_id, cmd.task_id, cmd.state, len(cmd.map_indexes))
             if state.listener is not None and cmd.state in _DECIDED and not cmd.reported:
                 for idx in cmd.map_indexes:
                     state.emit(
@@ -61,6 +62,7 @@ def persist(
                     state.ready.stage(run.pk, cmd.task_id, idx)
         elif isinstance(cmd, ExpandTask):
             batch.expansions.append((run.pk, run.spec, cmd.task_id, cmd.length, cmd.state))
+            state.metrics.states(run.dag_id, cmd.task_id, cmd.state, cmd.length)
             if cmd.state is S.SCHEDULED:
                 for idx in range(cmd.length):
                     state.ready.stage(run.pk, cmd.task_id, idx)
@@ -73,6 +75,8 @@ def persist(
                 batch.run_retries.append(run)  # retried as a whole instead of finishing
                 continue
             batch.run_states.append((run.pk, cmd.state, cmd.reason, state.clock()))
+            state.metrics.run_finished(run.dag_id, cmd.state, run.start_date, batch.run_states[-1][3])
+            spans.run_finished(run, cmd, batch.run_states[-1][3])
             kind = "on_success_callback" if cmd.state is RunState.SUCCESS else "on_failure_callback"
             if kind in run.spec.callbacks:
                 callbacks.submit(state, run, kind, reason=cmd.reason)

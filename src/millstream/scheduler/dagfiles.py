@@ -89,6 +89,7 @@ class DagFiles:
             for p in parsed:
                 if p.error is not None:
                     log.warning("DAG file failed to import: %s", p.error)
+            self.state.metrics.parsed(parsed)
             recorded = record_parsed(
                 self.state.store,
                 parsed,

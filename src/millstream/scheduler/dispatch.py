@@ -126,6 +126,7 @@ def dispatch(state: SchedulerState) -> None:
         try_number = run.tries.get((task_id, idx), 0) + 1
         run.tries[(task_id, idx)] = try_number
         items.append(state.work_item(run, task_id, idx, try_number))
+    state.metrics.dispatched(items)
     for n, item in enumerate(items):
         try:
             state.executor.submit(item)

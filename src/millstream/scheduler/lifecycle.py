@@ -47,6 +47,7 @@ def after_commit(state: SchedulerState) -> None:
         pks, state.to_reload = state.to_reload, []
         reload_runs(state, pks)
     state.ready.publish(state.priority)
+    state.metrics.publish()
 
 
 # -- starting runs ------------------------------------------------------------------------
@@ -248,6 +249,7 @@ def reload(state: SchedulerState, *, reset_orphans: bool) -> None:
             log.warning("could not check runs for marks before reloading", exc_info=True)
     state.runs.clear()
     state.ready.clear()
+    state.metrics.discard()
     with state.store.begin() as conn:
         batch = WriteBatch()
         for row in runs_q.runs_in_state(conn, RunState.RUNNING, owner=state.id):

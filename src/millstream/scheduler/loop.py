@@ -42,6 +42,7 @@ from millstream.executors.base import Executor, ExecutorBrokenError
 from millstream.scheduler import apply as apply_phase
 from millstream.scheduler import creation, deferred, dispatch, lifecycle, liveness, timers, triggerer
 from millstream.scheduler.dagfiles import DagFiles
+from millstream.scheduler.metrics import NoMetrics
 from millstream.scheduler.parsing import DagFolder, Parsed
 from millstream.scheduler.state import ActiveRun, Clock, SchedulerState, StaleRunsError, utcnow
 from millstream.scheduler.triggerer import TriggerRunner
@@ -75,6 +76,7 @@ class Scheduler:
         result_store_url: str | None = None,
         inline_limit: int = 65536,
         triggerer_capacity: int = 10_000,
+        metrics: NoMetrics | None = None,
     ) -> None:
         self.state = SchedulerState(
             store=store,
@@ -96,6 +98,7 @@ class Scheduler:
             heartbeat_timeout=heartbeat_timeout,
             callbacks=callbacks if callbacks is not None else CallbackRunner(),
             listener=listener,
+            metrics=metrics if metrics is not None else NoMetrics(),
         )
         self.poll_interval = poll_interval
         self.idle_poll_interval = max(poll_interval, 5.0)
@@ -188,6 +191,7 @@ class Scheduler:
             self._drain()
             self.state.executor.shutdown()  # our local workers are gone before the runs are handed back
             liveness.unregister(self.state)
+            self.state.metrics.close()
             log.info("scheduler stopped")
 
     def close(self) -> None:
@@ -219,6 +223,7 @@ class Scheduler:
     def step(self, max_wait: float | None = None) -> None:
         """One turn of the loop (see the module docstring)."""
         st = self.state
+        began = time.perf_counter()
         now = st.clock()
         mono = now.timestamp()
         self.files.record_dag_files()
@@ -257,7 +262,11 @@ class Scheduler:
         wait = timers.wait_time(st, now, self._next_poll)
         if max_wait is not None:
             wait = min(wait, max_wait)
-        self.apply(st.executor.events(wait))
+        busy = time.perf_counter() - began
+        events = st.executor.events(wait)
+        began = time.perf_counter()
+        self.apply(events)
+        st.metrics.turn(busy + time.perf_counter() - began, polled, st.executor)
 
     def _poll_gap(self, now: datetime) -> float:
         """Seconds to the next look at the store. Busy: ``poll_interval``. Idle: up to

@@ -19,6 +19,8 @@ from typing import Any
 from millstream.core.model import DagSpec
 from millstream.core.planner import RunPlanner
 from millstream.executors.base import Executor
+from millstream.scheduler import spans
+from millstream.scheduler.metrics import NoMetrics
 from millstream.scheduler.ready import ReadyQueue
 from millstream.store import Store
 from millstream.store.tables import DEFAULT_POOL
@@ -87,6 +89,7 @@ class SchedulerState:
     heartbeat_timeout: float
     callbacks: CallbackRunner | InlineCallbackRunner
     listener: Listener | None = None
+    metrics: NoMetrics = field(default_factory=NoMetrics)  # [metrics]: Prometheus and StatsD
 
     # -- the cache of the store: runs this scheduler owns, and what is ready in them
     runs: dict[int, ActiveRun] = field(default_factory=dict)
@@ -150,6 +153,7 @@ class SchedulerState:
             dag_version_id=run.version_id,
             next_method=run.resume[(task_id, idx)][0] if (task_id, idx) in run.resume else None,
             next_kwargs=run.resume[(task_id, idx)][1] if (task_id, idx) in run.resume else None,
+            traceparent=spans.traceparent(run, task_id, idx, self.clock),
         )
 
     def priority(self, run_pk: int, task_id: str) -> int:

@@ -58,6 +58,8 @@ class TaskInstanceInfo:
     _mapped_tasks: frozenset[str]
     sensor_started_at: datetime | None = None  # a rescheduled sensor's first poke
     state: str | None = None  # set for the attempt's callbacks: how it ended
+    # Traces on: {"traceparent": the attempt's span}, as Airflow 3's ti.context_carrier.
+    context_carrier: dict[str, str] | None = None
     pushed: dict[str, Any] = field(default_factory=dict)
 
     def xcom_push(self, key: str, value: Any) -> None:

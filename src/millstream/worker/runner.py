@@ -47,7 +47,7 @@ from millstream.sdk.xcom import (
     ZipArg,
 )
 from millstream.store import objects
-from millstream.worker import cross_dag, log_echo, mail, stopping
+from millstream.worker import cross_dag, log_echo, logformat, mail, stopping, tracing
 from millstream.worker.assets import InletEventAccessors, OutletEventAccessors, TriggeringAssetEvents
 from millstream.worker.callbacks import call_all
 from millstream.worker.instance import DagRunInfo, TaskInstanceInfo, to_json
@@ -162,6 +162,7 @@ def build_context(item: WorkItem, dag: DAG, task: Task, reader: ResultReader) ->
         item.run_pk,
         mapped,
         item.sensor_started_at,
+        context_carrier=tracing.carrier(item),
     )
     run = DagRunInfo(
         item.dag_id,
@@ -227,7 +228,7 @@ class _TaskLog(logging.Handler):
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
         self.stream = stream
-        self.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(logformat.task_log_formatter())  # [logging] json_logs: JSON records
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream.write(self.format(record) + "\n")
@@ -338,6 +339,8 @@ def _short_repr(value: Any, limit: int = 1000) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
+@tracing.attempt_context  # traces on: the task runs under its attempt's span
+@logformat.attempt_ids  # JSON logs: what the attempt logs carries its ids
 def run_attempt(
     item: WorkItem, resolve_dag: DagResolver, reader: ResultReader, *, alarm: bool = False
 ) -> AttemptResult:
