@@ -341,6 +341,14 @@ SETTINGS: tuple[Setting, ...] = (
         "triggerer and workers, and in task logs' logging records.",
         _bool,
     ),
+    Setting(
+        "logging",
+        "format",
+        "text",
+        "`json` is the same as `json_logs = true` (either one turns JSON lines on); `text` leaves "
+        "`json_logs` to decide.",
+        lambda v: _choice(v, ("text", "json")),
+    ),
 )
 
 
@@ -415,6 +423,7 @@ class Settings:
     otel_ssl_active: bool = False
     otel_service: str = "millstream"
     json_logs: bool = False
+    format: str = "text"
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> where it came from
 

@@ -233,8 +233,8 @@ def _run_state(c, run_id: str) -> str | None:
 
 
 def test_standalone_with_json_logs_and_traces(tmp_path: Path) -> None:
-    """``millstream standalone`` as a user runs it, with ``[logging] json_logs`` and
-    ``[traces]`` in millstream.toml: the process's log lines are JSON objects, the logging
+    """``millstream standalone`` as a user runs it, with ``[logging] format = "json"`` (the
+    same as ``json_logs = true``) and ``[traces]`` in millstream.toml: the process's log lines are JSON objects, the logging
     records in the task's log file are JSON with the instance's ids, and the scheduler's
     spans (sent by its exporter process) and the task's (sent by the local worker) reach
     the collector as one tree."""
@@ -275,7 +275,7 @@ def test_standalone_with_json_logs_and_traces(tmp_path: Path) -> None:
     with OtlpReceiver() as receiver:
         host, port = receiver.server.server_address[:2]
         (home / "millstream.toml").write_text(
-            "[logging]\njson_logs = true\n\n"
+            '[logging]\nformat = "json"\n\n'
             f'[traces]\notel_on = true\notel_host = "{host}"\notel_port = {port}\n'
         )
         cmd = ["standalone", "--trigger", "talk", "--exit-after-run", "--no-api"]

@@ -90,9 +90,9 @@ def task_log_formatter() -> logging.Formatter:
 
 
 def setup(settings: Settings) -> None:
-    """Apply ``[logging] json_logs`` to this process (its root handlers) and its children."""
+    """Apply ``[logging] json_logs`` (or ``format = json``) to this process (its root handlers) and its children."""
     global _json
-    if not settings.json_logs:
+    if not (settings.json_logs or settings.format == "json"):
         return
     _json = True
     os.environ[ENV] = "true"  # spawned workers and parsers read it from here
