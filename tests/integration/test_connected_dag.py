@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -169,11 +170,11 @@ def test_green_and_notifying_under_dags_test(tmp_path, world):
     home = local_home(tmp_path, world)
     p = run_cli(home, "dags", "test", "connected")
     assert p.returncode == 0, p.stdout + p.stderr
-    assert p.stdout.rstrip().endswith(": success") and "  pg: success" in p.stdout
+    assert re.search(r"^Run \S+: success$", p.stdout, re.M) and "\npg: success" in p.stdout
     check_outputs(world)
     assert not world["inbox"].messages and not world["slack"].posts
     p = run_cli(home, "dags", "test", "connected", "--conf", '{"fail": true}')
-    assert p.stdout.rstrip().endswith(": failed"), p.stdout + p.stderr
+    assert re.search(r"^Run \S+: failed \(failed: ", p.stdout, re.M), p.stdout + p.stderr
     check_failure_notified(world), p.stdout
     assert "api-pass-123" not in p.stdout + p.stderr
 
