@@ -30,8 +30,12 @@ run: $(STAMP)
 	$(BIN)/millstream standalone --dags-folder examples --trigger process_daily_files --unpause ingest_arrivals
 
 ## test: install dev extras (and Debian's Chromium for the browser tests), run the whole suite
+# Two workers, one test file each at a time (the tests use their own schemas, queues and
+# ports, and a module's fixtures stay in one process). The schemathesis test is run on its
+# own: its 44 API operations share one test id, which pytest-xdist would run only once.
 test: $(DEV_STAMP) browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile --ignore tests/api/test_schema_fuzz.py
+	$(BIN)/pytest -q tests/api/test_schema_fuzz.py
 
 ## browser: Debian's Chromium for the Playwright tests (never a downloaded browser)
 browser:

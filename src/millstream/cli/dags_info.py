@@ -11,16 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -35,6 +32,7 @@ from millstream.core.timetables import RunInfo, Timetable, from_spec, parse_date
 from millstream.errors import MillstreamError
 from millstream.store import dags as dags_q
 from millstream.store import runs as runs_q
+from millstream.worker import stopping
 
 _TEXT_FORMATS = {"dot": "dot", "gv": "dot", "mmd": "mermaid", "mermaid": "mermaid"}
 
@@ -132,15 +130,7 @@ def next_runs(env: Env, spec: DagSpec, n: int, now: datetime) -> list[RunInfo | 
     timetable = from_spec(spec.timetable)
     start, end = parse_dates(spec.start_date, spec.end_date)
     with env.store.read() as conn:
-        last_row = runs_q.last_scheduled_run(conn, spec.dag_id)
-    last = None
-    if last_row is not None:
-        last = RunInfo(
-            last_row["logical_date"],
-            last_row["data_interval_start"] or last_row["logical_date"],
-            last_row["data_interval_end"] or last_row["logical_date"],
-            last_row["run_after"],
-        )
+        last = runs_q.last_scheduled_info(conn, spec.dag_id)
     out: list[RunInfo | None] = []
     info = timetable.next_run(last=last, now=now, start=start, end=end, catchup=spec.catchup)
     out.append(info)
@@ -271,23 +261,12 @@ def dags_next_execution(
             click.echo(get(info).isoformat())
 
 
-@contextlib.contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
+def _time_limit(seconds: float) -> contextlib.AbstractContextManager[None]:
     """A DAG file that imports for longer than ``seconds`` fails, as in the scheduler."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expired(signum: int, frame: FrameType | None) -> None:
-        raise TimeoutError(f"importing the DAG file took longer than {seconds:g}s (dag_file_timeout)")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    return stopping.alarm(
+        seconds if seconds > 0 else None,
+        lambda: TimeoutError(f"importing the DAG file took longer than {seconds:g}s (dag_file_timeout)"),
+    )
 
 
 @dags.command("report")

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from millstream.core.model import DagSpec
-from millstream.core.timetables import RunInfo, from_spec, parse_dates
+from millstream.core.timetables import from_spec, parse_dates
 from millstream.scheduler import asset_runs
 from millstream.scheduler.state import SchedulerState
 from millstream.store import backfills as backfills_q
@@ -60,15 +60,7 @@ def _create_due_runs(
     if spec.timetable.get("type") == "continuous":
         budget = min(budget, 1 - active - queued)
     while budget > 0:
-        last_row = runs_q.last_scheduled_run(conn, spec.dag_id)
-        last = None
-        if last_row is not None:
-            last = RunInfo(
-                last_row["logical_date"],
-                last_row["data_interval_start"] or last_row["logical_date"],
-                last_row["data_interval_end"] or last_row["logical_date"],
-                last_row["run_after"],
-            )
+        last = runs_q.last_scheduled_info(conn, spec.dag_id)
         info = timetable.next_run(last=last, now=now, start=start, end=end, catchup=spec.catchup)
         dags_q.set_next_run(
             conn, spec.dag_id, info.logical_date if info else None, info.run_after if info else None

@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from millstream.core.states import RunState
+from millstream.core.timetables import RunInfo
 from millstream.errors import ConflictError, NotFoundError
 from millstream.store.tables import dag_run
 
@@ -175,6 +176,19 @@ def set_state(
     if expected is not None:
         q = q.where(dag_run.c.state == expected.value)
     return conn.execute(q.values(**values)).rowcount == 1
+
+
+def last_scheduled_info(conn: Connection, dag_id: str) -> RunInfo | None:
+    """The newest scheduled run as the timetable reads it (None: the DAG has none yet)."""
+    row = last_scheduled_run(conn, dag_id)
+    if row is None:
+        return None
+    return RunInfo(
+        row["logical_date"],
+        row["data_interval_start"] or row["logical_date"],
+        row["data_interval_end"] or row["logical_date"],
+        row["run_after"],
+    )
 
 
 def last_scheduled_run(conn: Connection, dag_id: str) -> sa.RowMapping | None:

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -94,16 +94,22 @@ def install_stop_handler() -> None:
     signal.signal(STOP_SIGNAL, _on_stop_signal)
 
 
-@contextlib.contextmanager
-def timeout_alarm(seconds: float | None) -> Iterator[None]:
+def timeout_alarm(seconds: float | None) -> contextlib.AbstractContextManager[None]:
     """Raise :class:`AttemptTimeout` in this thread after ``seconds`` (main thread only:
     elsewhere, as under a Celery worker, the executor enforces the limit)."""
+    return alarm(seconds, lambda: AttemptTimeout(f"timed out: execution_timeout of {seconds:g}s exceeded"))
+
+
+@contextlib.contextmanager
+def alarm(seconds: float | None, error: Callable[[], BaseException]) -> Iterator[None]:
+    """Raise ``error()`` in this thread after ``seconds`` (SIGALRM: the main thread only;
+    elsewhere nothing is enforced, and the caller's executor must do it)."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def expired(signum: int, frame: FrameType | None) -> None:
-        raise AttemptTimeout(f"timed out: execution_timeout of {seconds:g}s exceeded")
+        raise error()
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
