@@ -75,7 +75,7 @@ class InlineExecutor:
         with open(item.log_path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
         if self._echo is not None:
-            self._echo(item.task_id if item.map_index < 0 else f"{item.task_id}[{item.map_index}]", line)
+            self._echo(item.instance, line)
         return AttemptResult(item=item, state="success", started_at=now, ended_at=now, pid=os.getpid())
 
     def cancel(self, key: tuple[int, str, int], reason: str = "its run was stopped") -> None:

@@ -63,10 +63,6 @@ def _ti_attributes(run: ActiveRun, task_id: str, map_index: int) -> dict[str, An
     }
 
 
-def _label(task_id: str, map_index: int) -> str:
-    return task_id if map_index < 0 else f"{task_id}[{map_index}]"
-
-
 def attempt_finished(run: ActiveRun, result: AttemptResult) -> None:
     """An attempt's report was applied: write its span, and its instance's if it ended."""
     item = result.item
@@ -76,7 +72,7 @@ def attempt_finished(run: ActiveRun, result: AttemptResult) -> None:
     ti_span = tracing.ti_span_id(trace_id, run.attempt, item.task_id, item.map_index)
     failed = (result.error or "failed") if result.state == "failed" else None
     tracing.emit(
-        f"task_run.{_label(item.task_id, item.map_index)}",
+        f"task_run.{item.instance}",
         (trace_id, span_id, ti_span),
         result.started_at,
         result.ended_at,
@@ -94,7 +90,7 @@ def attempt_finished(run: ActiveRun, result: AttemptResult) -> None:
         return  # up for retry, rescheduled, deferred: more attempts to come
     first = _first_dispatch.get(trace_id, {}).pop((item.task_id, item.map_index), result.started_at)
     tracing.emit(
-        f"task_instance.{_label(item.task_id, item.map_index)}",
+        f"task_instance.{item.instance}",
         (trace_id, ti_span, tracing.run_span_id(trace_id)),
         min(first, result.started_at),
         result.ended_at,

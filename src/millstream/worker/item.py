@@ -48,9 +48,13 @@ class WorkItem:
     def key(self) -> tuple[int, str, int]:
         return (self.run_pk, self.task_id, self.map_index)
 
+    @property
+    def instance(self) -> str:
+        """``task`` or ``task[i]``: how logs and ``dags test`` name the instance."""
+        return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+
     def describe(self) -> str:
-        idx = f"[{self.map_index}]" if self.map_index >= 0 else ""
-        return f"{self.dag_id}/{self.run_id}/{self.task_id}{idx} try {self.try_number}"
+        return f"{self.dag_id}/{self.run_id}/{self.instance} try {self.try_number}"
 
 
 @dataclass

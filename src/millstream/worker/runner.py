@@ -357,7 +357,7 @@ def run_attempt(
     asset_events: list[dict[str, Any]] = []
     rendered: dict[str, Any] | None = None
     tb: str | None = None  # the traceback of a failure, as printed to the log
-    with capture_to(item.log_path, _echo_label(item)) as log:
+    with capture_to(item.log_path, item.instance) as log:
         print(f"[{started.isoformat()}] starting {item.describe()} (pid {os.getpid()})", file=log)
         try:
             reader.use_version(item.run_pk, item.run_version)
@@ -482,10 +482,6 @@ def _print_traceback(log: TextIO) -> str:
     text = "".join(te.format())
     log.write(text)
     return text
-
-
-def _echo_label(item: WorkItem) -> str:
-    return item.task_id if item.map_index < 0 else f"{item.task_id}[{item.map_index}]"
 
 
 def _task_callbacks(
