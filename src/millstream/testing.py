@@ -113,6 +113,7 @@ def run_dag_inline(
             scheduler.close()
         if own_store:
             db.dispose()
+        if logs_folder is None:  # only the temporary folder made here; never a given one
             shutil.rmtree(logs, ignore_errors=True)
 
 
