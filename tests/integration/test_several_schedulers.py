@@ -125,7 +125,10 @@ class Cluster:
 
 
 def executions(out: Path) -> list[tuple[str, int, int]]:
-    lines = out.read_text().splitlines() if out.exists() else []
+    """Whole lines only: a read can overlap a worker's append, and Linux does not make a
+    buffered read atomic against a write, so the last line may still be half there."""
+    text = out.read_text() if out.exists() else ""
+    lines = text[: text.rfind("\n") + 1].splitlines()
     return [(r, int(i), int(t)) for r, i, t, _started in (line.split() for line in lines)]
 
 
