@@ -219,6 +219,13 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "api",
+        "jwt_expiration_time",
+        86400,
+        "Seconds a JWT from POST /auth/token stays valid (Airflow's setting of the same name).",
+        _positive_int,
+    ),
+    Setting(
         "smtp", "smtp_host", "localhost", "SMTP server for task mail (`email_on_failure`, `email_on_retry`)."
     ),
     Setting("smtp", "smtp_port", 25, "Port of the SMTP server.", _positive_int),
@@ -397,6 +404,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     secure_cookies: bool = False
+    jwt_expiration_time: int = 86400
     smtp_host: str = "localhost"
     smtp_port: int = 25
     smtp_starttls: bool = False

@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from millstream.api import errors
+from millstream.api import errors, v2
 from millstream.api import metrics as metrics_api
 from millstream.api.auth import User
 from millstream.api.routes import assets, backfills, connections, dags, pools, runs, system, variables
@@ -78,11 +79,18 @@ def create_app(
     for module in (system, dags, runs, assets, backfills, pools, variables, connections):
         app.include_router(module.router, prefix=API, responses=ERRORS)
 
+    v2.install(app)
     metrics_api.install(app, settings, store, metrics)
+    v1_schema: dict[str, Any] = {}
 
     @app.get(f"{API}/openapi.json", include_in_schema=False)
     def openapi(who: User) -> JSONResponse:
-        return JSONResponse(app.openapi())
+        if not v1_schema:
+            full = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            v1_schema.update(v2.only_paths(full, lambda path: not v2.is_v2(path)))
+        return JSONResponse(v1_schema)
 
     if ui:
         from millstream.api import ui as ui_pages

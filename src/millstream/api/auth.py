@@ -21,6 +21,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from millstream.api import jwt_tokens
 from millstream.api.deps import get_store
 from millstream.store import users as users_q
 
@@ -53,25 +54,34 @@ class Refusal:
 
     message: str
     challenge: str = _CHALLENGE  # no error code when no bearer token was sent (RFC 6750 3.1)
+    kind: str = "none"  # none | scheme | empty | invalid | expired | session: /api/v2 answers by it
 
 
 NO_CREDENTIALS = Refusal(f"no credentials: {GET_TOKEN}, or log in to the web UI")
 SESSION_ENDED = Refusal(
-    "your session has ended (you logged out, your password changed or your user was removed): log in again"
+    "your session has ended (you logged out, your password changed or your user was removed): log in again",
+    kind="session",
 )
 INVALID_TOKEN = Refusal(
     "invalid or expired token: this server did not issue it, or it was revoked (a new password "
     f"revokes a user's tokens); {GET_TOKEN}",
     f'{_CHALLENGE}, error="invalid_token", error_description="invalid or expired token"',
+    kind="invalid",
+)
+EXPIRED_TOKEN = Refusal(
+    f"the token has expired: {GET_TOKEN} (or POST /auth/token for a JWT)",
+    f'{_CHALLENGE}, error="invalid_token", error_description="the token has expired"',
+    kind="expired",
 )
 EMPTY_TOKEN = Refusal(
     f"no token after 'Bearer' in the Authorization header: {GET_TOKEN}",
     f'{_CHALLENGE}, error="invalid_request", error_description="no token after Bearer"',
+    kind="empty",
 )
 
 
 def unsupported(scheme: str) -> Refusal:
-    return Refusal(f"unsupported auth scheme {scheme[:40]!r}: {GET_TOKEN}")
+    return Refusal(f"unsupported auth scheme {scheme[:40]!r}: {GET_TOKEN}", kind="scheme")
 
 
 def resolve(request: Request) -> Principal | None:
@@ -91,8 +101,16 @@ def authenticate(request: Request) -> Principal | Refusal:
             return unsupported(scheme)
         if not token.strip():
             return EMPTY_TOKEN
+        token = token.strip()
+        if jwt_tokens.looks_like_jwt(token):
+            with store.read() as conn:
+                checked = jwt_tokens.check(conn, token)
+            if checked.user is None:
+                return EXPIRED_TOKEN if checked.problem == "expired" else INVALID_TOKEN
+            user = checked.user
+            return Principal(user["id"], user["username"], user["role"], "token")
         with store.read() as conn:
-            row = users_q.user_for_token(conn, token.strip())
+            row = users_q.user_for_token(conn, token)
         return Principal(row["id"], row["username"], row["role"], "token") if row else INVALID_TOKEN
     uid = request.session.get("uid") if "session" in request.scope else None
     if uid is None:

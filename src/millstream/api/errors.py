@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -88,10 +89,20 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "request"
 
 
+def _airflow(request: Request) -> bool:
+    """``/api/v2`` and ``/auth/token`` answer as Airflow does: ``{"detail": ...}``, with
+    FastAPI's own list for a request that does not validate."""
+    from millstream.api.v2 import is_v2
+
+    return is_v2(request.url.path)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(MillstreamError)
     async def millstream_error(request: Request, exc: MillstreamError) -> Response:
         status, kind = status_of(exc)
+        if _airflow(request):
+            return JSONResponse({"detail": str(exc)}, status_code=status)
         page = getattr(app.state, "error_page", None)
         if page is not None and not request.url.path.startswith("/api/"):
             return page(request, status, str(exc))  # type: ignore[no-any-return]
@@ -103,6 +114,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if _airflow(request):
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
         errors = [
             {"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", "invalid"))}
             for e in exc.errors()
@@ -112,6 +125,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _airflow(request):
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+            )
         page = getattr(app.state, "error_page", None)
         if (
             page is not None
@@ -136,6 +153,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
+        if _airflow(request):
+            return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
         return JSONResponse(
             {"detail": "internal error; the API server's log has the traceback", "type": "internal"},
             status_code=500,

@@ -1,0 +1,7 @@
+"""/api/v2 routes (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
