@@ -48,11 +48,15 @@ def trigger(
     run_id: str | None = None,
     logical_date: datetime | None = None,
     now: datetime | None = None,
+    run_after: datetime | None = None,
+    interval: tuple[datetime, datetime] | None = None,
+    without_logical_date: bool = False,
 ) -> str:
     """Create a manual run (queued); the scheduler starts it. Returns its run_id.
 
     Params are checked here, so a bad conf is an error for the person triggering, not a
-    failed run later.
+    failed run later. ``without_logical_date``: a run with no logical date (Airflow 3's
+    API allows one); ``interval`` and ``run_after`` as Airflow's trigger takes them.
     """
     now = now or datetime.now(UTC)
     if run_id is not None and (not run_id.strip() or "/" in run_id or any(ord(c) < 32 for c in run_id)):
@@ -61,9 +65,19 @@ def trigger(
         )
     if logical_date is not None and logical_date.tzinfo is None:
         logical_date = logical_date.replace(tzinfo=UTC)  # naive means UTC, as for start_date
-    run_id = run_id or f"manual__{now.isoformat()}"
+    run_id = run_id or f"manual__{(run_after or now).isoformat()}"
     with store.begin() as conn:
-        create_manual_run(conn, dag_id, run_id=run_id, conf=conf, logical_date=logical_date, now=now)
+        create_manual_run(
+            conn,
+            dag_id,
+            run_id=run_id,
+            conf=conf,
+            logical_date=logical_date,
+            now=now,
+            run_after=run_after,
+            interval=interval,
+            without_logical_date=without_logical_date,
+        )
     return run_id
 
 
@@ -216,6 +230,36 @@ def mark_run(store: Store, dag_id: str, run_id: str, state: RunState) -> int:
         return changed
 
 
+#: Runs that may be deleted: not while running (its scheduler and workers still write to it).
+DELETABLE_RUN_STATES = frozenset({RunState.QUEUED.value, RunState.SUCCESS.value, RunState.FAILED.value})
+
+
+def queue_run(store: Store, dag_id: str, run_id: str) -> None:
+    """Put a finished run back in line, its instances as they are (Airflow's "set the run to
+    queued"): the scheduler continues from them, so work cleared since runs again and a run
+    whose work is all done ends again at once. A queued run stays queued; a running one is
+    refused, as its scheduler is planning it (mark it, or clear its instances)."""
+    with store.begin() as conn:
+        run = runs_q.get_run(conn, dag_id, run_id)
+        if run["state"] == RunState.RUNNING.value:
+            raise ConflictError(
+                f"run {run_id!r} of DAG {dag_id!r} is running; it can be queued again once it has "
+                "finished (mark it success or failed, or clear its task instances)"
+            )
+        if run["state"] != RunState.QUEUED.value:
+            runs_q.queue_again(conn, run["id"], reason="queued again by a user")
+
+
+def delete_run(store: Store, dag_id: str, run_id: str) -> str | None:
+    """Delete a run with its task instances and results; None when deleted, else the state
+    that prevents it (a running run is not deleted)."""
+    with store.begin() as conn:
+        run = runs_q.get_run(conn, dag_id, run_id)
+        if runs_q.delete_run(conn, run["id"], DELETABLE_RUN_STATES):
+            return None
+        return str(runs_q.get_run(conn, dag_id, run_id)["state"])
+
+
 def mark_task_instances(
     store: Store,
     dag_id: str,
@@ -226,11 +270,13 @@ def mark_task_instances(
     map_index: int | None = None,
     downstream: bool = False,
     upstream: bool = False,
+    dry_run: bool = False,
 ) -> list[Cleared]:
     """Set task instances to success or failed by hand; the run carries on from there.
 
     Queued or running instances are stopped by the scheduler that owns the run; what they
     report afterwards is ignored. A finished run is reopened so that its state is decided again.
+    With ``dry_run``, says which instances would change and changes nothing.
     """
     if state not in (TaskState.SUCCESS, TaskState.FAILED):
         raise ParamValidationError(f"task instances can be marked success or failed, not {state}")
@@ -246,11 +292,12 @@ def mark_task_instances(
                 continue
             if map_index is not None and r["task_id"] == task_id and r["map_index"] != map_index:
                 continue
-            ti_q.set_states(
-                conn, run["id"], r["task_id"], [r["map_index"]], state, f"marked {state} by a user"
-            )
+            if not dry_run:
+                ti_q.set_states(
+                    conn, run["id"], r["task_id"], [r["map_index"]], state, f"marked {state} by a user"
+                )
             marked.append(Cleared(run_id, r["task_id"], r["map_index"], r["state"]))
-        if marked:
+        if marked and not dry_run:
             runs_q.mark_cleared(conn, run["id"])  # reopen, and tell schedulers to reload it
     return marked
 

@@ -142,6 +142,15 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: _choice("true" if v is True else "false" if v is False else v, ("true", "false", "force")),
     ),
     Setting(
+        "core",
+        "test_connection",
+        "Disabled",
+        "Airflow's setting: `Enabled` lets admins test a connection through "
+        "`POST /api/v2/connections/test` (the hook reaches the system from the API server); "
+        "`Disabled` (default) or `Hidden` answer 403, as Airflow does.",
+        lambda v: _choice(v, ("disabled", "enabled", "hidden")),
+    ),
+    Setting(
         "scheduler",
         "dag_refresh_interval",
         5.0,
@@ -401,6 +410,7 @@ class Settings:
     inline_limit: int = 65536
     cron_data_intervals: bool = False
     airflow_imports: str = "false"
+    test_connection: str = "disabled"
     host: str = "127.0.0.1"
     port: int = 8080
     secure_cookies: bool = False

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from millstream.api.prefixes import is_v2
 from millstream.errors import (
     ConflictError,
     DagDefinitionError,
@@ -92,8 +93,6 @@ def _field(loc: tuple[Any, ...]) -> str:
 def _airflow(request: Request) -> bool:
     """``/api/v2`` and ``/auth/token`` answer as Airflow does: ``{"detail": ...}``, with
     FastAPI's own list for a request that does not validate."""
-    from millstream.api.v2 import is_v2
-
     return is_v2(request.url.path)
 
 

@@ -32,7 +32,9 @@ ISSUER = "millstream"
 
 def _key(conn: Connection) -> bytes:
     secret = users_q.session_secret(conn)
-    return hmac.new(secret.encode(), b"millstream jwt signing key", hashlib.sha512).digest()  # 64 bytes, as HS512 wants
+    return hmac.new(
+        secret.encode(), b"millstream jwt signing key", hashlib.sha512
+    ).digest()  # 64 bytes, as HS512 wants
 
 
 def _fingerprint(password_hash: str) -> str:

@@ -97,6 +97,8 @@ def start_queued(state: SchedulerState, now: datetime) -> None:
                 # A run queued again (a backfill reprocessing it): continue from its rows.
                 row = runs_q.get_run_by_pk(conn, row["id"])
                 load_run(state, conn, batch, row, reset_orphans=False, now=now)
+                if row["id"] not in state.runs:
+                    continue  # nothing was left to run (a user queued a finished run): it ended again
                 run = state.runs[row["id"]]
             else:
                 ti_q.create_for_run(conn, row["id"], spec)

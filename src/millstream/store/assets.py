@@ -266,7 +266,7 @@ def record_event(
     return event_id
 
 
-_EVENT_COLUMNS = (
+EVENT_COLUMNS = (
     asset_event.c.id,
     asset.c.name.label("asset_name"),
     asset.c.uri.label("asset_uri"),
@@ -287,7 +287,7 @@ def events_of(
     asset_id = get_asset(conn, name)["id"]
     order = asset_event.c.id.desc() if newest_first else asset_event.c.id
     q = (
-        sa.select(*_EVENT_COLUMNS)
+        sa.select(*EVENT_COLUMNS)
         .join(asset, asset.c.id == asset_event.c.asset_id)
         .where(asset_event.c.asset_id == asset_id)
         .order_by(order)
@@ -302,7 +302,7 @@ def events_via_alias(conn: Connection, alias: str) -> list[sa.RowMapping]:
     """Events emitted through ``alias``, oldest first (its resolved assets' events, kept
     when the event names the alias: a direct event on the same asset is not one)."""
     q = (
-        sa.select(*_EVENT_COLUMNS)
+        sa.select(*EVENT_COLUMNS)
         .join(asset, asset.c.id == asset_event.c.asset_id)
         .join(asset_alias_asset, asset_alias_asset.c.asset_id == asset.c.id)
         .join(asset_alias, asset_alias.c.id == asset_alias_asset.c.alias_id)
@@ -324,7 +324,7 @@ def count_events(conn: Connection, name: str) -> int:
 def run_events(conn: Connection, run_pk: int) -> list[sa.RowMapping]:
     """The events that triggered run ``run_pk``, oldest first."""
     q = (
-        sa.select(*_EVENT_COLUMNS)
+        sa.select(*EVENT_COLUMNS)
         .join(asset, asset.c.id == asset_event.c.asset_id)
         .join(dag_run_asset_event, dag_run_asset_event.c.event_id == asset_event.c.id)
         .where(dag_run_asset_event.c.run_pk == run_pk)
@@ -426,7 +426,7 @@ def events_query(
 ) -> sa.Select:
     """Events matching every filter given, newest first (the API's paged list)."""
     q = (
-        sa.select(*_EVENT_COLUMNS)
+        sa.select(*EVENT_COLUMNS)
         .join(asset, asset.c.id == asset_event.c.asset_id)
         .order_by(asset_event.c.id.desc())
     )

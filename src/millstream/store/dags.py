@@ -259,3 +259,23 @@ def spec_for_version(conn: Connection, version_id: int) -> DagSpec:
 def _parse_spec(text: str) -> DagSpec:
     # Versions are immutable, so parsing the same JSON twice is wasted work.
     return DagSpec.from_json(text)
+
+
+def specs_for_versions(conn: Connection, version_ids: Iterable[int]) -> dict[int, DagSpec]:
+    """version id -> its DagSpec, in one read (a DAG list shows each DAG's latest version)."""
+    ids = sorted(set(version_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(sa.select(dag_version.c.id, dag_version.c.spec).where(dag_version.c.id.in_(ids)))
+    return {r.id: _parse_spec(r.spec) for r in rows}
+
+
+def get_version(conn: Connection, dag_id: str, version_number: int | None = None) -> sa.RowMapping | None:
+    """One version row of a DAG (its number, when it was recorded, its file's text); the
+    latest when ``version_number`` is None."""
+    q = sa.select(dag_version).where(dag_version.c.dag_id == dag_id)
+    if version_number is None:
+        q = q.order_by(dag_version.c.version_number.desc()).limit(1)
+    else:
+        q = q.where(dag_version.c.version_number == version_number)
+    return conn.execute(q).mappings().first()

@@ -28,6 +28,22 @@ def list_pools(conn: Connection) -> list[dict[str, object]]:
     return [{**r, "used": used.get(r["name"], 0)} for r in rows]
 
 
+def state_counts(conn: Connection, states: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """Pool -> state -> instances in that state, for ``states`` (what Airflow's pool
+    answers show as running, queued, scheduled and deferred slots; one slot per instance,
+    as :func:`list_pools` counts: slots per instance live in each DAG's spec)."""
+    out: dict[str, dict[str, int]] = {}
+    rows = conn.execute(
+        sa.select(task_instance.c.pool, task_instance.c.state, sa.func.count())
+        .where(task_instance.c.state.in_(list(states)))
+        .group_by(task_instance.c.pool, task_instance.c.state)
+    )
+    for name, state, n in rows:  # no pool means the default one
+        per = out.setdefault(name or DEFAULT_POOL, {})
+        per[state] = per.get(state, 0) + n
+    return out
+
+
 def set_pool(conn: Connection, name: str, slots: int, description: str | None = None) -> None:
     if not name or not name.strip():
         raise ConflictError("a pool needs a name")

@@ -116,3 +116,124 @@ def iter_all(
             return
         yield from rows
         after = rows[-1][0]
+
+
+# -- /api/v2 (Airflow's XCom entries) -----------------------------------------------------------------
+
+
+def api_query(
+    *,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    task_id: str | None = None,
+    map_index: int | None = None,
+    key: str | None = None,
+    patterns: Sequence[tuple[str, str, str]] = (),
+    ranges: Sequence[tuple[str, str, Any]] = (),
+    order: Sequence[tuple[str, bool]] = (),
+) -> sa.Select:
+    """Results with their run's ids and dates, the DAG's display name and when the attempt
+    that wrote them ended (``timestamp``: results are written as an attempt ends), filtered
+    and ordered in SQL. ``patterns``: (field, "contains" | "prefix", term) as for task
+    instances; ``ranges``: (logical_date | run_after, gte | gt | lte | lt, value)."""
+    from millstream.store.tables import dag, dag_run
+    from millstream.store.tables import task_instance as ti
+
+    timestamp = sa.func.coalesce(ti.c.end_date, ti.c.start_date, dag_run.c.queued_at)
+    cols: dict[str, Any] = {
+        "key": tr.c.key,
+        "dag_id": dag_run.c.dag_id,
+        "run_id": dag_run.c.run_id,
+        "task_id": tr.c.task_id,
+        "map_index": tr.c.map_index,
+        "timestamp": timestamp,
+        "logical_date": dag_run.c.logical_date,
+        "run_after": dag_run.c.run_after,
+        "dag_display_name": sa.func.coalesce(dag.c.display_name, dag_run.c.dag_id),
+    }
+    joined = (
+        tr.join(dag_run, dag_run.c.id == tr.c.run_pk)
+        .outerjoin(dag, dag.c.dag_id == dag_run.c.dag_id)
+        .outerjoin(
+            ti,
+            sa.and_(
+                ti.c.run_pk == tr.c.run_pk, ti.c.task_id == tr.c.task_id, ti.c.map_index == tr.c.map_index
+            ),
+        )
+    )
+    q = sa.select(
+        tr.c.key,
+        tr.c.task_id,
+        tr.c.map_index,
+        tr.c.value,
+        tr.c.ref,
+        tr.c.run_pk,
+        dag_run.c.dag_id,
+        dag_run.c.run_id,
+        dag_run.c.logical_date,
+        dag_run.c.run_after,
+        dag_run.c.dag_version_id,
+        dag.c.display_name.label("dag_display_name"),
+        timestamp.label("timestamp"),
+    ).select_from(joined)
+    for col, value in ((dag_run.c.dag_id, dag_id), (dag_run.c.run_id, run_id), (tr.c.task_id, task_id)):
+        if value is not None:
+            q = q.where(col == value)
+    if map_index is not None:
+        q = q.where(tr.c.map_index == map_index)
+    if key is not None:
+        q = q.where(tr.c.key == key)
+    for name, how, term in patterns:
+        col = cols[name]
+        if how == "prefix":
+            q = q.where(sa.func.substr(col, 1, len(term)) == term)
+        elif term == "~":
+            q = q.where(col.is_not(None))
+        else:
+            terms = [t.strip() for t in term.split("|") if t.strip()] if "|" in term else [term]
+            q = q.where(sa.or_(*(col.ilike(f"%{t}%") for t in terms)))
+    for name, op, value in ranges:
+        col = cols[name]
+        q = q.where({"gte": col >= value, "gt": col > value, "lte": col <= value, "lt": col < value}[op])
+    keys = [cols[n].desc() if d else cols[n].asc() for n, d in order]
+    return q.order_by(*keys, tr.c.run_pk, tr.c.task_id, tr.c.map_index, tr.c.key)
+
+
+def text_of(row: Any) -> str:
+    """The JSON text of a result row (read from the object store when kept there)."""
+    return _text(row.value, row.ref)
+
+
+def put_one(conn: Connection, run_pk: int, task_id: str, map_index: int, key: str, value: Any) -> None:
+    """Write one result as JSON (replacing the one under the same key): what a user sets
+    through the API, as a task's ``xcom_push`` would have."""
+    import json
+
+    conn.execute(
+        tr.delete().where(
+            tr.c.run_pk == run_pk, tr.c.task_id == task_id, tr.c.map_index == map_index, tr.c.key == key
+        )
+    )
+    length = len(value) if isinstance(value, (list, tuple, dict)) else None
+    put_many(
+        conn,
+        [
+            {
+                "run_pk": run_pk,
+                "task_id": task_id,
+                "map_index": map_index,
+                "key": key,
+                "value": json.dumps(value, allow_nan=False),
+                "length": length,
+                "type_name": type(value).__name__,
+            }
+        ],
+    )
+
+
+def delete_one(conn: Connection, run_pk: int, task_id: str, map_index: int, key: str) -> bool:
+    """Remove one result; False when there was none."""
+    q = tr.delete().where(
+        tr.c.run_pk == run_pk, tr.c.task_id == task_id, tr.c.map_index == map_index, tr.c.key == key
+    )
+    return conn.execute(q).rowcount > 0

@@ -12,7 +12,16 @@ from sqlalchemy.exc import IntegrityError
 from millstream.core.states import RunState
 from millstream.core.timetables import RunInfo
 from millstream.errors import ConflictError, NotFoundError
-from millstream.store.tables import dag_run
+from millstream.store.tables import (
+    asset,
+    asset_event,
+    attempt_lease,
+    attempt_report,
+    dag,
+    dag_run,
+    dag_run_asset_event,
+    dag_version,
+)
 
 
 def create_run(
@@ -356,3 +365,215 @@ def recent(conn: Connection, dag_ids: list[str], per_dag: int) -> dict[str, list
     for r in rows:
         out[r["dag_id"]].append(r)
     return out
+
+
+def latest_of_each(conn: Connection) -> dict[str, sa.RowMapping]:
+    """dag_id -> its latest run (the highest id: the one created last), as Airflow's DAG
+    list filters and orders by "the last run"."""
+    last = sa.select(sa.func.max(dag_run.c.id)).group_by(dag_run.c.dag_id).scalar_subquery()
+    rows = conn.execute(
+        sa.select(
+            dag_run.c.dag_id, dag_run.c.run_id, dag_run.c.state, dag_run.c.start_date, dag_run.c.end_date
+        ).where(dag_run.c.id.in_(last))
+    ).mappings()
+    return {r["dag_id"]: r for r in rows}
+
+
+def count_by_state(conn: Connection, dag_ids: list[str] | None = None) -> list[tuple[str, str, int]]:
+    """(dag_id, state, runs) for every DAG with runs (or only ``dag_ids``), by dag_id."""
+    q = sa.select(dag_run.c.dag_id, dag_run.c.state, sa.func.count()).group_by(
+        dag_run.c.dag_id, dag_run.c.state
+    )
+    if dag_ids is not None:
+        q = q.where(dag_run.c.dag_id.in_(dag_ids))
+    return [(d, s, n) for d, s, n in conn.execute(q.order_by(dag_run.c.dag_id, dag_run.c.state))]
+
+
+# -- Airflow's REST API (/api/v2): its filters, orderings and deletion ------------------------
+
+#: What ``filtered`` can order by (Airflow's names; ``partition_date`` is NULL for every run).
+AIRFLOW_ORDER_KEYS = (
+    "id",
+    "state",
+    "dag_id",
+    "run_id",
+    "logical_date",
+    "partition_date",
+    "run_after",
+    "start_date",
+    "end_date",
+    "conf",
+    "duration",
+)
+#: Columns ``filtered`` takes ranges on; start and end dates are NULL until they happen.
+_NULLABLE_RANGES = ("start_date", "end_date")
+
+
+def duration_expr(dialect: str) -> sa.ColumnElement[Any]:
+    """A run's duration in seconds, computed in SQL (to filter and order on), NULL until it has
+    both started and ended: Airflow's ``DagRun.duration``."""
+    if dialect == "sqlite":
+        # Whole seconds, then the microseconds SQLAlchemy stores after them (".ffffff"):
+        # julianday() keeps only milliseconds, too coarse to order runs by.
+        def parts(col: Any) -> tuple[Any, Any]:
+            whole = sa.cast(sa.func.strftime("%s", sa.func.substr(col, 1, 19)), sa.Integer)
+            return whole, sa.cast(sa.func.substr(col, 20), sa.Float)
+
+        (end_s, end_f), (start_s, start_f) = parts(dag_run.c.end_date), parts(dag_run.c.start_date)
+        seconds: Any = (end_s - start_s) + (end_f - start_f)
+    else:
+        seconds = sa.func.extract("epoch", dag_run.c.end_date - dag_run.c.start_date)
+    both = sa.and_(dag_run.c.end_date.is_not(None), dag_run.c.start_date.is_not(None))
+    return sa.case((both, seconds), else_=sa.null())
+
+
+def _range_column(name: str, dialect: str) -> sa.ColumnElement[Any]:
+    return duration_expr(dialect) if name == "duration" else dag_run.c[name]
+
+
+def filtered(
+    dialect: str,
+    *,
+    dag_ids: list[str] | None = None,
+    states: list[str | None] | None = None,
+    run_types: list[str | None] | None = None,
+    ranges: dict[str, tuple[Any, Any, Any, Any]] | None = None,
+    nullable_dates: bool = True,
+    like: dict[str, list[str]] | None = None,
+    prefix: dict[str, list[tuple[str, str | None]]] | None = None,
+    conf_contains: str | None = None,
+    version_numbers: list[int] | None = None,
+    consuming_asset: str | None = None,
+    order: list[tuple[str, bool]] | None = None,
+    now: datetime | None = None,
+) -> sa.Select:
+    """Runs as Airflow's run lists select them, every filter in SQL.
+
+    ``ranges``: column -> (gte, gt, lte, lt), None where unbounded; with ``nullable_dates`` a
+    run not started (ended) yet passes a lower bound on ``start_date`` (``end_date``) and an
+    upper bound that ``now`` is within, as Airflow's list reads them. ``like``: column -> SQL
+    ILIKE substrings, any of which matches (``%``/``_`` are wildcards, as Airflow's
+    ``*_pattern``). ``prefix``: column -> (lower, upper) bounds (upper None: no upper bound,
+    lower "": any non-NULL value). ``order``: [(key, descending)] from AIRFLOW_ORDER_KEYS; the
+    id is the tie-breaker, in the first key's direction; NULLs sort last ascending and first
+    descending on every database (PostgreSQL's order).
+    """
+    q = sa.select(dag_run)
+    if dag_ids is not None:
+        q = q.where(dag_run.c.dag_id.in_(dag_ids))
+    for column, wanted in (("state", states), ("run_type", run_types)):
+        if wanted:
+            by = dag_run.c[column]
+            q = q.where(sa.or_(*(by.is_(None) if w is None else by == w for w in wanted)))
+    for name, (gte, gt, lte, lt) in (ranges or {}).items():
+        rc = _range_column(name, dialect)
+        open_ended = nullable_dates and name in _NULLABLE_RANGES
+        # (test, whether a NULL passes it): a lower bound always, an upper one while now is within.
+        tests: list[tuple[sa.ColumnElement[bool], bool]] = []
+        if gte is not None:
+            tests.append((rc >= gte, True))
+        if gt is not None:
+            tests.append((rc > gt, True))
+        if lte is not None:
+            tests.append((rc <= lte, open_ended and now is not None and now <= lte))
+        if lt is not None:
+            tests.append((rc < lt, open_ended and now is not None and now < lt))
+        for cond, null_passes in tests:
+            q = q.where(sa.or_(cond, rc.is_(None)) if open_ended and null_passes else cond)
+    for name, terms in (like or {}).items():
+        q = q.where(sa.or_(*(dag_run.c[name].ilike(f"%{t}%") for t in terms)))
+    for name, bounds in (prefix or {}).items():
+        col = dag_run.c[name]
+        q = q.where(
+            sa.or_(
+                *(
+                    col.is_not(None)
+                    if not lo
+                    else (col >= lo if hi is None else sa.and_(col >= lo, col < hi))
+                    for lo, hi in bounds
+                )
+            )
+        )
+    if conf_contains:
+        q = q.where(sa.cast(dag_run.c.conf, sa.Text).contains(conf_contains))
+    if version_numbers:
+        q = q.join(dag_version, dag_version.c.id == dag_run.c.dag_version_id).where(
+            dag_version.c.version_number.in_(version_numbers)
+        )
+    if consuming_asset:
+        text = consuming_asset.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        events = (
+            sa.select(asset_event.c.id)
+            .join(asset, asset.c.id == asset_event.c.asset_id)
+            .where(
+                sa.or_(
+                    asset.c.name.ilike(f"%{text}%", escape="\\"), asset.c.uri.ilike(f"%{text}%", escape="\\")
+                )
+            )
+        )
+        runs = sa.select(dag_run_asset_event.c.run_pk).where(dag_run_asset_event.c.event_id.in_(events))
+        q = q.where(dag_run.c.id.in_(runs))
+    keys = list(order or [("id", False)])
+    columns: dict[str, sa.ColumnElement[Any] | None] = {
+        "conf": sa.cast(dag_run.c.conf, sa.Text),
+        "duration": duration_expr(dialect),
+        "partition_date": None,  # never set in Millstream: ordering by it leaves the tie-breaker
+    }
+    clauses = []
+    for key, desc in keys:
+        sort = columns[key] if key in columns else dag_run.c[key]
+        if sort is not None:
+            clauses.append(sort.desc().nulls_first() if desc else sort.asc().nulls_last())
+    if "id" not in {k for k, _ in keys}:
+        clauses.append(dag_run.c.id.desc() if keys[0][1] else dag_run.c.id.asc())
+    return q.order_by(*clauses)
+
+
+def versions_of(conn: Connection, version_ids: list[int]) -> dict[int, sa.RowMapping]:
+    """id -> (id, dag_id, version_number, created_at) of these DAG versions (not their specs)."""
+    if not version_ids:
+        return {}
+    q = sa.select(
+        dag_version.c.id, dag_version.c.dag_id, dag_version.c.version_number, dag_version.c.created_at
+    ).where(dag_version.c.id.in_(sorted(set(version_ids))))
+    return {r["id"]: r for r in conn.execute(q).mappings()}
+
+
+def display_names(conn: Connection, dag_ids: list[str]) -> dict[str, str]:
+    """dag_id -> its dag_display_name, else the id (Airflow's ``dag_display_name``)."""
+    if not dag_ids:
+        return {}
+    q = sa.select(dag.c.dag_id, dag.c.display_name).where(dag.c.dag_id.in_(sorted(set(dag_ids))))
+    return {r[0]: r[1] or r[0] for r in conn.execute(q)}
+
+
+def queue_again(conn: Connection, run_pk: int, reason: str) -> None:
+    """A finished run goes back in line with its instances as they are (a user set it to
+    queued): the scheduler continues from them. Its attempt count stays (unlike a
+    backfill's :func:`requeue`), so no run-level retry starts for it."""
+    conn.execute(
+        dag_run.update()
+        .where(dag_run.c.id == run_pk)
+        .values(
+            state=RunState.QUEUED.value,
+            start_date=None,
+            end_date=None,
+            marked_state=None,
+            state_reason=reason,
+            clear_number=dag_run.c.clear_number + 1,
+        )
+    )
+
+
+def delete_run(conn: Connection, run_pk: int, states: frozenset[str]) -> bool:
+    """Delete a run if it is in one of ``states`` (checked in the same statement, so a run a
+    scheduler starts meanwhile stays). Its task instances, results, rendered fields,
+    triggers and links to the asset events it consumed go with it (their foreign keys
+    cascade); remote workers' reports and leases (no foreign key) are deleted here. Asset
+    events it produced and its log files stay, as in Airflow."""
+    gone = conn.execute(dag_run.delete().where(dag_run.c.id == run_pk, dag_run.c.state.in_(sorted(states))))
+    if gone.rowcount != 1:
+        return False
+    conn.execute(attempt_report.delete().where(attempt_report.c.run_pk == run_pk))
+    conn.execute(attempt_lease.delete().where(attempt_lease.c.run_pk == run_pk))
+    return True

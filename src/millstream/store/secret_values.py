@@ -51,6 +51,22 @@ def set_variable(conn: DbConnection, key: str, value: str, description: str | No
         conn.execute(variable.insert().values(key=key, **{"description": description, **row}))
 
 
+_KEEP: Any = object()
+
+
+def update_variable(conn: DbConnection, key: str, *, value: Any = _KEEP, description: Any = _KEEP) -> bool:
+    """Change only the given fields of variable ``key`` (a ``None`` description clears it,
+    where :func:`set_variable` keeps it): whether the variable exists."""
+    row: dict[str, Any] = {"updated_at": datetime.now(UTC)}
+    if value is not _KEEP:
+        if not isinstance(value, str):
+            raise ConflictError(f"variable {key!r}: the value must be text (serialize it as JSON first)")
+        row.update(val=crypto.encrypt(value), is_encrypted=True)
+    if description is not _KEEP:
+        row["description"] = description
+    return bool(conn.execute(variable.update().where(variable.c.key == key).values(**row)).rowcount)
+
+
 def _val(row: Mapping[str, Any]) -> str | None:
     if row["val"] is None or not row["is_encrypted"]:
         return row["val"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -399,3 +400,197 @@ def spans(conn: Connection, run_pk: int) -> list[sa.RowMapping]:
         .group_by(ti.c.task_id)
     )
     return list(conn.execute(q).mappings())
+
+
+# -- /api/v2 (Airflow's task instance lists): filters, ordering and paging in SQL ------------
+
+
+@dataclass(frozen=True)
+class ApiFilter:
+    """What Airflow's task instance lists filter on, for :func:`api_query`. ``None`` means
+    "any"; an empty list matches nothing. ``ranges`` are (field, op, value) with op one of
+    gte, gt, lte, lt; ``patterns`` are (field, "contains" | "prefix", term): contains is
+    case-insensitive with ``|`` for "or", as Airflow's ``*_pattern``; prefix is case-sensitive.
+    ``tasks`` restricts (dag_id -> task ids) from what the DAG spec says (display names,
+    groups, operators, queues), which has no column."""
+
+    dag_ids: Sequence[str] | None = None
+    run_ids: Sequence[str] | None = None
+    run_pk: int | None = None
+    task_ids: Sequence[str] | None = None
+    states: Sequence[str] | None = None
+    pools: Sequence[str] | None = None
+    map_indexes: Sequence[int] | None = None
+    try_numbers: Sequence[int] | None = None
+    version_numbers: Sequence[int] | None = None
+    mapped_only: bool = False
+    ranges: Sequence[tuple[str, str, Any]] = ()
+    patterns: Sequence[tuple[str, str, str]] = ()
+    tasks: Mapping[str, Iterable[str]] | None = None
+
+
+def _api_columns() -> dict[str, Any]:
+    from millstream.store.tables import DEFAULT_POOL, dag_run, dag_version
+
+    return {
+        "state": ti.c.state,
+        "duration": ti.c.duration,
+        "start_date": ti.c.start_date,
+        "end_date": ti.c.end_date,
+        "map_index": ti.c.map_index,
+        "try_number": ti.c.try_number,
+        "dag_id": ti.c.dag_id,
+        "task_id": ti.c.task_id,
+        "pool": sa.func.coalesce(ti.c.pool, DEFAULT_POOL),  # no pool is the default pool
+        "rendered_map_index": ti.c.label,
+        "run_id": dag_run.c.run_id,
+        "logical_date": dag_run.c.logical_date,
+        "run_after": dag_run.c.run_after,
+        "data_interval_start": dag_run.c.data_interval_start,
+        "data_interval_end": dag_run.c.data_interval_end,
+        "version_number": dag_version.c.version_number,
+    }
+
+
+def _contains(col: Any, term: str) -> sa.ColumnElement[bool]:
+    if term == "~":  # Airflow's "any"
+        return col.is_not(None)  # type: ignore[no-any-return]
+    terms = [t.strip() for t in term.split("|") if t.strip()] if "|" in term else [term]
+    return sa.or_(*(col.ilike(f"%{t}%") for t in terms))
+
+
+def _api_where(f: ApiFilter) -> list[sa.ColumnElement[bool]]:
+    from millstream.store.tables import DEFAULT_POOL, dag_run
+
+    cols = _api_columns()
+    out: list[sa.ColumnElement[bool]] = []
+    if f.run_pk is not None:
+        out.append(ti.c.run_pk == f.run_pk)
+    for col, values in (
+        # A run is of one DAG: with run_pk given, a dag_id condition would only lead SQLite
+        # to the (dag_id, state) index, reading every run's instances instead of this one's.
+        (ti.c.dag_id, f.dag_ids if f.run_pk is None else None),
+        (dag_run.c.run_id, f.run_ids),
+        (ti.c.task_id, f.task_ids),
+        (ti.c.state, f.states),
+        (ti.c.map_index, f.map_indexes),
+        (ti.c.try_number, f.try_numbers),
+        (cols["version_number"], f.version_numbers),
+    ):
+        if values is not None:
+            out.append(col.in_(list(values)))
+    if f.pools is not None:
+        cond = ti.c.pool.in_(list(f.pools))
+        out.append(sa.or_(cond, ti.c.pool.is_(None)) if DEFAULT_POOL in f.pools else cond)
+    if f.mapped_only:
+        out.append(ti.c.map_index >= 0)
+    for name, op, value in f.ranges:
+        col = cols[name]
+        cmp = {"gte": col >= value, "gt": col > value, "lte": col <= value, "lt": col < value}[op]
+        if name in ("start_date", "end_date"):
+            # Airflow's nullable range: not started/ended yet passes a lower bound, and an
+            # upper bound while "now" is still within it.
+            now = datetime.now(UTC)
+            null_ok = {"gte": True, "gt": True, "lte": now <= value, "lt": now < value}[op]
+            if null_ok:
+                cmp = sa.or_(cmp, col.is_(None))
+        out.append(cmp)
+    for name, how, term in f.patterns:
+        col = cols[name]
+        if how == "prefix":
+            out.append(sa.func.substr(col, 1, len(term)) == term)
+        else:
+            out.append(_contains(col, term))
+    if f.tasks is not None:
+        pairs = [sa.and_(ti.c.dag_id == d, ti.c.task_id.in_(list(ids))) for d, ids in f.tasks.items()]
+        out.append(sa.or_(*pairs) if pairs else sa.false())
+    return out
+
+
+def api_query(f: ApiFilter, order: Sequence[tuple[str, bool]] = (("map_index", False),)) -> sa.Select:
+    """Instances with their run's ids and dates, DAG version and display name, and the
+    current try's rendered fields, filtered and ordered in SQL (a run of 10 000 mapped
+    instances is paged by the database, not sorted here). Ties are broken by the
+    instance's key, in the direction of the first field."""
+    from millstream.store.tables import dag, dag_run, dag_version, rendered_field
+
+    joined = (
+        ti.join(dag_run, dag_run.c.id == ti.c.run_pk)
+        .join(dag_version, dag_version.c.id == dag_run.c.dag_version_id)
+        .outerjoin(dag, dag.c.dag_id == ti.c.dag_id)
+        .outerjoin(
+            rendered_field,
+            sa.and_(
+                rendered_field.c.run_pk == ti.c.run_pk,
+                rendered_field.c.task_id == ti.c.task_id,
+                rendered_field.c.map_index == ti.c.map_index,
+                rendered_field.c.try_number == ti.c.try_number,
+            ),
+        )
+    )
+    q = (
+        sa.select(
+            ti,
+            dag_run.c.run_id,
+            dag_run.c.logical_date,
+            dag_run.c.run_after,
+            dag_run.c.dag_version_id,
+            dag_version.c.version_number,
+            dag_version.c.created_at.label("version_created_at"),
+            dag.c.display_name.label("dag_display_name"),
+            rendered_field.c.fields.label("rendered_fields"),
+        )
+        .select_from(joined)
+        .where(*_api_where(f))
+    )
+    return q.order_by(*_order_keys(order))
+
+
+def _order_keys(order: Sequence[tuple[str, bool]]) -> list[Any]:
+    cols = _api_columns()
+    keys = []
+    for name, desc in order:
+        parts = [cols[name], ti.c.map_index] if name == "rendered_map_index" else [cols[name]]
+        keys += [c.desc() if desc else c.asc() for c in parts]
+    first_desc = bool(order) and order[0][1]
+    keys += [c.desc() if first_desc else c.asc() for c in (ti.c.run_pk, ti.c.task_id, ti.c.map_index)]
+    return keys
+
+
+_RUN_FIELDS = {"run_id", "logical_date", "run_after", "data_interval_start", "data_interval_end"}
+
+
+def api_page(
+    conn: Connection, f: ApiFilter, order: Sequence[tuple[str, bool]], limit: int, offset: int
+) -> tuple[list[sa.RowMapping], int]:
+    """One page of :func:`api_query` and the total: the filtering, ordering and counting run
+    on the instances' keys alone (joined to their run and version only when a filter or an
+    ordering needs them), and only the page's rows are read in full."""
+    from millstream.store.tables import dag_run, dag_version
+
+    fields = {name for name, _ in order} | {name for name, _, _ in f.ranges} | {n for n, _, _ in f.patterns}
+    needs_run = bool(fields & _RUN_FIELDS) or f.run_ids is not None or f.version_numbers is not None
+    source: Any = ti
+    if needs_run:
+        source = ti.join(dag_run, dag_run.c.id == ti.c.run_pk)
+        if f.version_numbers is not None:
+            source = source.join(dag_version, dag_version.c.id == dag_run.c.dag_version_id)
+    where = _api_where(f)
+    total = conn.execute(sa.select(sa.func.count()).select_from(source).where(*where)).scalar_one()
+    keys_q = (
+        sa.select(ti.c.run_pk, ti.c.task_id, ti.c.map_index)
+        .select_from(source)
+        .where(*where)
+        .order_by(*_order_keys(order))
+    )
+    keys = [tuple(k) for k in conn.execute(keys_q.limit(limit).offset(offset))]
+    if not keys:
+        return [], int(total)
+    # By each part's set (the primary key's index serves it) and then exactly, by key.
+    wide = api_query(ApiFilter(), ()).where(
+        ti.c.run_pk.in_({k[0] for k in keys}),
+        ti.c.task_id.in_({k[1] for k in keys}),
+        ti.c.map_index.in_({k[2] for k in keys}),
+    )
+    by_key = {(r["run_pk"], r["task_id"], r["map_index"]): r for r in conn.execute(wide).mappings()}
+    return [by_key[k] for k in keys if k in by_key], int(total)

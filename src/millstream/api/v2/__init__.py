@@ -12,7 +12,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
+from millstream.api.prefixes import is_v2
 from millstream.api.v2 import (
     assets,
     auth_token,
@@ -20,6 +22,7 @@ from millstream.api.v2 import (
     connections,
     dag_runs,
     dags,
+    logs,
     monitor,
     pools,
     task_instances,
@@ -28,18 +31,30 @@ from millstream.api.v2 import (
 )
 from millstream.api.v2.common import PREFIX
 
-ROUTERS = (dags, dag_runs, task_instances, xcom, variables, connections, pools, assets, backfills, monitor)
+ROUTERS = (
+    dags,
+    dag_runs,
+    task_instances,
+    logs,
+    xcom,
+    variables,
+    connections,
+    pools,
+    assets,
+    backfills,
+    monitor,
+)
 
 
-def is_v2(path: str) -> bool:
-    """Whether a request is answered with Airflow's error bodies."""
-    return path.startswith((PREFIX + "/", "/auth/token")) or path == PREFIX
+def _operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 def install(app: FastAPI) -> None:
-    app.include_router(auth_token.router)
+    # Operation ids are the route functions' names, which are Airflow's (get_dags, ...).
+    app.include_router(auth_token.router, generate_unique_id_function=_operation_id)
     for module in ROUTERS:
-        app.include_router(module.router, prefix=PREFIX)
+        app.include_router(module.router, prefix=PREFIX, generate_unique_id_function=_operation_id)
 
     schema: dict[str, Any] = {}
 

@@ -83,7 +83,7 @@ class Paging:
 
 def paging(
     limit: Annotated[int, Query(ge=0)] = FALLBACK_PAGE_LIMIT,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # beyond BIGINT: 422, not a 500
 ) -> Paging:
     return Paging(min(limit, MAXIMUM_PAGE_LIMIT), offset)
 

@@ -47,9 +47,12 @@ class HealthInfo(BaseModel):
 @router.get("/version", response_model=VersionInfo, tags=["Version"], summary="Get Version")
 def get_version() -> VersionInfo:
     """Millstream's version (not Airflow's: this is the server that answers)."""
-    from millstream.api.app import _version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return VersionInfo(version=_version(), git_version=None)
+    try:
+        return VersionInfo(version=version("millstream"), git_version=None)
+    except PackageNotFoundError:
+        return VersionInfo(version="0", git_version=None)
 
 
 @router.get("/monitor/health", response_model=HealthInfo, tags=["Monitor"], summary="Get Health")
