@@ -34,8 +34,8 @@ run: $(STAMP)
 # ports, and a module's fixtures stay in one process). The schemathesis test is run on its
 # own: its 44 API operations share one test id, which pytest-xdist would run only once.
 test: $(DEV_STAMP) browser
-	$(BIN)/pytest -n 2 --dist loadfile --ignore tests/api/test_schema_fuzz.py
-	$(BIN)/pytest -q tests/api/test_schema_fuzz.py
+	$(BIN)/pytest -n 2 --dist loadfile --ignore tests/api/test_schema_fuzz.py --ignore tests/api_v2/test_schema_fuzz_v2.py
+	$(BIN)/pytest -q tests/api/test_schema_fuzz.py tests/api_v2/test_schema_fuzz_v2.py
 
 ## browser: Debian's Chromium for the Playwright tests (never a downloaded browser)
 browser:
