@@ -38,19 +38,25 @@ def backfill_out(b: Any, progress: dict[str, int]) -> BackfillOut:
     )
 
 
+def create_from_body(store: Any, body: Any, conf: Any, dry_run: bool) -> tuple[int | None, list[Any]]:
+    """``control.create_backfill`` with a body's fields (``/api/v1``'s or ``/api/v2``'s: they
+    differ only in what the conf is called, so it is passed on its own); errors are the caller's."""
+    return control.create_backfill(
+        store,
+        body.dag_id,
+        body.from_date,
+        body.to_date,
+        reprocess=body.reprocess_behavior,
+        max_active_runs=body.max_active_runs,
+        run_backwards=body.run_backwards,
+        conf=conf,
+        dry_run=dry_run,
+    )
+
+
 def _create(store: Any, body: BackfillBody, dry_run: bool) -> tuple[int | None, list[Any]]:
     try:
-        return control.create_backfill(
-            store,
-            body.dag_id,
-            body.from_date,
-            body.to_date,
-            reprocess=body.reprocess_behavior,
-            max_active_runs=body.max_active_runs,
-            run_backwards=body.run_backwards,
-            conf=body.conf,
-            dry_run=dry_run,
-        )
+        return create_from_body(store, body, body.conf, dry_run)
     except (OverflowError, ValueError) as e:  # dates the schedule cannot place
         raise ParamValidationError(f"body.from_date/to_date: {e}") from None
 

@@ -33,12 +33,21 @@ from millstream.api.v2.assets_models import (
     AssetEventResponse,
     AssetResponse,
     CreateAssetEventsBody,
-    DagRunAssetReference,
     MaterializeAssetBody,
     QueuedEventCollectionResponse,
     QueuedEventResponse,
+    event_responses,
 )
-from millstream.api.v2.common import EditUser, OrderBy, PagingDep, ReadUser, not_found, order_by, sort_rows
+from millstream.api.v2.common import (
+    EditUser,
+    OrderBy,
+    PagingDep,
+    ReadUser,
+    not_found,
+    order_by,
+    sort_rows,
+    split_terms,
+)
 from millstream.api.v2.dag_runs import trigger_dag_run
 from millstream.api.v2.dag_runs_models import DAGRunResponse
 from millstream.core.assets import asset_key
@@ -59,26 +68,17 @@ Before = Annotated[str | None, Query(description="Only events queued before this
 # -- Airflow's search parameters -----------------------------------------------------------------
 
 
-def _terms(value: str) -> list[str]:
-    """``a|b`` means a or b, as in Airflow."""
-    if "|" in value:
-        terms = [t.strip() for t in value.split("|") if t.strip()]
-        if terms:
-            return terms
-    return [value]
-
-
 def like_patterns(value: str | None) -> list[str]:
     """``name_pattern`` as SQL ILIKE patterns (``~`` means everything)."""
     if value is None:
         return []
-    return [f"%{t}%" for t in _terms("%" if value == "~" else value)]
+    return [f"%{t}%" for t in split_terms("%" if value == "~" else value)]
 
 
 def prefixes(value: str | None) -> list[str]:
     if value is None:
         return []
-    return _terms("" if value == "~" else value)
+    return split_terms("" if value == "~" else value)
 
 
 def _like_regex(pattern: str) -> re.Pattern[str]:
@@ -224,23 +224,7 @@ def get_asset_alias(asset_alias_id: int, store: StoreDep, who: ReadUser) -> Asse
 def _events(store: Store, rows: Sequence[Any]) -> list[AssetEventResponse]:
     with store.read() as conn:
         runs = asset_queries.runs_of_events(conn, [r["id"] for r in rows])
-    return [
-        AssetEventResponse(
-            id=r["id"],
-            asset_id=r["asset_id"],
-            uri=r["asset_uri"],
-            name=r["asset_name"],
-            group=r["asset_group"],
-            extra=dict(r["extra"] or {}),
-            source_task_id=r["source_task_id"],
-            source_dag_id=r["source_dag_id"],
-            source_run_id=r["source_run_id"],
-            source_map_index=-1 if r["source_map_index"] is None else r["source_map_index"],
-            created_dagruns=[DagRunAssetReference.model_validate(x) for x in runs.get(r["id"], [])],
-            timestamp=r["timestamp"],
-        )
-        for r in rows
-    ]
+    return event_responses(rows, runs)
 
 
 @router.get("/assets/events", summary="Get Asset Events")

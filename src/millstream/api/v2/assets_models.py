@@ -6,6 +6,7 @@ see :mod:`.assets` for how each is filled.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -163,3 +164,27 @@ class MaterializeAssetBody(TriggerDAGRunPostBody):
     """Airflow's: a trigger body whose ``logical_date`` may be left out (a run without one)."""
 
     logical_date: AwareDatetime | None = None
+
+
+def event_responses(
+    rows: Sequence[Mapping[str, Any]], runs: Mapping[int, Sequence[Mapping[str, Any]]]
+) -> list[AssetEventResponse]:
+    """Event rows (``asset_queries.events_filtered``) as answers; ``runs`` is
+    ``asset_queries.runs_of_events`` for them (event id -> the runs that consumed it)."""
+    return [
+        AssetEventResponse(
+            id=r["id"],
+            asset_id=r["asset_id"],
+            uri=r["asset_uri"],
+            name=r["asset_name"],
+            group=r["asset_group"],
+            extra=dict(r["extra"] or {}),
+            source_task_id=r["source_task_id"],
+            source_dag_id=r["source_dag_id"],
+            source_run_id=r["source_run_id"],
+            source_map_index=-1 if r["source_map_index"] is None else r["source_map_index"],
+            created_dagruns=[DagRunAssetReference.model_validate(x) for x in runs.get(r["id"], [])],
+            timestamp=r["timestamp"],
+        )
+        for r in rows
+    ]

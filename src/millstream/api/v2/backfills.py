@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from millstream import control
 from millstream.api.deps import StoreDep, changed
 from millstream.api.errors import for_http
+from millstream.api.routes.backfills import create_from_body
 from millstream.api.schemas import JsonObject, When
 from millstream.api.v2.common import EditUser, OrderBy, Out, PagingDep, ReadUser, not_found, order_by
 from millstream.errors import ConflictError, NotFoundError, ParamValidationError
@@ -209,17 +210,7 @@ def _check(store: Store, body: BackfillPostBody, *, creating: bool) -> None:
 
 def _create(store: Store, body: BackfillPostBody, dry_run: bool) -> tuple[int | None, list[Any]]:
     try:
-        return control.create_backfill(
-            store,
-            body.dag_id,
-            body.from_date,
-            body.to_date,
-            reprocess=body.reprocess_behavior,
-            max_active_runs=body.max_active_runs,
-            run_backwards=body.run_backwards,
-            conf=body.dag_run_conf,
-            dry_run=dry_run,
-        )
+        return create_from_body(store, body, body.dag_run_conf, dry_run)
     except NotFoundError:
         not_found(f"Could not find dag {body.dag_id}")
     except ParamValidationError as e:  # Airflow: a RequestValidationError with its message

@@ -128,6 +128,16 @@ def _comparable(v: Any) -> Any:
     return v
 
 
+def split_terms(value: str) -> list[str]:
+    """Airflow's ``*_pattern`` alternatives: ``a|b`` is a OR b (each stripped, empty ones
+    dropped); a value with no ``|``, or with only empty alternatives, is one term as it is."""
+    if "|" in value:
+        terms = [t.strip() for t in value.split("|") if t.strip()]
+        if terms:
+            return terms
+    return [value]
+
+
 def not_found(detail: str) -> NoReturn:
     raise HTTPException(404, detail)
 

@@ -27,7 +27,6 @@ from millstream.api.schemas import SECRET_KEY_PATTERN
 from millstream.api.v2.common import EditUser, OrderBy, PagingDep, ReadUser, sort_rows
 from millstream.api.v2.common import order_by as parse_order
 from millstream.api.v2.secrets_models import (
-    BulkActionNotOnExistence,
     BulkActionOnExistence,
     BulkActionResponse,
     BulkBody,
@@ -39,8 +38,11 @@ from millstream.api.v2.secrets_models import (
     ConnectionCollectionResponse,
     ConnectionResponse,
     ConnectionTestResponse,
+    NamePattern,
+    NamePrefix,
     entity_ids,
-    id_set,
+    fail_if_existing,
+    fail_if_missing,
     merge,
     pattern_filter,
     refusal,
@@ -57,6 +59,8 @@ _ID = re.compile(SECRET_KEY_PATTERN)
 SORTABLE = ("conn_id", "conn_type", "description", "host", "port", "id", "team_name")
 #: Body fields copied as they are (the password and extra are merged with the stored ones).
 PLAIN = ("conn_type", "description", "host", "login", "schema", "port")
+#: How Airflow's bulk messages name connections.
+CONN_IDS = "connections with these connection_ids"
 TEST_DISABLED = (
     "Testing connections is disabled in Airflow configuration. Contact your deployment admin to enable it."
 )
@@ -145,12 +149,8 @@ def get_connections(
     who: ReadUser,
     page: PagingDep,
     order_by: OrderBy = None,
-    connection_id_pattern: Annotated[
-        str | None, Query(description="Case-insensitive substring match (SQL `ILIKE`); `|` for OR.")
-    ] = None,
-    connection_id_prefix_pattern: Annotated[
-        str | None, Query(description="Case-sensitive prefix match; `|` for OR.")
-    ] = None,
+    connection_id_pattern: NamePattern = None,
+    connection_id_prefix_pattern: NamePrefix = None,
 ) -> ConnectionCollectionResponse:
     """Connections, passwords and secret extras masked; ``id`` orders by conn_id
     (Millstream has no numeric ids)."""
@@ -218,10 +218,7 @@ def bulk_connections(body: BulkBody[ConnectionBody], store: StoreDep, who: EditU
 
         def create(action: BulkCreateAction[ConnectionBody], res: BulkActionResponse) -> None:
             have = existing({e.connection_id for e in action.entities})
-            if action.action_on_existence == BulkActionOnExistence.FAIL and have:
-                raise HTTPException(
-                    409, f"The connections with these connection_ids: {id_set(have)} already exist."
-                )
+            fail_if_existing(action, have, CONN_IDS)
             for e in action.entities:
                 _storable(e)
             skip = action.action_on_existence == BulkActionOnExistence.SKIP
@@ -242,11 +239,7 @@ def bulk_connections(body: BulkBody[ConnectionBody], store: StoreDep, who: EditU
 
         def update(action: BulkUpdateAction[ConnectionBody], res: BulkActionResponse) -> None:
             have = existing({e.connection_id for e in action.entities})
-            missing = {e.connection_id for e in action.entities} - set(have)
-            if action.action_on_non_existence == BulkActionNotOnExistence.FAIL and missing:
-                raise HTTPException(
-                    404, f"The connections with these connection_ids: {id_set(missing)} were not found."
-                )
+            fail_if_missing(action, {e.connection_id for e in action.entities} - set(have), CONN_IDS)
             for e in action.entities:
                 old = have.get(e.connection_id)
                 if old is not None:
@@ -257,11 +250,7 @@ def bulk_connections(body: BulkBody[ConnectionBody], store: StoreDep, who: EditU
         def delete(action: BulkDeleteAction[ConnectionBody], res: BulkActionResponse) -> None:
             ids = entity_ids(action.entities, "connection_id")
             have = existing(set(ids))
-            missing = set(ids) - set(have)
-            if action.action_on_non_existence == BulkActionNotOnExistence.FAIL and missing:
-                raise HTTPException(
-                    404, f"The connections with these connection_ids: {id_set(missing)} were not found."
-                )
+            fail_if_missing(action, set(ids) - set(have), CONN_IDS)
             for i in ids:
                 if i in have:
                     secrets_q.delete_connection(conn, i)

@@ -16,8 +16,7 @@ from millstream import control
 from millstream.api.deps import StoreDep, changed
 from millstream.api.v2.assets_models import (
     AssetEventCollectionResponse,
-    AssetEventResponse,
-    DagRunAssetReference,
+    event_responses,
 )
 from millstream.api.v2.common import EditUser, ReadUser
 from millstream.api.v2.dag_runs_common import NO_NOTES, clear_one, get_dag, get_run, one_run
@@ -255,21 +254,5 @@ def get_upstream_asset_events(
         for event in assets_q.run_events(conn, run["id"]):
             rows += list(conn.execute(asset_queries.events_filtered(event_id=event["id"])).mappings())
         runs = asset_queries.runs_of_events(conn, [r["id"] for r in rows])
-    events = [
-        AssetEventResponse(
-            id=r["id"],
-            asset_id=r["asset_id"],
-            uri=r["asset_uri"],
-            name=r["asset_name"],
-            group=r["asset_group"],
-            extra=dict(r["extra"] or {}),
-            source_task_id=r["source_task_id"],
-            source_dag_id=r["source_dag_id"],
-            source_run_id=r["source_run_id"],
-            source_map_index=-1 if r["source_map_index"] is None else r["source_map_index"],
-            created_dagruns=[DagRunAssetReference.model_validate(x) for x in runs.get(r["id"], [])],
-            timestamp=r["timestamp"],
-        )
-        for r in rows
-    ]
+    events = event_responses(rows, runs)
     return AssetEventCollectionResponse(asset_events=events, total_entries=len(events))

@@ -20,7 +20,7 @@ from pydantic import Field
 from sqlalchemy import Connection
 
 from millstream import control
-from millstream.api.v2.common import order_by
+from millstream.api.v2.common import order_by, split_terms
 from millstream.api.v2.dag_runs_models import (
     BIGGEST,
     DAGRunResponse,
@@ -181,13 +181,7 @@ def like_terms(value: str | None) -> list[str] | None:
     """Airflow's ``*_pattern``: ILIKE substrings, ``|`` between alternatives, ``~`` for all."""
     if value is None:
         return None
-    if value == "~":
-        value = "%"
-    if "|" in value:
-        terms = [t.strip() for t in value.split("|") if t.strip()]
-        if terms:
-            return terms
-    return [value]
+    return split_terms("%" if value == "~" else value)
 
 
 def _strip(term: str) -> str:
@@ -211,12 +205,7 @@ def prefix_bounds(value: str | None) -> list[tuple[str, str | None]] | None:
     punctuation dropped (so ``test_`` matches what starts with ``test``), ``~`` for all."""
     if value is None:
         return None
-    if value == "~":
-        value = ""
-    terms = [value]
-    if "|" in value:
-        terms = [t.strip() for t in value.split("|") if t.strip()] or [value]
-    return [(_strip(t), _upper(t)) for t in terms]
+    return [(_strip(t), _upper(t)) for t in split_terms("" if value == "~" else value)]
 
 
 def sort_keys(values: list[str] | None, allowed: tuple[str, ...], default: str) -> list[tuple[str, bool]]:

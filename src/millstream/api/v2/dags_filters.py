@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from millstream.api.v2.common import split_terms
+
 _RUN, _ONE = object(), object()  # ``%`` and ``_``
 
 
@@ -52,9 +54,7 @@ def search(value: str | None) -> Callable[[str], bool] | None:
     """Airflow's ``*_pattern`` filter (None when not given)."""
     if value is None:
         return None
-    value = "%" if value == "~" else value
-    terms = [t.strip() for t in value.split("|") if t.strip()] if "|" in value else []
-    patterns = [_tokens(f"%{t}%") for t in terms or [value]]
+    patterns = [_tokens(f"%{t}%") for t in split_terms("%" if value == "~" else value)]
     return lambda s: any(_like(p, s) for p in patterns)
 
 
@@ -80,8 +80,6 @@ def prefix(value: str | None) -> Callable[[str], bool] | None:
     trailing punctuation is stripped (so ``test_`` matches what starts with ``test``)."""
     if value is None:
         return None
-    value = "" if value == "~" else value
-    terms = [t.strip() for t in value.split("|") if t.strip()] if "|" in value else []
 
     def one(term: str) -> Callable[[str], bool]:
         lower = term.rstrip()
@@ -92,7 +90,7 @@ def prefix(value: str | None) -> Callable[[str], bool] | None:
             return lambda s: True
         return lambda s: s >= lower and (upper is None or s < upper)
 
-    tests = [one(t) for t in terms or [value]]
+    tests = [one(t) for t in split_terms("" if value == "~" else value)]
     return lambda s: any(t(s) for t in tests)
 
 

@@ -24,7 +24,6 @@ from millstream.api.v2.common import EditUser, OrderBy, PagingDep, ReadUser, sor
 from millstream.api.v2.common import order_by as parse_order
 from millstream.api.v2.secrets_models import (
     BasePool,
-    BulkActionNotOnExistence,
     BulkActionOnExistence,
     BulkActionResponse,
     BulkBody,
@@ -32,12 +31,15 @@ from millstream.api.v2.secrets_models import (
     BulkDeleteAction,
     BulkResponse,
     BulkUpdateAction,
+    NamePattern,
+    NamePrefix,
     PoolBody,
     PoolCollectionResponse,
     PoolPatchBody,
     PoolResponse,
     entity_ids,
-    id_set,
+    fail_if_existing,
+    fail_if_missing,
     pattern_filter,
     refusal,
     renamed,
@@ -50,6 +52,8 @@ from millstream.store.tables import DEFAULT_POOL
 
 router = APIRouter(tags=["Pool"], prefix="/pools")
 
+#: How Airflow's bulk messages name them.
+POOL_NAMES = "pools with these pool names"
 SORTABLE = ("id", "pool")
 COUNTED = tuple(
     s.value for s in (TaskState.RUNNING, TaskState.QUEUED, TaskState.SCHEDULED, TaskState.DEFERRED)
@@ -141,12 +145,8 @@ def get_pools(
     who: ReadUser,
     page: PagingDep,
     order_by: OrderBy = None,
-    pool_name_pattern: Annotated[
-        str | None, Query(description="Case-insensitive substring match (SQL `ILIKE`); `|` for OR.")
-    ] = None,
-    pool_name_prefix_pattern: Annotated[
-        str | None, Query(description="Case-sensitive prefix match; `|` for OR.")
-    ] = None,
+    pool_name_pattern: NamePattern = None,
+    pool_name_prefix_pattern: NamePrefix = None,
 ) -> PoolCollectionResponse:
     """Pools with their slots in use; ``id`` orders by name (Millstream has no numeric ids)."""
     keys = parse_order(renamed(order_by, {"name": "pool"}), SORTABLE, "id")
@@ -196,8 +196,7 @@ def bulk_pools(body: BulkBody[PoolBody], store: StoreDep, who: EditUser, request
         def create(action: BulkCreateAction[PoolBody], res: BulkActionResponse) -> None:
             have = _pools(conn)
             matched = {e.pool for e in action.entities} & set(have)
-            if action.action_on_existence == BulkActionOnExistence.FAIL and matched:
-                raise HTTPException(409, f"The pools with these pool names: {id_set(matched)} already exist.")
+            fail_if_existing(action, matched, POOL_NAMES)
             for e in action.entities:
                 _check(e.pool, e.slots, e.include_deferred)
             skip = action.action_on_existence == BulkActionOnExistence.SKIP
@@ -212,11 +211,7 @@ def bulk_pools(body: BulkBody[PoolBody], store: StoreDep, who: EditUser, request
 
         def update(action: BulkUpdateAction[PoolBody], res: BulkActionResponse) -> None:
             have = _pools(conn)
-            missing = {e.pool for e in action.entities} - set(have)
-            if action.action_on_non_existence == BulkActionNotOnExistence.FAIL and missing:
-                raise HTTPException(
-                    404, f"The pools with these pool names: {id_set(missing)} were not found."
-                )
+            fail_if_missing(action, {e.pool for e in action.entities} - set(have), POOL_NAMES)
             for e in action.entities:
                 if e.pool in have:
                     _patch(conn, have[e.pool], e, action.update_mask)
@@ -225,11 +220,7 @@ def bulk_pools(body: BulkBody[PoolBody], store: StoreDep, who: EditUser, request
         def delete(action: BulkDeleteAction[PoolBody], res: BulkActionResponse) -> None:
             names = entity_ids(action.entities, "pool")
             have = _pools(conn)
-            missing = set(names) - set(have)
-            if action.action_on_non_existence == BulkActionNotOnExistence.FAIL and missing:
-                raise HTTPException(
-                    404, f"The pools with these pool names: {id_set(missing)} were not found."
-                )
+            fail_if_missing(action, set(names) - set(have), POOL_NAMES)
             if DEFAULT_POOL in names:
                 raise HTTPException(400, "Default Pool can't be deleted")
             for name in names:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Query
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from millstream.api.schemas import _utf8
+from millstream.api.v2.common import split_terms
 from millstream.sdk import masking
 
 T = TypeVar("T")
@@ -127,19 +128,17 @@ def _like(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
 
 
-def _terms(value: str) -> list[str]:
-    """``a|b`` is a OR b, as Airflow splits its patterns."""
-    if "|" in value:
-        terms = [t.strip() for t in value.split("|") if t.strip()]
-        if terms:
-            return terms
-    return [value]
-
-
 def _trimmed(term: str) -> str:
     while term and not term[-1].isalnum():
         term = term[:-1]
     return term
+
+
+#: The ``*_pattern`` and ``*_prefix_pattern`` query parameters that :func:`pattern_filter` takes.
+NamePattern = Annotated[
+    str | None, Query(description="Case-insensitive substring match (SQL `ILIKE`); `|` for OR.")
+]
+NamePrefix = Annotated[str | None, Query(description="Case-sensitive prefix match; `|` for OR.")]
 
 
 def pattern_filter(pattern: str | None, prefix: str | None) -> Callable[[str], bool]:
@@ -148,10 +147,10 @@ def pattern_filter(pattern: str | None, prefix: str | None) -> Callable[[str], b
     drops it, ``~`` for everything) as one test of a name."""
     tests: list[Callable[[str], bool]] = []
     if pattern is not None:
-        regexes = [_like(f"%{t}%") for t in _terms("%" if pattern == "~" else pattern)]
+        regexes = [_like(f"%{t}%") for t in split_terms("%" if pattern == "~" else pattern)]
         tests.append(lambda name: any(r.fullmatch(name) for r in regexes))
     if prefix is not None:
-        starts = [_trimmed(t) for t in _terms("" if prefix == "~" else prefix)]
+        starts = [_trimmed(t) for t in split_terms("" if prefix == "~" else prefix)]
         tests.append(lambda name: any(name.startswith(s) for s in starts))
     return lambda name: all(t(name) for t in tests)
 
@@ -300,6 +299,22 @@ def run_bulk(body: BulkBody[Any], create: Handler, update: Handler, delete: Hand
 def entity_ids(entities: Iterable[Any], field: str) -> list[str]:
     """A delete action's entities: ids, or bodies whose ``field`` is the id."""
     return list(dict.fromkeys(e if isinstance(e, str) else str(getattr(e, field)) for e in entities))
+
+
+def fail_if_existing(action: Any, matched: Iterable[str], what: str) -> None:
+    """A create action whose ``action_on_existence`` is ``fail``, when ``matched`` (the ids
+    that exist) is not empty: Airflow's 409, ``The <what>: {...} already exist.``."""
+    matched = set(matched)
+    if action.action_on_existence == BulkActionOnExistence.FAIL and matched:
+        raise HTTPException(409, f"The {what}: {id_set(matched)} already exist.")
+
+
+def fail_if_missing(action: Any, missing: Iterable[str], what: str) -> None:
+    """An update or delete action whose ``action_on_non_existence`` is ``fail``, when
+    ``missing`` is not empty: Airflow's 404, ``The <what>: {...} were not found.``."""
+    missing = set(missing)
+    if action.action_on_non_existence == BulkActionNotOnExistence.FAIL and missing:
+        raise HTTPException(404, f"The {what}: {id_set(missing)} were not found.")
 
 
 def refusal(detail: str) -> HTTPException:

@@ -19,7 +19,7 @@ from pydantic import Field
 from sqlalchemy import Connection
 from starlette.convertors import Convertor, register_url_convertor
 
-from millstream.api.v2.common import not_found, order_by
+from millstream.api.v2.common import not_found, order_by, split_terms
 from millstream.api.v2.task_instances_models import AIRFLOW_TI_STATES, TaskInstanceResponse, ti_response
 from millstream.core.model import DagSpec
 from millstream.core.states import TaskState
@@ -183,7 +183,7 @@ def spec_tasks(
     def contains(value: str | None, term: str | None) -> bool:
         if term is None:
             return True
-        terms = [t.strip() for t in term.split("|") if t.strip()] if "|" in term else [term]
+        terms = split_terms(term)
         if term == "~":
             return value is not None
         return value is not None and any(t.lower() in value.lower() for t in terms)

@@ -22,7 +22,6 @@ from millstream.api.schemas import SECRET_KEY_PATTERN
 from millstream.api.v2.common import EditUser, OrderBy, PagingDep, ReadUser, sort_rows
 from millstream.api.v2.common import order_by as parse_order
 from millstream.api.v2.secrets_models import (
-    BulkActionNotOnExistence,
     BulkActionOnExistence,
     BulkActionResponse,
     BulkBody,
@@ -30,10 +29,14 @@ from millstream.api.v2.secrets_models import (
     BulkDeleteAction,
     BulkResponse,
     BulkUpdateAction,
+    NamePattern,
+    NamePrefix,
     VariableBody,
     VariableCollectionResponse,
     VariableResponse,
     entity_ids,
+    fail_if_existing,
+    fail_if_missing,
     id_set,
     pattern_filter,
     refusal,
@@ -45,6 +48,8 @@ from millstream.store import secret_values as secrets_q
 router = APIRouter(tags=["Variable"], prefix="/variables")
 
 _KEY = re.compile(SECRET_KEY_PATTERN)
+#: How Airflow's bulk messages name them.
+VAR_KEYS = "variables with these keys"
 SORTABLE = ("key", "id", "_val", "description", "is_encrypted", "team_name")
 
 
@@ -116,12 +121,8 @@ def get_variables(
     who: ReadUser,
     page: PagingDep,
     order_by: OrderBy = None,
-    variable_key_pattern: Annotated[
-        str | None, Query(description="Case-insensitive substring match (SQL `ILIKE`); `|` for OR.")
-    ] = None,
-    variable_key_prefix_pattern: Annotated[
-        str | None, Query(description="Case-sensitive prefix match; `|` for OR.")
-    ] = None,
+    variable_key_pattern: NamePattern = None,
+    variable_key_prefix_pattern: NamePrefix = None,
 ) -> VariableCollectionResponse:
     """Variables, values masked; ``id`` orders by key (Millstream has no numeric ids)."""
     keys = parse_order(order_by, SORTABLE, "id")
@@ -189,8 +190,7 @@ def bulk_variables(body: BulkBody[VariableBody], store: StoreDep, who: EditUser)
             existing = set(_rows(conn))
             wanted = {e.key for e in action.entities}
             matched = wanted & existing
-            if action.action_on_existence == BulkActionOnExistence.FAIL and matched:
-                raise HTTPException(409, f"The variables with these keys: {id_set(matched)} already exist.")
+            fail_if_existing(action, matched, VAR_KEYS)
             for e in action.entities:
                 _storable(e.key)
             skip = action.action_on_existence == BulkActionOnExistence.SKIP
@@ -203,9 +203,7 @@ def bulk_variables(body: BulkBody[VariableBody], store: StoreDep, who: EditUser)
 
         def update(action: BulkUpdateAction[VariableBody], res: BulkActionResponse) -> None:
             existing = set(_rows(conn))
-            missing = {e.key for e in action.entities} - existing
-            if action.action_on_non_existence == BulkActionNotOnExistence.FAIL and missing:
-                raise HTTPException(404, f"The variables with these keys: {id_set(missing)} were not found.")
+            fail_if_missing(action, {e.key for e in action.entities} - existing, VAR_KEYS)
             for e in action.entities:
                 if e.key in existing:
                     _patch(conn, e, action.update_mask)
@@ -213,9 +211,7 @@ def bulk_variables(body: BulkBody[VariableBody], store: StoreDep, who: EditUser)
 
         def delete(action: BulkDeleteAction[VariableBody], res: BulkActionResponse) -> None:
             keys = entity_ids(action.entities, "key")
-            missing = set(keys) - set(_rows(conn))
-            if action.action_on_non_existence == BulkActionNotOnExistence.FAIL and missing:
-                raise HTTPException(404, f"The variables with these keys: {id_set(missing)} were not found.")
+            fail_if_missing(action, set(keys) - set(_rows(conn)), VAR_KEYS)
             for key in keys:
                 if secrets_q.delete_variable(conn, key):
                     res.success.append(key)
