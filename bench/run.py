@@ -10,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import bench_api_v2  # noqa: E402
 import bench_assets  # noqa: E402
 import bench_backfill  # noqa: E402
 import bench_deferred  # noqa: E402
@@ -32,6 +33,7 @@ def main() -> None:
     bench_assets.main()
     bench_scaleout.main()
     bench_ui.main()
+    bench_api_v2.main()
     bench_observability.main()
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
