@@ -96,6 +96,19 @@ def _airflow(request: Request) -> bool:
     return is_v2(request.url.path)
 
 
+def _out_of_range(exc: BaseException) -> bool:
+    """A number too large for the database's integers (SQLite raises OverflowError, which
+    SQLAlchemy wraps; PostgreSQL answers "out of range"): the request is wrong, not the server."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, OverflowError) or "out of range" in str(seen).lower():
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return False
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(MillstreamError)
     async def millstream_error(request: Request, exc: MillstreamError) -> Response:
@@ -151,6 +164,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
+        if _out_of_range(exc):
+            detail = "a number in the request is out of range: integers are at most 2**63-1"
+            if _airflow(request):
+                return JSONResponse({"detail": detail}, status_code=422)
+            return JSONResponse({"detail": detail, "type": "invalid"}, status_code=422)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         if _airflow(request):
             return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
