@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from millstream.api.prefixes import is_v2
@@ -162,13 +163,21 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        # Registered for these classes (not for Exception), so Starlette answers with it and
+        # does not re-raise; anything else of the same classes is still a 500 with its log.
+        if not _out_of_range(exc):
+            raise exc
+        detail = "a number in the request is out of range: integers are at most 2**63-1"
+        if _airflow(request):
+            return JSONResponse({"detail": detail}, status_code=422)
+        return JSONResponse({"detail": detail, "type": "invalid"}, status_code=422)
+
+    app.add_exception_handler(OverflowError, out_of_range)
+    app.add_exception_handler(StatementError, out_of_range)
+
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
-        if _out_of_range(exc):
-            detail = "a number in the request is out of range: integers are at most 2**63-1"
-            if _airflow(request):
-                return JSONResponse({"detail": detail}, status_code=422)
-            return JSONResponse({"detail": detail, "type": "invalid"}, status_code=422)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         if _airflow(request):
             return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
