@@ -67,7 +67,7 @@ schema = schemathesis.openapi.from_asgi("/api/v2/openapi.json", APP, headers=AUT
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors_and_documented_bodies(case):
     """Never a 500; a success's body is as documented. Error bodies are not checked against
     the document: Airflow's own are not as its document says (it declares 422 as FastAPI's
