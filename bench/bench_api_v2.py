@@ -16,29 +16,9 @@ import time
 import urllib.parse
 from typing import Any
 
+from bench_ui import WIDE  # the same 10 000-instance DAG the UI benchmark pages
 from common import SchedulerProcess, report
 
-WIDE = """
-from millstream import dag, task
-
-@dag(schedule=None)
-def wide():
-    @task
-    def items():
-        return [f"file_{i:05d}.csv" for i in range(10_000)]
-
-    @task(map_index_template="{{ name }}")
-    def process(name):
-        return len(name)
-
-    @task
-    def total(sizes):
-        print(sum(sizes))
-
-    total(process.expand(name=items()))
-
-wide()
-"""
 PAGE = 100
 
 
